@@ -1,0 +1,85 @@
+# psi: make builds everything, make check runs every test, make bench the benchmarks,
+# make install installs the lot. Honours PREFIX, DESTDIR, BINDIR, MANDIR, SYSCONFDIR.
+
+VERSION      := 0.1.0
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/sbin
+MANDIR       ?= $(PREFIX)/share/man
+SYSCONFDIR   ?= /etc
+SYSTEMDUNITDIR ?= /etc/systemd/system
+SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
+BASHCOMPDIR  ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR   ?= $(PREFIX)/share/zsh/vendor-completions
+DESTDIR      ?=
+
+CXX      ?= g++
+CXXFLAGS ?= -O2 -g
+CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Ilib -DPSI_VERSION='"$(VERSION)"' -MMD -MP
+LDLIBS   := -lnftables -lcap
+
+BUILD    := build
+PROGRAMS := psi-fw
+
+LIB_SOURCES  := $(filter-out %_test.cpp,$(wildcard lib/*/*.cpp))
+TEST_SOURCES := $(wildcard lib/*/*_test.cpp)
+LIB_OBJECTS  := $(LIB_SOURCES:%.cpp=$(BUILD)/%.o)
+TEST_OBJECTS := $(TEST_SOURCES:%.cpp=$(BUILD)/%.o)
+BINARIES     := $(PROGRAMS:%=$(BUILD)/%)
+
+.PHONY: all deps check unit bats bench install uninstall clean
+all: $(BINARIES) $(BUILD)/unit-tests
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/libpsi.a: $(LIB_OBJECTS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/psi-%: $(BUILD)/cmd/psi-%/main.o $(BUILD)/libpsi.a
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/unit-tests: $(TEST_OBJECTS) $(BUILD)/libpsi.a
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lgtest -lgtest_main -pthread -o $@
+
+# Every Debian package the build, the tests and the benchmarks need; idempotent.
+deps:
+	@share/install-deps
+
+check: deps all
+	tests/run
+
+unit: all
+	$(BUILD)/unit-tests
+
+bench: deps all
+	tests/bench/run
+
+install: deps all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(SYSCONFDIR)/psiphon
+	install -m 755 $(BINARIES) $(DESTDIR)$(BINDIR)/
+	install -m 644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 completions/bash/* $(DESTDIR)$(BASHCOMPDIR)/
+	install -m 644 completions/zsh/* $(DESTDIR)$(ZSHCOMPDIR)/
+	install -m 644 share/sysusers.d/psi.conf $(DESTDIR)$(SYSUSERSDIR)/psi.conf
+	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' share/systemd/psi-fw-boot.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/psi-fw-boot.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/psi-fw-boot.service
+	chmod 700 $(DESTDIR)$(SYSCONFDIR)/psiphon
+	test -e $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf || \
+		install -m 600 share/psi.conf $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf
+	@if [ -z "$(DESTDIR)" ]; then share/create-users $(SYSUSERSDIR)/psi.conf; \
+		chown -R root:root $(BINDIR)/psi-* $(SYSCONFDIR)/psiphon; fi
+
+uninstall:
+	rm -f $(PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man8/psi-fw.8 \
+		$(DESTDIR)$(MANDIR)/man5/psi.conf.5 $(DESTDIR)$(SYSTEMDUNITDIR)/psi-fw-boot.service \
+		$(DESTDIR)$(SYSUSERSDIR)/psi.conf $(DESTDIR)$(BASHCOMPDIR)/psi-fw $(DESTDIR)$(ZSHCOMPDIR)/_psi-fw
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJECTS:.o=.d) $(TEST_OBJECTS:.o=.d) $(BINARIES:$(BUILD)/%=$(BUILD)/cmd/%/main.d)

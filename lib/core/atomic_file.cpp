@@ -1,0 +1,88 @@
+#include "core/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace psi {
+namespace {
+
+std::string directory_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return path.substr(0, slash);
+}
+
+void write_all(int fd, std::string_view content, const std::string& path) {
+    while (!content.empty()) {
+        ssize_t written = ::write(fd, content.data(), content.size());
+        if (written < 0) {
+            if (errno == EINTR) continue;
+            throw_system_error("cannot write " + path, errno);
+        }
+        content.remove_prefix(static_cast<std::size_t>(written));
+    }
+}
+
+}  // namespace
+
+FileLock::FileLock(const std::string& path, Wait wait) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd.is_open()) throw_system_error("cannot open lock " + path, errno);
+    int operation = LOCK_EX | (wait == Wait::fail_if_held ? LOCK_NB : 0);
+    while (::flock(fd.get(), operation) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK) return;  // not held
+        throw_system_error("cannot lock " + path, errno);
+    }
+    fd_ = std::move(fd);
+}
+
+void write_file_atomically(const std::string& path, std::string_view content, mode_t mode) {
+    FileLock lock(path + ".lock");
+    std::string temporary = path + ".XXXXXX";
+    std::vector<char> name(temporary.begin(), temporary.end());
+    name.push_back('\0');
+    UniqueFd fd(::mkostemp(name.data(), O_CLOEXEC));
+    if (!fd.is_open()) throw_system_error("cannot create a temporary file beside " + path, errno);
+    temporary = name.data();
+    try {
+        if (::fchmod(fd.get(), mode) != 0) throw_system_error("cannot set the mode of " + temporary, errno);
+        write_all(fd.get(), content, temporary);
+        if (::fsync(fd.get()) != 0) throw_system_error("cannot flush " + temporary, errno);
+        fd.reset();
+        if (::rename(temporary.c_str(), path.c_str()) != 0)
+            throw_system_error("cannot replace " + path, errno);
+    } catch (...) {
+        ::unlink(temporary.c_str());
+        throw;
+    }
+    UniqueFd directory(::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (directory.is_open()) ::fsync(directory.get());
+}
+
+std::string read_file(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.is_open()) throw_system_error("cannot read " + path, errno);
+    std::string content;
+    char buffer[65536];
+    while (true) {
+        ssize_t count = ::read(fd.get(), buffer, sizeof buffer);
+        if (count < 0) {
+            if (errno == EINTR) continue;
+            throw_system_error("cannot read " + path, errno);
+        }
+        if (count == 0) break;
+        content.append(buffer, static_cast<std::size_t>(count));
+    }
+    return content;
+}
+
+}  // namespace psi

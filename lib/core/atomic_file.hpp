@@ -1,0 +1,31 @@
+// Files that are either wholly old or wholly new: a temporary file in the same directory,
+// fsync, rename, fsync of the directory; writers serialised by a lock file.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+
+#include "core/unique_fd.hpp"
+
+namespace psi {
+
+// An exclusive flock on `path` (created with mode 600 if missing), held while alive.
+class FileLock {
+public:
+    enum class Wait { block, fail_if_held };
+    explicit FileLock(const std::string& path, Wait wait = Wait::block);
+    bool is_held() const { return fd_.is_open(); }
+
+private:
+    UniqueFd fd_;
+};
+
+// Replaces `path` with `content` atomically, under the lock `path + ".lock"`.
+void write_file_atomically(const std::string& path, std::string_view content, mode_t mode);
+
+// Reads a whole file; throws psi::Error naming the path.
+std::string read_file(const std::string& path);
+
+}  // namespace psi

@@ -1,0 +1,92 @@
+#include "core/privileges.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <memory>
+
+#include "core/error.hpp"
+
+namespace psi {
+namespace {
+
+struct CapFree {
+    void operator()(void* pointer) const { cap_free(pointer); }
+};
+using CapState = std::unique_ptr<std::remove_pointer_t<cap_t>, CapFree>;
+
+std::optional<unsigned> parse_id(const std::string& text) {
+    unsigned id = 0;
+    auto result = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (text.empty() || result.ec != std::errc() || result.ptr != text.data() + text.size())
+        return std::nullopt;
+    return id;
+}
+
+void check(int result, const char* step) {
+    if (result != 0) throw_system_error(std::string("cannot drop privileges (") + step + ")", errno);
+}
+
+}  // namespace
+
+UserIdentity lookup_user(const std::string& user, const std::string& group) {
+    UserIdentity identity;
+    if (auto uid = parse_id(user)) {
+        identity = {user, *uid, *uid};
+    } else {
+        const passwd* entry = ::getpwnam(user.c_str());
+        if (!entry) throw Error("user " + user + " does not exist (sudo make install creates it)");
+        identity = {user, entry->pw_uid, entry->pw_gid};
+    }
+    if (group.empty()) return identity;
+    if (auto gid = parse_id(group)) {
+        identity.gid = *gid;
+    } else {
+        const struct group* entry = ::getgrnam(group.c_str());
+        if (!entry) throw Error("group " + group + " does not exist (sudo make install creates it)");
+        identity.gid = entry->gr_gid;
+    }
+    return identity;
+}
+
+void drop_privileges(const UserIdentity& identity, const std::vector<cap_value_t>& keep) {
+    if (identity.uid == 0) throw Error("refusing to drop privileges to uid 0");
+    for (cap_value_t capability = 0; capability < static_cast<cap_value_t>(cap_max_bits()); ++capability) {
+        bool is_kept = std::find(keep.begin(), keep.end(), capability) != keep.end();
+        if (!is_kept && cap_drop_bound(capability) != 0 && errno != EINVAL) check(-1, "bounding set");
+    }
+    check(::prctl(PR_SET_KEEPCAPS, keep.empty() ? 0 : 1, 0, 0, 0), "keepcaps");
+    check(::setgroups(0, nullptr), "setgroups");
+    check(::setresgid(identity.gid, identity.gid, identity.gid), "setresgid");
+    check(::setresuid(identity.uid, identity.uid, identity.uid), "setresuid");
+
+    CapState capabilities(cap_init());
+    if (!capabilities) throw_system_error("cannot drop privileges (cap_init)", errno);
+    if (!keep.empty()) {
+        check(cap_set_flag(capabilities.get(), CAP_PERMITTED, static_cast<int>(keep.size()), keep.data(), CAP_SET), "cap_set_flag");
+        check(cap_set_flag(capabilities.get(), CAP_EFFECTIVE, static_cast<int>(keep.size()), keep.data(), CAP_SET), "cap_set_flag");
+    }
+    check(cap_set_proc(capabilities.get()), "cap_set_proc");
+    check(cap_reset_ambient(), "ambient");
+    check(::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "keepcaps");
+    check(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
+
+    if (::setuid(0) == 0 || ::geteuid() != identity.uid || ::getegid() != identity.gid)
+        throw Error("cannot drop privileges: root could be regained");
+}
+
+std::string current_capabilities() {
+    CapState capabilities(cap_get_proc());
+    if (!capabilities) return "?";
+    char* text = cap_to_text(capabilities.get(), nullptr);
+    std::string result = text ? text : "?";
+    cap_free(text);
+    return result;
+}
+
+}  // namespace psi

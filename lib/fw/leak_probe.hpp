@@ -1,0 +1,28 @@
+// Active proof for `psi-fw verify`: as a user that is not the tunnel user, try a TCP
+// connection and a DNS query, unbound and bound to each uplink; each must be stopped at once
+// by the kill switch's own reject rules (their counters must move), never answered.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace psi::fw {
+
+struct ProbeTargets {
+    std::string ipv4 = "192.0.2.1";    // TEST-NET-1: harmless should a probe ever leave
+    std::string ipv6 = "2001:db8::1";  // documentation prefix
+    std::uint16_t tcp_port = 443;
+    std::string probe_user = "nobody";
+};
+
+struct ProbeResult {
+    std::string name;    // "tcp-ipv4", "dns-ipv6", ...
+    std::string device;  // "" when unbound
+    bool passed = false;
+    std::string verdict;
+};
+
+std::vector<ProbeResult> run_leak_probes(const ProbeTargets& targets, const std::string& tun_name);
+
+}  // namespace psi::fw

@@ -1,0 +1,45 @@
+#include "fw/policy.hpp"
+
+#include <arpa/inet.h>
+
+#include <array>
+#include <cstdlib>
+
+#include "core/error.hpp"
+#include "core/privileges.hpp"
+
+namespace psi::fw {
+
+const char* mode_name(Mode mode) { return mode == Mode::tunnel ? "tunnel" : "blocked"; }
+
+std::string network_of(const std::string& address_with_prefix) {
+    auto slash = address_with_prefix.find('/');
+    if (slash == std::string::npos) throw Error("not an address with a prefix: " + address_with_prefix);
+    std::string address = address_with_prefix.substr(0, slash);
+    int length = std::atoi(address_with_prefix.c_str() + slash + 1);
+    int family = address.find(':') == std::string::npos ? AF_INET : AF_INET6;
+    std::array<unsigned char, 16> bytes{};
+    int byte_count = family == AF_INET ? 4 : 16;
+    if (inet_pton(family, address.c_str(), bytes.data()) != 1 || length < 0 || length > byte_count * 8)
+        throw Error("not an address with a prefix: " + address_with_prefix);
+    for (int bit = length; bit < byte_count * 8; ++bit)
+        bytes[static_cast<std::size_t>(bit / 8)] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(family, bytes.data(), text, sizeof text);
+    return std::string(text) + "/" + std::to_string(length);
+}
+
+Policy make_policy(const Config& config, Mode mode) {
+    Policy policy;
+    policy.mode = mode;
+    if (mode == Mode::tunnel) policy.tunnel_uid = lookup_user(config.tunnel_user).uid;
+    policy.tun_name = config.tun_name;
+    policy.tun_network_ipv4 = network_of(config.tun_address_ipv4);
+    policy.tun_network_ipv6 = network_of(config.tun_address_ipv6);
+    policy.dns_ipv4 = config.tun_dns_ipv4;
+    policy.dns_ipv6 = config.tun_dns_ipv6;
+    policy.allow_lan = config.allow_lan;
+    return policy;
+}
+
+}  // namespace psi::fw
