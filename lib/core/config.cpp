@@ -8,9 +8,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 
 namespace psi {
@@ -172,11 +171,13 @@ Config load_config(const std::string& path) {
                         ": it must be owned by root and writable only by root (chmod 600)",
                     exit_status::usage);
 
-    std::ifstream file(path, std::ios::binary);
-    std::ostringstream text;
-    text << file.rdbuf();
-    if (!file) throw Error("cannot read config " + path, exit_status::usage);
-    return parse_config(text.str(), path);
+    std::string text;
+    try {
+        text = read_file(path);
+    } catch (const Error& error) {
+        throw Error(error.what(), exit_status::usage);
+    }
+    return parse_config(text, path);
 }
 
 }  // namespace psi

@@ -1,0 +1,117 @@
+// Runs against the real kernel, in a network namespace of its own (needs root).
+#include "fw/kill_switch.hpp"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "core/error.hpp"
+#include "fw/nft_context.hpp"
+#include "fw/ruleset.hpp"
+
+namespace psi::fw {
+namespace {
+
+class KillSwitchInNamespace : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        ASSERT_EQ(::geteuid(), 0u) << "these tests load nftables rules: run them as root";
+        ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "cannot create a network namespace";
+    }
+    void SetUp() override {
+        NftContext().run(render_delete_script());
+        config_.tunnel_user = "1500";
+    }
+    Config config_;
+};
+
+TEST_F(KillSwitchInNamespace, UpLoadsTheTableAndUpTwiceIsANoOp) {
+    KillSwitch kill_switch(config_);
+    EXPECT_FALSE(kill_switch.status().is_loaded);
+    EXPECT_EQ(kill_switch.apply(Mode::tunnel), Change::applied);
+    EXPECT_EQ(kill_switch.apply(Mode::tunnel), Change::unchanged);
+    KillSwitchStatus status = kill_switch.status();
+    EXPECT_TRUE(status.is_intact());
+    EXPECT_EQ(status.mode, Mode::tunnel);
+}
+
+TEST_F(KillSwitchInNamespace, BootPolicyIsRecognisedAsBlocked) {
+    KillSwitch kill_switch(config_);
+    kill_switch.apply(Mode::blocked);
+    EXPECT_EQ(kill_switch.status().mode, Mode::blocked);
+    EXPECT_EQ(kill_switch.apply(Mode::tunnel), Change::applied);
+    EXPECT_EQ(kill_switch.status().mode, Mode::tunnel);
+}
+
+TEST_F(KillSwitchInNamespace, AFailedTransactionLeavesThePreviousTable) {
+    KillSwitch kill_switch(config_);
+    kill_switch.apply(Mode::tunnel);
+    Table broken = build_table(make_policy(config_, Mode::tunnel));
+    broken.chains.back().rules.push_back({"broken", "jump no_such_chain"});
+    EXPECT_THROW(NftContext().run(render_replace_script(broken)), Error);
+    EXPECT_TRUE(kill_switch.status().is_intact());
+}
+
+TEST_F(KillSwitchInNamespace, StatusNamesEachDifference) {
+    KillSwitch kill_switch(config_);
+    kill_switch.apply(Mode::tunnel);
+    NftContext().run("add rule inet psiphon_filter output accept\n"
+                     "add chain inet psiphon_filter input { policy accept; }\n");
+    KillSwitchStatus status = kill_switch.status();
+    EXPECT_FALSE(status.is_intact());
+    ASSERT_EQ(status.differences.size(), 2u);
+    EXPECT_NE(status.differences[0].find("chain input: "), std::string::npos);
+    EXPECT_NE(status.differences[0].find("policy accept, expected"), std::string::npos);
+    EXPECT_NE(status.differences[1].find("chain output: unexpected rule \"handle"), std::string::npos);
+    EXPECT_EQ(kill_switch.apply(Mode::tunnel), Change::applied);
+    EXPECT_TRUE(kill_switch.status().is_intact());
+}
+
+TEST_F(KillSwitchInNamespace, AllowLanIsADifferenceWhenTheConfigDoesNotAllowIt) {
+    Config lan = config_;
+    lan.allow_lan = true;
+    KillSwitch(lan).apply(Mode::tunnel);
+    KillSwitchStatus status = KillSwitch(config_).status();
+    EXPECT_FALSE(status.is_intact());
+    EXPECT_EQ(status.mode, std::nullopt);
+    bool is_named = false;
+    for (const auto& difference : status.differences)
+        is_named = is_named || difference == "chain output: unexpected rule \"lan-not-tun-network-ipv4\"";
+    EXPECT_TRUE(is_named);
+}
+
+TEST_F(KillSwitchInNamespace, OtherTablesAreNeverTouched) {
+    NftContext nft;
+    nft.run("table ip other { chain c { type filter hook output priority 0; policy accept;\n counter\n }\n }\n");
+    const std::string before = nft.list_table_json("ip", "other").value();
+    KillSwitch kill_switch(config_);
+    kill_switch.apply(Mode::tunnel);
+    kill_switch.apply(Mode::blocked);
+    EXPECT_TRUE(kill_switch.remove());
+    EXPECT_EQ(nft.list_table_json("ip", "other").value(), before);
+    nft.run("delete table ip other\n");
+}
+
+TEST_F(KillSwitchInNamespace, DownRemovesOnlyItsTableAndSaysWhetherThereWasOne) {
+    KillSwitch kill_switch(config_);
+    EXPECT_FALSE(kill_switch.remove());
+    kill_switch.apply(Mode::tunnel);
+    EXPECT_TRUE(kill_switch.remove());
+    EXPECT_FALSE(kill_switch.status().is_loaded);
+}
+
+TEST_F(KillSwitchInNamespace, AMissingTunnelUserIsAClearError) {
+    Config config = config_;
+    config.tunnel_user = "no-such-user-psi";
+    try {
+        KillSwitch(config).apply(Mode::tunnel);
+        FAIL();
+    } catch (const Error& error) {
+        EXPECT_STREQ(error.what(), "user no-such-user-psi does not exist (sudo make install creates it)");
+    }
+    EXPECT_FALSE(KillSwitch(config_).status().is_loaded);
+}
+
+}  // namespace
+}  // namespace psi::fw
