@@ -18,6 +18,7 @@ CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Ilib -DPSI_VERSION='"$(VERSION)"' 
 LDLIBS   := -lnftables -lcap
 
 BUILD    := build
+JOBS     := $(shell nproc 2>/dev/null || echo 2)
 PROGRAMS := psi-fw
 
 LIB_SOURCES  := $(filter-out %_test.cpp,$(wildcard lib/*/*.cpp))
@@ -46,16 +47,19 @@ $(BUILD)/unit-tests: $(TEST_OBJECTS) $(BUILD)/libpsi.a
 deps:
 	@share/install-deps
 
-check: deps all
+check: deps
+	$(MAKE) -j$(JOBS) all
 	tests/run
 
 unit: all
 	$(BUILD)/unit-tests
 
-bench: deps all
+bench: deps
+	$(MAKE) -j$(JOBS) all
 	tests/bench/run
 
-install: deps all
+install: deps
+	$(MAKE) -j$(JOBS) all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(BASHCOMPDIR) \
 		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(SYSCONFDIR)/psiphon

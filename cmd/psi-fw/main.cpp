@@ -1,4 +1,6 @@
 // psi-fw: the nftables kill switch. Wires the command line to psi::fw and prints results.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -53,8 +55,8 @@ void print_status(const fw::KillSwitchStatus& status, const Config& config) {
                         config.allow_lan ? " but LAN traffic" : "");
         return;
     }
-    std::printf("kill switch: loaded but differs from the expected table (%zu differences)\n",
-                status.differences.size());
+    std::printf("kill switch: loaded but differs from the expected table (%zu difference%s)\n",
+                status.differences.size(), status.differences.size() == 1 ? "" : "s");
     for (const auto& difference : status.differences) std::printf("  %s\n", difference.c_str());
 }
 
@@ -90,7 +92,8 @@ int command_apply(const Options& options, fw::Mode mode) {
 }
 
 int command_down(const Options& options) {
-    fw::KillSwitch kill_switch(load(options));
+    // Removing the table needs no setting, so a broken config never keeps the switch locked.
+    fw::KillSwitch kill_switch(Config{});
     const bool was_loaded = kill_switch.remove();
     if (options.common.is_json) {
         json::Value document = json::Object{};
@@ -181,6 +184,8 @@ int main(int argc, char** argv) {
     verify->add_option("--probe-user", options.probe_targets.probe_user, "User the probes run as")->capture_default_str();
 
     return run_program(app, argc, argv, options.common, [&]() -> int {
+        if (!*print && ::geteuid() != 0)
+            throw Error("psi-fw changes and reads the kernel's firewall: run it as root", exit_status::failure);
         if (*up) return command_apply(options, fw::Mode::tunnel);
         if (*boot) return command_apply(options, fw::Mode::blocked);
         if (*down) return command_down(options);

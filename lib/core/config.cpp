@@ -54,15 +54,34 @@ bool is_address(int family, const std::string& text) {
     return inet_pton(family, text.c_str(), buffer.data()) == 1;
 }
 
+// A TUN prefix: long enough to be a private subnet, short enough to hold the addresses .1 to .3.
 bool is_prefix(int family, const std::string& text) {
     auto slash = text.find('/');
     if (slash == std::string::npos) return false;
     const std::string length = text.substr(slash + 1);
-    const int max_length = family == AF_INET ? 32 : 128;
+    const int min_length = family == AF_INET ? 8 : 16;
+    const int max_length = family == AF_INET ? 30 : 126;
     if (length.empty() || length.size() > 3 ||
         length.find_first_not_of("0123456789") != std::string::npos)
         return false;
-    return std::stoi(length) <= max_length && is_address(family, text.substr(0, slash));
+    const int value = std::stoi(length);
+    return value >= min_length && value <= max_length && is_address(family, text.substr(0, slash));
+}
+
+// Whether `address` lies inside `prefix` ("10.200.3.1/24").
+bool is_inside(int family, const std::string& address, const std::string& prefix) {
+    std::array<unsigned char, 16> a{}, b{};
+    auto slash = prefix.find('/');
+    if (inet_pton(family, address.c_str(), a.data()) != 1 ||
+        inet_pton(family, prefix.substr(0, slash).c_str(), b.data()) != 1)
+        return false;
+    const int length = std::stoi(prefix.substr(slash + 1));
+    for (int bit = 0; bit < length; ++bit) {
+        const auto index = static_cast<std::size_t>(bit / 8);
+        const unsigned mask = 0x80u >> (bit % 8);
+        if ((a[index] & mask) != (b[index] & mask)) return false;
+    }
+    return true;
 }
 
 using StringField = std::string Config::*;
@@ -93,10 +112,12 @@ void check_string(std::string_view source, const StringKey& key, const json::Val
             if (text.empty()) fail_at(source, value, key.name, "must not be empty");
             break;
         case Check::interface_name:
+            // No '*' (an nft wildcard), no quotes, no path or shell characters.
             if (text.empty() || text.size() >= IFNAMSIZ ||
-                text.find_first_of("/ \t\n\"") != std::string::npos)
+                text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+                    std::string::npos)
                 fail_at(source, value, key.name,
-                        "must be an interface name of 1 to 15 characters without spaces or '/'");
+                        "must be an interface name of 1 to 15 letters, digits, '_', '.' or '-'");
             break;
         case Check::ipv4:
             if (!is_address(AF_INET, text)) fail_at(source, value, key.name, "must be an IPv4 address");
@@ -106,11 +127,11 @@ void check_string(std::string_view source, const StringKey& key, const json::Val
             break;
         case Check::ipv4_prefix:
             if (!is_prefix(AF_INET, text))
-                fail_at(source, value, key.name, "must be an IPv4 address with a prefix length, such as 10.200.3.1/24");
+                fail_at(source, value, key.name, "must be an IPv4 address with a prefix length from 8 to 30, such as 10.200.3.1/24");
             break;
         case Check::ipv6_prefix:
             if (!is_prefix(AF_INET6, text))
-                fail_at(source, value, key.name, "must be an IPv6 address with a prefix length, such as fd42:42:42::1/64");
+                fail_at(source, value, key.name, "must be an IPv6 address with a prefix length from 16 to 126, such as fd42:42:42::1/64");
             break;
         case Check::path:
             if (text.empty() || text.front() != '/') fail_at(source, value, key.name, "must be an absolute path");
@@ -122,6 +143,36 @@ bool is_psiphon_key(std::string_view key) {
     for (const char* known : psiphon_keys)
         if (key == known) return true;
     return false;
+}
+
+// The types of the Psiphon keys that psi's programs read.
+void check_psiphon_value(std::string_view source, std::string_view key, const json::Value& value) {
+    static constexpr std::array string_keys = {"PropagationChannelId", "SponsorId", "ClientVersion",
+                                               "ClientPlatform", "EgressRegion", "RemoteServerListUrl",
+                                               "RemoteServerListSignaturePublicKey", "ServerEntrySignaturePublicKey",
+                                               "TargetServerEntry", "UpstreamProxyUrl", "UpstreamProxyURL"};
+    static constexpr std::array port_keys = {"LocalSocksProxyPort", "LocalHttpProxyPort"};
+    static constexpr std::array string_list_keys = {"LimitTunnelProtocols", "BootstrapDNSServers"};
+    for (const char* name : string_keys)
+        if (key == name) read_string(source, key, value);
+    for (const char* name : port_keys) {
+        if (key != name) continue;
+        if (!value.is_number() || value.as_double() != static_cast<double>(static_cast<long>(value.as_double())) ||
+            value.as_double() < 0 || value.as_double() > 65535)
+            fail_at(source, value, key, "must be a port number from 0 to 65535");
+    }
+    for (const char* name : string_list_keys) {
+        if (key != name) continue;
+        if (!value.is_array()) fail_at(source, value, key, "must be a list of strings");
+        for (const json::Value& item : value.as_array())
+            if (!item.is_string()) fail_at(source, item, key, "must be a list of strings");
+    }
+    if (key == "EstablishTunnelTimeoutSeconds" && (!value.is_number() || value.as_double() < 0))
+        fail_at(source, value, key, "must be a number of seconds");
+    if (key == "BootstrapDNSServers")
+        for (const json::Value& item : value.as_array())
+            if (!is_address(AF_INET, item.as_string()) && !is_address(AF_INET6, item.as_string()))
+                fail_at(source, item, key, "must list IP addresses");
 }
 
 }  // namespace
@@ -150,10 +201,22 @@ Config parse_config(std::string_view text, std::string_view source) {
             config.*string_key.field = std::move(text);
             is_psi_key = true;
         }
-        if (!is_psi_key && !is_psiphon_key(key))
-            config.warnings.push_back(std::string(source) + " line " + std::to_string(value.line()) +
+        if (is_psi_key) continue;
+        if (is_psiphon_key(key)) {
+            check_psiphon_value(source, key, value);
+            continue;
+        }
+        config.warnings.push_back(std::string(source) + " line " + std::to_string(value.line()) +
                                       ": unknown key " + key + " (ignored)");
     }
+    auto value_of = [&](const char* key, const char* other_key) -> const json::Value& {
+        if (const json::Value* value = document.find(key)) return *value;
+        return *document.find(other_key);  // one of the two was set, or the defaults would agree
+    };
+    if (!is_inside(AF_INET, config.tun_dns_ipv4, config.tun_address_ipv4))
+        fail_at(source, value_of("TunDnsIPv4", "TunAddressIPv4"), "TunDnsIPv4", "must lie inside TunAddressIPv4");
+    if (!is_inside(AF_INET6, config.tun_dns_ipv6, config.tun_address_ipv6))
+        fail_at(source, value_of("TunDnsIPv6", "TunAddressIPv6"), "TunDnsIPv6", "must lie inside TunAddressIPv6");
     config.document = std::move(document);
     config.path = std::string(source);
     return config;

@@ -31,7 +31,8 @@ TEST(Config, DefaultsMatchTheDesign) {
 
 TEST(Config, ReadsPsiKeysAndKeepsPsiphonKeys) {
     Config config = parse_config(R"({"SponsorId": "FFFF", "TunName": "tun7", "AllowLan": true,
-        "TunDnsIPv4": "10.9.0.2", "LocalSocksProxyPort": 1081})", "psi.conf");
+        "TunAddressIPv4": "10.9.0.1/24", "TunDnsIPv4": "10.9.0.2", "LocalSocksProxyPort": 1081,
+        "BootstrapDNSServers": ["192.0.2.53", "2001:db8::53"]})", "psi.conf");
     EXPECT_EQ(config.tun_name, "tun7");
     EXPECT_TRUE(config.allow_lan);
     EXPECT_EQ(config.tun_dns_ipv4, "10.9.0.2");
@@ -56,6 +57,15 @@ TEST(Config, BadValuesNameTheKeyAndLine) {
     EXPECT_NE(error_of("{\"TunName\": \"a-very-long-interface\"}").find("TunName must be an interface name"), std::string::npos);
     EXPECT_EQ(error_of("{\"TunName\": 5}"), "psi.conf line 1: TunName must be a string");
     EXPECT_EQ(error_of("{\"RunDirectory\": \"run\"}"), "psi.conf line 1: RunDirectory must be an absolute path");
+    EXPECT_NE(error_of("{\"TunAddressIPv4\": \"0.0.0.0/0\"}").find("prefix length from 8 to 30"), std::string::npos);
+    EXPECT_EQ(error_of("{\"TunName\": \"eth*\"}").find("psi.conf line 1: TunName must be an interface name"), 0u);
+    EXPECT_EQ(error_of("{\"TunDnsIPv4\": \"10.9.0.2\"}"), "psi.conf line 1: TunDnsIPv4 must lie inside TunAddressIPv4");
+    EXPECT_EQ(error_of("{\n\"TunAddressIPv6\": \"fd00:1::1/64\"}"), "psi.conf line 2: TunDnsIPv6 must lie inside TunAddressIPv6");
+    EXPECT_EQ(error_of("{\"LocalSocksProxyPort\": \"abc\"}"), "psi.conf line 1: LocalSocksProxyPort must be a port number from 0 to 65535");
+    EXPECT_EQ(error_of("{\"LocalHttpProxyPort\": 70000}"), "psi.conf line 1: LocalHttpProxyPort must be a port number from 0 to 65535");
+    EXPECT_EQ(error_of("{\"LimitTunnelProtocols\": [\"OSSH\", 1]}"), "psi.conf line 1: LimitTunnelProtocols must be a list of strings");
+    EXPECT_EQ(error_of("{\"BootstrapDNSServers\": [\"resolver\"]}"), "psi.conf line 1: BootstrapDNSServers must list IP addresses");
+    EXPECT_EQ(error_of("{\"SponsorId\": 7}"), "psi.conf line 1: SponsorId must be a string");
     EXPECT_EQ(error_of("[1]"), "psi.conf: the config must be a JSON object");
     EXPECT_EQ(error_of("{\"a\": }"), "psi.conf line 1: unexpected character '}'");
 }

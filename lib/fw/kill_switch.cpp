@@ -1,6 +1,9 @@
 #include "fw/kill_switch.hpp"
 
+#include <chrono>
+
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "fw/nft_context.hpp"
 #include "fw/ruleset.hpp"
 
@@ -13,10 +16,16 @@ std::string KillSwitch::script(Mode mode) const {
 Change KillSwitch::apply(Mode mode) {
     const Table table = build_table(make_policy(config_, mode));
     const ListedTable expected = render_expected({table}).front();
-    if (auto current = read_kernel_table(); current && compare_tables(expected, *current).empty())
+    if (auto current = read_kernel_table(); current && compare_tables(expected, *current).empty()) {
+        log::debug(std::string("the kernel already holds the ") + mode_name(mode) + " policy");
         return Change::unchanged;
+    }
 
+    const auto start = std::chrono::steady_clock::now();
     NftContext().run(render_replace_script(table));
+    const auto elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
+    log::debug(std::string("loaded the ") + mode_name(mode) + " policy in one transaction (" +
+               std::to_string(elapsed.count()) + " ms)");
 
     auto loaded = read_kernel_table();
     if (!loaded) throw Error("the kill switch table is absent right after loading it");

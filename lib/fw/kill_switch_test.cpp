@@ -68,6 +68,15 @@ TEST_F(KillSwitchInNamespace, StatusNamesEachDifference) {
     EXPECT_TRUE(kill_switch.status().is_intact());
 }
 
+TEST_F(KillSwitchInNamespace, ObjectsAddedToTheTableAreDifferences) {
+    KillSwitch kill_switch(config_);
+    kill_switch.apply(Mode::tunnel);
+    NftContext().run("add set inet psiphon_filter allowed { type ipv4_addr; }\n");
+    KillSwitchStatus status = kill_switch.status();
+    ASSERT_EQ(status.differences.size(), 1u);
+    EXPECT_EQ(status.differences[0], "unexpected set allowed");
+}
+
 TEST_F(KillSwitchInNamespace, AllowLanIsADifferenceWhenTheConfigDoesNotAllowIt) {
     Config lan = config_;
     lan.allow_lan = true;

@@ -21,7 +21,7 @@
 namespace psi::fw {
 namespace {
 
-constexpr int timeout_ms = 2000;
+constexpr int timeout_ms = 1000;
 
 // What a probe saw, passed from the unprivileged child as its exit status.
 enum Outcome : int {
@@ -54,13 +54,15 @@ sockaddr_storage make_address(int family, const std::string& text, std::uint16_t
         auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
         v4->sin_family = AF_INET;
         v4->sin_port = htons(port);
-        if (inet_pton(AF_INET, text.c_str(), &v4->sin_addr) != 1) throw Error("not an IPv4 address: " + text);
+        if (inet_pton(AF_INET, text.c_str(), &v4->sin_addr) != 1)
+            throw Error("--probe-ipv4: not an IPv4 address: " + text, exit_status::usage);
         length = sizeof(sockaddr_in);
     } else {
         auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons(port);
-        if (inet_pton(AF_INET6, text.c_str(), &v6->sin6_addr) != 1) throw Error("not an IPv6 address: " + text);
+        if (inet_pton(AF_INET6, text.c_str(), &v6->sin6_addr) != 1)
+            throw Error("--probe-ipv6: not an IPv6 address: " + text, exit_status::usage);
         length = sizeof(sockaddr_in6);
     }
     return address;
@@ -148,7 +150,13 @@ ProbeResult judge(const Probe& probe, const std::string& device, Outcome outcome
     ProbeResult result{probe.name, device, false, ""};
     switch (outcome) {
         case answered: result.verdict = "answered: traffic leaves outside the tunnel"; break;
-        case timed_out: result.verdict = "no answer within 2 s: packets may have left (a kill switch rejects at once)"; break;
+        case timed_out:
+            // Bound to a link without an address, the kill switch's reset cannot come back;
+            // the counter still proves the packet was stopped here.
+            result.passed = was_counted;
+            result.verdict = was_counted ? "rejected by the kill switch"
+                                         : "no answer within 1 s: packets may have left (a kill switch rejects at once)";
+            break;
         case no_route:
             result.passed = true;
             result.verdict = "no route: nothing can leave";
@@ -167,6 +175,10 @@ ProbeResult judge(const Probe& probe, const std::string& device, Outcome outcome
 
 std::vector<ProbeResult> run_leak_probes(const ProbeTargets& targets, const std::string& tun_name) {
     const UserIdentity user = lookup_user(targets.probe_user);
+    if (user.uid == 0) throw Error("--probe-user: the probes must run as a user other than root", exit_status::usage);
+    socklen_t unused = 0;
+    make_address(AF_INET, targets.ipv4, 0, unused);
+    make_address(AF_INET6, targets.ipv6, 0, unused);
     std::vector<std::string> devices{""};
     for (const std::string& name : uplinks(tun_name)) devices.push_back(name);
 

@@ -29,11 +29,17 @@ std::string network_of(const std::string& address_with_prefix) {
     return std::string(text) + "/" + std::to_string(length);
 }
 
+std::string address_of(const std::string& address_with_prefix) {
+    return address_with_prefix.substr(0, address_with_prefix.find('/'));
+}
+
 Policy make_policy(const Config& config, Mode mode) {
     Policy policy;
     policy.mode = mode;
     if (mode == Mode::tunnel) policy.tunnel_uid = lookup_user(config.tunnel_user).uid;
     policy.tun_name = config.tun_name;
+    policy.tun_address_ipv4 = address_of(config.tun_address_ipv4);
+    policy.tun_address_ipv6 = address_of(config.tun_address_ipv6);
     policy.tun_network_ipv4 = network_of(config.tun_address_ipv4);
     policy.tun_network_ipv6 = network_of(config.tun_address_ipv6);
     policy.dns_ipv4 = config.tun_dns_ipv4;

@@ -26,6 +26,8 @@ struct Policy {
     Mode mode = Mode::tunnel;
     uid_t tunnel_uid = 0;
     std::string tun_name;
+    std::string tun_address_ipv4;  // "10.200.3.1": the engine's listener
+    std::string tun_address_ipv6;
     std::string tun_network_ipv4;  // "10.200.3.0/24"
     std::string tun_network_ipv6;  // "fd42:42:42::/64"
     std::string dns_ipv4;
@@ -39,5 +41,8 @@ Policy make_policy(const Config& config, Mode mode);
 
 // "10.200.3.1/24" -> "10.200.3.0/24"; throws psi::Error on a malformed prefix.
 std::string network_of(const std::string& address_with_prefix);
+
+// "10.200.3.1/24" -> "10.200.3.1".
+std::string address_of(const std::string& address_with_prefix);
 
 }  // namespace psi::fw

@@ -77,16 +77,24 @@ Chain output_chain(const Policy& policy) {
 }
 
 Chain input_chain(const Policy& policy) {
+    const std::string tun = quoted(policy.tun_name);
     Chain chain{"input", "input", "filter", "drop", {}};
     auto& rules = chain.rules;
     rules.push_back({"loopback", "iif \"lo\" accept"});
     if (policy.mode == Mode::tunnel) {
         rules.push_back({"tunnel-user-connections", "ct mark " + mark_text() + " accept"});
-        rules.push_back({"tun-established",
-                         "iifname " + quoted(policy.tun_name) + " ct state established,related accept"});
+        rules.push_back({"tun-established", "iifname " + tun + " ct state established,related accept"});
+        // The packet engine's NAT legs: new TCP connections from the TUN's network to the
+        // engine's listener on the TUN address (TUN.md §3.11). Nothing else may come in.
+        rules.push_back({"tun-engine-ipv4", "iifname " + tun + " ip saddr " + policy.tun_network_ipv4 +
+                                                " ip daddr " + policy.tun_address_ipv4 + " meta l4proto tcp accept"});
+        rules.push_back({"tun-engine-ipv6", "iifname " + tun + " ip6 saddr " + policy.tun_network_ipv6 +
+                                                " ip6 daddr " + policy.tun_address_ipv6 + " meta l4proto tcp accept"});
     }
     add_link_rules_in(rules);
     if (policy.allow_lan) {
+        rules.push_back({"tun-network-spoofed-ipv4", "ip saddr " + policy.tun_network_ipv4 + " drop"});
+        rules.push_back({"tun-network-spoofed-ipv6", "ip6 saddr " + policy.tun_network_ipv6 + " drop"});
         rules.push_back({"lan-ipv4", "ip saddr " + lan_ipv4 + " accept"});
         rules.push_back({"lan-ipv6", "ip6 saddr " + lan_ipv6 + " accept"});
     }

@@ -15,6 +15,8 @@ Policy test_policy(Mode mode, bool allow_lan = false) {
     policy.mode = mode;
     policy.tunnel_uid = 1500;
     policy.tun_name = "PsiphonTUN";
+    policy.tun_address_ipv4 = "10.200.3.1";
+    policy.tun_address_ipv6 = "fd42:42:42::1";
     policy.tun_network_ipv4 = "10.200.3.0/24";
     policy.tun_network_ipv6 = "fd42:42:42::/64";
     policy.dns_ipv4 = "10.200.3.2";
@@ -81,6 +83,18 @@ TEST(Ruleset, OutputEndsInRejectSoApplicationsFailAtOnce) {
     ASSERT_GE(output.rules.size(), 2u);
     EXPECT_EQ(output.rules[output.rules.size() - 2].name, "reject-tcp");
     EXPECT_EQ(output.rules.back().statement, "counter reject with icmpx admin-prohibited");
+}
+
+TEST(Ruleset, OnlyTheEnginesNatLegsMayComeInNewFromTheTun) {
+    const Chain input = chain(build_table(test_policy(Mode::tunnel)), "input");
+    for (const Rule& rule : input.rules) {
+        if (rule.statement.find("iifname \"PsiphonTUN\"") == std::string::npos) continue;
+        const bool is_engine = rule.name.rfind("tun-engine-", 0) == 0;
+        const bool is_established = rule.statement.find("ct state established,related") != std::string::npos;
+        EXPECT_TRUE(is_engine || is_established) << rule.name;
+    }
+    EXPECT_EQ(input.rules[static_cast<std::size_t>(position(input, "tun-engine-ipv4"))].statement,
+              "iifname \"PsiphonTUN\" ip saddr 10.200.3.0/24 ip daddr 10.200.3.1 meta l4proto tcp accept");
 }
 
 TEST(Ruleset, BlockedPolicyNamesNoUserAndNoTun) {

@@ -137,6 +137,9 @@ ListedTable parse_listing(const std::string& json_text) {
                 listed.packets = strip_counters(listed.match.as_array());
             }
             chain->rules.push_back(std::move(listed));
+        } else if (!item.find("metainfo") && !item.find("table") && item.is_object() && !item.as_object().empty()) {
+            const auto& [kind, object] = item.as_object().front();
+            table.other_objects.push_back(kind + " " + string_member(object, "name"));
         }
     }
     return table;
@@ -157,6 +160,9 @@ std::vector<std::string> compare_tables(const ListedTable& expected, const Liste
     }
     for (const ListedChain& chain : actual.chains)
         if (!expected.find_chain(chain.name)) differences.push_back("unexpected chain " + chain.name);
+    for (const std::string& object : actual.other_objects)
+        if (std::find(expected.other_objects.begin(), expected.other_objects.end(), object) == expected.other_objects.end())
+            differences.push_back("unexpected " + object);
     return differences;
 }
 

@@ -28,6 +28,7 @@ struct ListedChain {
 
 struct ListedTable {
     std::vector<ListedChain> chains;
+    std::vector<std::string> other_objects;  // sets, maps, ... ("set blocked"): psi-fw makes none
     const ListedChain* find_chain(const std::string& name) const;
 };
 
