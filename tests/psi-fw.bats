@@ -174,7 +174,7 @@ teardown() {
         psi_fw boot >/dev/null
         psi_fw up >/dev/null
     done
-    kill -INT "$FLOOD_PID"
+    kill -TERM "$FLOOD_PID"
     flood_wait
     lab_capture_stop
     assert_equal "$(leaked_packets)" 0
@@ -185,7 +185,7 @@ teardown() {
         psi_fw down >/dev/null
         psi_fw up >/dev/null
     done
-    kill -INT "$FLOOD_PID"
+    kill -TERM "$FLOOD_PID"
     flood_wait
     lab_capture_stop
     [ "$(leaked_packets)" -gt 0 ] || fail "control: delete-then-load should leak"
@@ -204,7 +204,7 @@ table inet firewalld {
     chain filter_OUTPUT { type filter hook output priority 10; policy accept; accept; }
 }
 table inet user {
-    chain input { type filter hook input priority 0; policy drop; iif "lo" accept; ct state established,related accept; }
+    chain input { type filter hook input priority 0; policy drop; iif "lo" accept; ct state established,related accept; icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept; }
 }
 EOF
     local before
@@ -302,7 +302,7 @@ EOF
         wait "$pid" 2>/dev/null || true
         lab_client nft list table inet psiphon_filter >/dev/null || fail "table absent after killing psi-fw"
     done
-    kill -INT "$FLOOD_PID"
+    kill -TERM "$FLOOD_PID"
     flood_wait
     lab_capture_stop
     assert_equal "$(leaked_packets)" 0
@@ -445,3 +445,4 @@ EOF
     assert_failure 2
     assert_output "psi-fw: error: cannot read config /nonexistent/psi.conf: No such file or directory"
 }
+
