@@ -2,12 +2,15 @@
 # Helpers for the kill switch suites: psi-fw in the lab's client namespace, the tunnel
 # stand-in, and the users of KILLSWITCH.md §6 (psiphon-user and desktop user uid 2000).
 
-load "$BATS_TEST_DIRNAME/lab/lab"
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
+# shellcheck source=tests/lab/lab.bash
+source "$(dirname "${BASH_SOURCE[0]}")/lab.bash"
+if [ -n "${BATS_TEST_DIRNAME:-}" ]; then
+    load '/usr/lib/bats/bats-support/load'
+    load '/usr/lib/bats/bats-assert/load'
+fi
 
-PSI_FW="$(cd "$BATS_TEST_DIRNAME/.." && pwd)/build/psi-fw"
-TUN_SINK="$(cd "$BATS_TEST_DIRNAME/tools" && pwd)/tun_sink.py"
+PSI_FW="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/psi-fw"
+TUN_SINK="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)/tun_sink.py"
 DESKTOP_UID=2000
 TUNNEL_USER=psiphon-user
 

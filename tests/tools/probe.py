@@ -20,6 +20,7 @@ import argparse
 import errno
 import ipaddress
 import random
+import signal
 import socket
 import struct
 import sys
@@ -154,7 +155,18 @@ def probe_dns(args):
     return "reply"
 
 
+class Stop(Exception):
+    """SIGTERM ends a flood early; it still reports what it sent."""
+
+
+def stop_on_sigterm():
+    def handler(signum, frame):
+        raise Stop()
+    signal.signal(signal.SIGTERM, handler)
+
+
 def probe_flood(args):
+    stop_on_sigterm()
     sock, sockaddr = open_socket(args.addr, args.port, socket.SOCK_DGRAM,
                                  args.bind_dev, None)
     with sock:
@@ -166,19 +178,22 @@ def probe_flood(args):
         start = time.monotonic()
         deadline = start + args.seconds
         next_send = start
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            if interval and now < next_send:
-                time.sleep(min(next_send - now, deadline - now))
-                continue
-            next_send += interval
-            try:
-                sock.send(b"psi-flood")
-                sent += 1
-            except OSError:
-                failed += 1
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if interval and now < next_send:
+                    time.sleep(min(next_send - now, deadline - now))
+                    continue
+                next_send += interval
+                try:
+                    sock.send(b"psi-flood")
+                    sent += 1
+                except OSError:
+                    failed += 1
+        except Stop:
+            pass
     return "sent=%d failed=%d" % (sent, failed)
 
 
