@@ -156,13 +156,7 @@ teardown() {
     lab_client nft list table inet psiphon_filter >/dev/null
     fw_add_tun
 
-    # Control: the same flood without the kill switch is seen on the wire.
-    psi_fw down
-    lab_capture_start
-    flood_start 1
-    flood_wait
-    lab_capture_stop
-    [ "$(leaked_packets)" -gt 0 ]
+    assert_flood_seen_without_kill_switch
 }
 
 @test "8: replacing the table 50 times under a UDP flood leaks nothing; delete-then-load does" {
@@ -191,6 +185,16 @@ teardown() {
     [ "$(leaked_packets)" -gt 0 ] || fail "control: delete-then-load should leak"
 }
 
+# The third-party tables of test 10 as JSON, without their counters' values.
+other_tables() {
+    local table
+    lab_client nft -j list tables
+    for table in "ip filter" "ip nat" "inet firewalld" "inet user"; do
+        # shellcheck disable=SC2086
+        lab_client nft -j list table $table | sed 's/"packets": [0-9]*, "bytes": [0-9]*//g'
+    done
+}
+
 @test "10: other tables stay byte-identical and their accepts do not bypass the kill switch" {
     lab_client nft -f - <<'EOF'
 table ip filter {
@@ -208,7 +212,7 @@ table inet user {
 }
 EOF
     local before
-    before=$(lab_client nft -j list tables; for t in "ip filter" "ip nat" "inet firewalld" "inet user"; do lab_client nft -j list table $t | sed 's/"packets": [0-9]*, "bytes": [0-9]*//g'; done)
+    before=$(other_tables)
     lab_capture_start
     assert_all_answered "$DESKTOP_UID"
     lab_capture_stop
@@ -221,9 +225,7 @@ EOF
     assert_equal "$(leaked_packets)" 0
     psi_fw boot
     psi_fw down
-    local after
-    after=$(lab_client nft -j list tables; for t in "ip filter" "ip nat" "inet firewalld" "inet user"; do lab_client nft -j list table $t | sed 's/"packets": [0-9]*, "bytes": [0-9]*//g'; done)
-    assert_equal "$after" "$before"
+    assert_equal "$(other_tables)" "$before"
 
     # A third party flushes the whole ruleset: status reports it, up restores it.
     psi_fw up
@@ -309,13 +311,7 @@ EOF
     run psi_fw status
     assert_success
 
-    # Control: the same flood after psi-fw down is seen.
-    psi_fw down
-    lab_capture_start
-    flood_start 1
-    flood_wait
-    lab_capture_stop
-    [ "$(leaked_packets)" -gt 0 ]
+    assert_flood_seen_without_kill_switch
 }
 
 @test "15: the tunnel user cannot remove the kill switch or change what root runs" {

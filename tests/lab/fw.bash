@@ -105,6 +105,16 @@ flood_wait() {
     wait "$FLOOD_PID" 2>/dev/null || true
 }
 
+# Control run: with the kill switch removed, a short flood from uid 2000 is seen on the wire.
+assert_flood_seen_without_kill_switch() {
+    psi_fw down
+    lab_capture_start
+    flood_start 1
+    flood_wait
+    lab_capture_stop
+    [ "$(leaked_packets)" -gt 0 ] || fail "control: the flood was not seen without the kill switch"
+}
+
 # Captured packets that left the client and were not sent by the tunnel user's probes
 # (which the tests direct at port 7000 only).
 leaked_packets() {
