@@ -10,16 +10,18 @@ SYSTEMDUNITDIR ?= /etc/systemd/system
 SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
 BASHCOMPDIR  ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR   ?= $(PREFIX)/share/zsh/vendor-completions
+DATADIR      ?= $(PREFIX)/share/psi
+STATEDIR     ?= /var/lib/psiphon
 DESTDIR      ?=
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Ilib -DPSI_VERSION='"$(VERSION)"' -MMD -MP
-LDLIBS   := -lnftables -lcap
+LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto
 
 BUILD    := build
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
-PROGRAMS := psi-fw
+PROGRAMS := psi-fw psi-servers
 
 LIB_SOURCES  := $(filter-out %_test.cpp,$(wildcard lib/*/*.cpp))
 TEST_SOURCES := $(wildcard lib/*/*_test.cpp)
@@ -69,19 +71,25 @@ install: deps
 	install -m 644 completions/bash/* $(DESTDIR)$(BASHCOMPDIR)/
 	install -m 644 completions/zsh/* $(DESTDIR)$(ZSHCOMPDIR)/
 	install -m 644 share/sysusers.d/psi.conf $(DESTDIR)$(SYSUSERSDIR)/psi.conf
-	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' share/systemd/psi-fw-boot.service \
-		> $(DESTDIR)$(SYSTEMDUNITDIR)/psi-fw-boot.service
-	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/psi-fw-boot.service
+	for unit in share/systemd/*; do \
+		sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' $$unit > $(DESTDIR)$(SYSTEMDUNITDIR)/$${unit##*/}; \
+		chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${unit##*/}; \
+	done
+	install -d $(DESTDIR)$(DATADIR)
+	sed 's|/usr/local/sbin|$(BINDIR)|g' share/cron/psi-servers-refresh > $(DESTDIR)$(DATADIR)/cron.psi-servers-refresh
+	chmod 644 $(DESTDIR)$(DATADIR)/cron.psi-servers-refresh
 	chmod 700 $(DESTDIR)$(SYSCONFDIR)/psiphon
 	test -e $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf || \
 		install -m 600 share/psi.conf $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf
 	@if [ -z "$(DESTDIR)" ]; then share/create-users $(SYSUSERSDIR)/psi.conf; \
-		chown -R root:root $(BINDIR)/psi-* $(SYSCONFDIR)/psiphon; fi
+		chown -R root:root $(BINDIR)/psi-* $(SYSCONFDIR)/psiphon; \
+		install -d -m 750 -o psiphon-user -g psiphon-group $(STATEDIR); fi
 
 uninstall:
-	rm -f $(PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man8/psi-fw.8 \
-		$(DESTDIR)$(MANDIR)/man5/psi.conf.5 $(DESTDIR)$(SYSTEMDUNITDIR)/psi-fw-boot.service \
-		$(DESTDIR)$(SYSUSERSDIR)/psi.conf $(DESTDIR)$(BASHCOMPDIR)/psi-fw $(DESTDIR)$(ZSHCOMPDIR)/_psi-fw
+	rm -f $(PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(PROGRAMS:%=$(DESTDIR)$(MANDIR)/man8/%.8) \
+		$(DESTDIR)$(MANDIR)/man5/psi.conf.5 $(patsubst share/systemd/%,$(DESTDIR)$(SYSTEMDUNITDIR)/%,$(wildcard share/systemd/*)) \
+		$(DESTDIR)$(SYSUSERSDIR)/psi.conf $(PROGRAMS:%=$(DESTDIR)$(BASHCOMPDIR)/%) $(PROGRAMS:%=$(DESTDIR)$(ZSHCOMPDIR)/_%)
+	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
 	rm -rf $(BUILD)

@@ -47,6 +47,10 @@ FileLock::FileLock(const std::string& path, Wait wait) {
 
 void write_file_atomically(const std::string& path, std::string_view content, mode_t mode) {
     FileLock lock(path + ".lock");
+    replace_file(path, content, mode);
+}
+
+void replace_file(const std::string& path, std::string_view content, mode_t mode) {
     std::string temporary = path + ".XXXXXX";
     std::vector<char> name(temporary.begin(), temporary.end());
     name.push_back('\0');
@@ -55,6 +59,10 @@ void write_file_atomically(const std::string& path, std::string_view content, mo
     temporary = name.data();
     try {
         if (::fchmod(fd.get(), mode) != 0) throw_system_error("cannot set the mode of " + temporary, errno);
+        struct stat existing {};
+        if (::geteuid() == 0 && ::stat(path.c_str(), &existing) == 0 &&
+            ::fchown(fd.get(), existing.st_uid, existing.st_gid) != 0)
+            throw_system_error("cannot keep the owner of " + path, errno);
         write_all(fd.get(), content, temporary);
         if (::fsync(fd.get()) != 0) throw_system_error("cannot flush " + temporary, errno);
         fd.reset();

@@ -22,7 +22,12 @@ private:
     UniqueFd fd_;
 };
 
-// Replaces `path` with `content` atomically, under the lock `path + ".lock"`.
+// Replaces `path` with `content` atomically: a temporary file beside it, fsync, rename, fsync
+// of the directory. Run as root over an existing file, the new one keeps its owner and group.
+// The caller serialises writers (see write_file_atomically).
+void replace_file(const std::string& path, std::string_view content, mode_t mode);
+
+// replace_file under the lock `path + ".lock"`.
 void write_file_atomically(const std::string& path, std::string_view content, mode_t mode);
 
 // Reads a whole file; throws psi::Error naming the path.

@@ -35,15 +35,18 @@ struct ServerEntry {
 ServerEntry decode_entry_line(std::string_view line);
 
 // The line for an entry: hex of "0 0 0 0 " + compact JSON when there is no
-// webServerCertificate, else of "<ip> <webServerPort> <webServerSecret> <webServerCertificate> <JSON>".
+// webServerCertificate (or a prefix value holds a space, which would shift the JSON part),
+// else of "<ip> <webServerPort> <webServerSecret> <webServerCertificate> <JSON>".
 std::string encode_entry_line(const ServerEntry& entry);
 
-// Throws psi::Error naming the field that is wrong. Checks: ipAddress is an IPv4/IPv6 address;
-// every *Port field present is an integer 1..65535 (webServerPort: a string of one); sshHostKey,
-// when present, is base64 of a well-formed SSH public key blob (string type, then the fields its
-// type requires, nothing left over); sshObfuscatedKey, when present, is 1..128 printable ASCII
-// characters; capabilities, when present, is an array of strings; region, when present, is ""
-// or two uppercase letters; configurationVersion, when present, an integer >= 0.
+// Throws psi::Error naming the field that is wrong. A field that is null, 0 or "" counts as
+// absent (Go's zero values, which older entries write for unused ports and keys). Checks:
+// ipAddress is an IPv4/IPv6 address; every *Port field present is an integer 1..65535
+// (webServerPort: a string of one); sshHostKey, when present, is base64 of a well-formed SSH
+// public key blob (string type, then the fields its type requires, nothing left over);
+// sshObfuscatedKey, when present, is 1..128 printable ASCII characters; capabilities, when
+// present, is an array of strings; region, when present, is "" or two uppercase letters;
+// configurationVersion, when present, an integer >= 0.
 void validate_entry(const ServerEntry& entry);
 
 struct DecodedList {

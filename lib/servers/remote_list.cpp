@@ -1,0 +1,74 @@
+#include "servers/remote_list.hpp"
+
+#include "core/encoding.hpp"
+#include "core/error.hpp"
+#include "servers/auth_package.hpp"
+#include "servers/server_entry.hpp"
+
+namespace psi::servers {
+namespace {
+
+// RemoteServerListURLs: [{"URL": "<base64 of the URL>", "OnlyAfterAttempts": 0, ...}].
+std::string first_listed_url(const json::Value& urls) {
+    if (!urls.is_array()) throw Error("RemoteServerListURLs must be a list", exit_status::usage);
+    for (const json::Value& item : urls.as_array()) {
+        const json::Value* url = item.find("URL");
+        const json::Value* after = item.find("OnlyAfterAttempts");
+        if (!url || !url->is_string()) continue;
+        if (after && after->is_number() && after->as_double() != 0) continue;
+        auto decoded = encoding::base64_decode(url->as_string());
+        if (!decoded) throw Error("RemoteServerListURLs: a URL is not base64", exit_status::usage);
+        return *decoded;
+    }
+    throw Error("RemoteServerListURLs has no entry with OnlyAfterAttempts 0", exit_status::usage);
+}
+
+}  // namespace
+
+RemoteListSettings remote_list_settings(const Config& config) {
+    RemoteListSettings settings;
+    if (const json::Value* url = config.document.find("RemoteServerListUrl"); url && url->is_string())
+        settings.url = url->as_string();
+    else if (const json::Value* urls = config.document.find("RemoteServerListURLs"))
+        settings.url = first_listed_url(*urls);
+    if (const json::Value* key = config.document.find("RemoteServerListSignaturePublicKey"); key && key->is_string())
+        settings.public_key = key->as_string();
+    return settings;
+}
+
+FetchReport fetch_remote_list(Store& store, const RemoteListSettings& settings, const std::string& part_path,
+                              std::int64_t now) {
+    if (settings.url.empty())
+        throw Error("no remote server list URL: set RemoteServerListUrl in the config or give --url", exit_status::usage);
+    if (settings.public_key.empty())
+        throw Error("no RemoteServerListSignaturePublicKey in the config: the list cannot be verified", exit_status::usage);
+
+    DownloadRequest request;
+    request.url = settings.url;
+    request.proxy = settings.proxy;
+    request.ca_file = settings.ca_file;
+    request.part_path = part_path;
+    request.max_bytes = settings.max_bytes;
+    request.connect_timeout_seconds = settings.timeout_seconds;
+    request.low_speed_seconds = settings.timeout_seconds;
+    request.show_progress = settings.show_progress;
+    if (!settings.is_etag_ignored) request.etag = store.remote.etag;
+    DownloadResult downloaded = download(request);
+
+    FetchReport report;
+    if (!downloaded.is_modified) return report;
+    report.is_modified = true;
+    report.bytes = downloaded.body.size();
+    // A list compresses about sevenfold; four times the download limit leaves room and stops bombs.
+    const std::string data =
+        open_authenticated_package(downloaded.body, settings.public_key, PackageLimits{4 * settings.max_bytes});
+    DecodedList decoded = decode_entry_list(data);
+    report.skipped = decoded.skipped;
+    report.skipped_count = decoded.skipped_count();
+    report.counts = store.import(decoded.entries, Source::remote, now, false);
+    store.remote.etag = downloaded.etag;
+    store.remote.last_success = now;
+    return report;
+}
+
+}  // namespace psi::servers

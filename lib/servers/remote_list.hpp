@@ -1,0 +1,42 @@
+// The remote server list (PROTOCOL.md §2.3): where it is, and one fetch of it from download
+// to verified entries imported into the store.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "core/config.hpp"
+#include "servers/download.hpp"
+#include "servers/store.hpp"
+
+namespace psi::servers {
+
+struct RemoteListSettings {
+    std::string url;         // RemoteServerListUrl, or the first RemoteServerListURLs entry
+    std::string public_key;  // RemoteServerListSignaturePublicKey
+    std::string proxy;
+    std::string ca_file;
+    std::size_t max_bytes = 64u << 20;
+    long timeout_seconds = 30;  // to connect, and the longest stall of the transfer
+    bool show_progress = false;
+    bool is_etag_ignored = false;  // --force: download even when unchanged
+};
+
+// Throws psi::Error (usage) when the config names no URL or no key.
+RemoteListSettings remote_list_settings(const Config& config);
+
+struct FetchReport {
+    bool is_modified = false;
+    std::size_t bytes = 0;
+    ImportCounts counts;
+    std::map<std::string, std::size_t> skipped;
+    std::size_t skipped_count = 0;
+};
+
+// Downloads, verifies, decodes and imports into `store` (which the caller saves). On any
+// failure it throws psi::Error and `store` is unchanged.
+FetchReport fetch_remote_list(Store& store, const RemoteListSettings& settings, const std::string& part_path,
+                              std::int64_t now);
+
+}  // namespace psi::servers

@@ -1,0 +1,153 @@
+#include "servers/store.hpp"
+
+#include <sys/stat.h>
+
+#include <array>
+#include <cerrno>
+#include <sstream>
+
+#include <cereal/archives/portable_binary.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "core/error.hpp"
+
+namespace psi::servers {
+
+template <class Archive>
+void serialize(Archive& archive, StoredEntry& entry) {
+    archive(entry.json, entry.ip_address, entry.region, entry.protocols, entry.has_api_requests,
+            entry.configuration_version, entry.source, entry.first_seen, entry.last_seen, entry.last_connected,
+            entry.failures);
+}
+
+template <class Archive>
+void serialize(Archive& archive, RemoteListState& state) {
+    archive(state.etag, state.last_attempt, state.last_success);
+}
+
+namespace {
+
+constexpr std::uint32_t store_magic = 0x50534953;  // "PSIS"
+constexpr std::uint32_t store_format = 1;
+
+// Every tunnel protocol of PROTOCOL.md §1.3; an entry's own list is computed once, at import.
+const std::vector<std::string> known_protocols = {
+    "SSH", "OSSH", "TLS-OSSH", "SHADOWSOCKS-OSSH", "UNFRONTED-MEEK-OSSH", "UNFRONTED-MEEK-HTTPS-OSSH",
+    "UNFRONTED-MEEK-SESSION-TICKET-OSSH", "FRONTED-MEEK-OSSH", "FRONTED-MEEK-HTTP-OSSH", "QUIC-OSSH",
+    "FRONTED-MEEK-QUIC-OSSH", "TAPDANCE-OSSH", "CONJURE-OSSH"};
+
+constexpr std::array source_names = {"EMBEDDED", "REMOTE", "DISCOVERY", "TARGET"};
+
+}  // namespace
+
+const char* source_name(Source source) { return source_names[static_cast<std::size_t>(source)]; }
+
+std::optional<Source> parse_source(const std::string& name) {
+    for (std::size_t i = 0; i < source_names.size(); ++i)
+        if (name == source_names[i]) return static_cast<Source>(i);
+    return std::nullopt;
+}
+
+ServerEntry StoredEntry::entry() const { return ServerEntry{json::parse(json, "stored entry")}; }
+
+StoredEntry make_stored_entry(const ServerEntry& entry, Source source, std::int64_t now) {
+    StoredEntry stored;
+    stored.json = entry.fields.dump();
+    stored.ip_address = entry.ip_address();
+    stored.region = entry.region();
+    stored.protocols = entry.protocols(known_protocols);
+    stored.has_api_requests = entry.has_capability("ssh-api-requests");
+    stored.configuration_version = entry.configuration_version();
+    stored.source = source;
+    stored.first_seen = now;
+    stored.last_seen = now;
+    return stored;
+}
+
+StoreLock::StoreLock(const std::string& store_path, FileLock::Wait wait) : lock_(store_path + ".lock", wait) {}
+
+Store Store::load(const std::string& path) {
+    Store store;
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) {
+        if (errno == ENOENT) return store;
+        throw_system_error("cannot read the server store " + path, errno);
+    }
+    std::istringstream input(read_file(path));
+    try {
+        cereal::PortableBinaryInputArchive archive(input);
+        std::uint32_t magic = 0, format = 0;
+        archive(magic, format);
+        if (magic != store_magic) throw Error("not a psi server store");
+        if (format != store_format) throw Error("store format " + std::to_string(format) + " is not known");
+        std::uint64_t count = 0;
+        archive(store.remote, count);
+        // Each entry takes more than 64 bytes: a larger count is corruption, not a big store.
+        if (count > input.str().size() / 64) throw Error("it claims more entries than it could hold");
+        store.entries_.resize(count);
+        for (StoredEntry& entry : store.entries_) archive(entry);
+        if (input.peek() != std::char_traits<char>::eof()) throw Error("unexpected bytes at its end");
+    } catch (const std::exception& error) {
+        throw Error("the server store " + path + " cannot be read (" + error.what() +
+                    "); it was left untouched: move it away to start afresh");
+    }
+    store.index();
+    return store;
+}
+
+void Store::save(const std::string& path) const {
+    std::ostringstream output;
+    {
+        cereal::PortableBinaryOutputArchive archive(output);
+        archive(store_magic, store_format, remote, static_cast<std::uint64_t>(entries_.size()));
+        for (const StoredEntry& entry : entries_) archive(entry);
+    }
+    replace_file(path, output.str(), 0600);
+}
+
+void Store::index() {
+    by_address_.clear();
+    for (std::size_t i = 0; i < entries_.size(); ++i) by_address_[entries_[i].ip_address] = i;
+}
+
+ImportCounts Store::import(const std::vector<ServerEntry>& entries, Source source, std::int64_t now, bool force) {
+    ImportCounts counts;
+    for (const ServerEntry& entry : entries) {
+        StoredEntry fresh = make_stored_entry(entry, source, now);
+        StoredEntry* existing = find(fresh.ip_address);
+        if (!existing) {
+            by_address_[fresh.ip_address] = entries_.size();
+            entries_.push_back(std::move(fresh));
+            ++counts.added;
+        } else if (force || fresh.configuration_version > existing->configuration_version) {
+            fresh.first_seen = existing->first_seen;
+            fresh.last_connected = existing->last_connected;
+            *existing = std::move(fresh);
+            ++counts.updated;
+        } else {
+            existing->last_seen = now;
+            ++counts.unchanged;
+        }
+    }
+    return counts;
+}
+
+bool Store::remove(const std::string& ip_address) {
+    auto it = by_address_.find(ip_address);
+    if (it == by_address_.end()) return false;
+    entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(it->second));
+    index();
+    return true;
+}
+
+const StoredEntry* Store::find(const std::string& ip_address) const {
+    auto it = by_address_.find(ip_address);
+    return it == by_address_.end() ? nullptr : &entries_[it->second];
+}
+
+StoredEntry* Store::find(const std::string& ip_address) {
+    return const_cast<StoredEntry*>(static_cast<const Store*>(this)->find(ip_address));
+}
+
+}  // namespace psi::servers

@@ -1,0 +1,82 @@
+// The server store (/var/lib/psiphon/servers): every known entry with where it came from and
+// how it fared, plus the state of the remote list. Written whole and atomically while the
+// caller holds the StoreLock; a store that cannot be read is reported and never overwritten.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/atomic_file.hpp"
+#include "servers/server_entry.hpp"
+
+namespace psi::servers {
+
+enum class Source : std::uint8_t { embedded, remote, discovery, target };
+const char* source_name(Source source);  // "EMBEDDED", ...
+std::optional<Source> parse_source(const std::string& name);
+
+struct StoredEntry {
+    std::string json;  // the entry's JSON as received (compact), unknown fields included
+    std::string ip_address;
+    std::string region;
+    std::vector<std::string> protocols;  // tunnel protocols it can serve (capability and port)
+    bool has_api_requests = false;       // the "ssh-api-requests" capability
+    std::int64_t configuration_version = 0;
+    Source source = Source::embedded;
+    std::int64_t first_seen = 0;      // Unix seconds
+    std::int64_t last_seen = 0;
+    std::int64_t last_connected = 0;  // 0: never; the newest is the affinity server
+    std::uint32_t failures = 0;
+
+    ServerEntry entry() const;  // parses `json`
+};
+
+struct RemoteListState {
+    std::string etag;
+    std::int64_t last_attempt = 0;  // Unix seconds
+    std::int64_t last_success = 0;
+};
+
+struct ImportCounts {
+    std::size_t added = 0;
+    std::size_t updated = 0;    // a higher configurationVersion, or forced
+    std::size_t unchanged = 0;  // same or lower version: only last_seen moves
+};
+
+// Holds `<store>.lock` for as long as it lives: one writer at a time.
+class StoreLock {
+public:
+    StoreLock(const std::string& store_path, FileLock::Wait wait);
+    bool is_held() const { return lock_.is_held(); }
+
+private:
+    FileLock lock_;
+};
+
+class Store {
+public:
+    // A missing file is an empty store; anything unreadable throws psi::Error and the file is
+    // left as it is.
+    static Store load(const std::string& path);
+    void save(const std::string& path) const;
+
+    ImportCounts import(const std::vector<ServerEntry>& entries, Source source, std::int64_t now, bool force);
+    bool remove(const std::string& ip_address);
+    const StoredEntry* find(const std::string& ip_address) const;
+    StoredEntry* find(const std::string& ip_address);
+    const std::vector<StoredEntry>& entries() const { return entries_; }
+
+    RemoteListState remote;
+
+private:
+    void index();
+    std::vector<StoredEntry> entries_;
+    std::unordered_map<std::string, std::size_t> by_address_;
+};
+
+StoredEntry make_stored_entry(const ServerEntry& entry, Source source, std::int64_t now);
+
+}  // namespace psi::servers

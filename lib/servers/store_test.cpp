@@ -1,0 +1,140 @@
+#include "servers/store.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "core/atomic_file.hpp"
+#include "core/error.hpp"
+#include "servers/selection.hpp"
+
+namespace psi::servers {
+namespace {
+
+ServerEntry entry(const std::string& address, const std::string& region, int version,
+                  const std::string& capabilities = R"(["OSSH","SSH","ssh-api-requests"])") {
+    return ServerEntry{json::parse(R"({"ipAddress":")" + address + R"(","sshPort":22,"sshObfuscatedPort":443,)"
+                                   R"("sshObfuscatedKey":"k","region":")" + region + R"(","capabilities":)" +
+                                   capabilities + R"(,"configurationVersion":)" + std::to_string(version) +
+                                   R"(,"futureField":{"x":[1,2]}})")};
+}
+
+class StoreFile : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/psi-store-XXXXXX";
+        directory_ = ::mkdtemp(pattern);
+        path_ = directory_ + "/servers";
+    }
+    void TearDown() override { std::filesystem::remove_all(directory_); }
+    std::string directory_, path_;
+};
+
+TEST_F(StoreFile, MissingFileIsAnEmptyStore) { EXPECT_TRUE(Store::load(path_).entries().empty()); }
+
+TEST_F(StoreFile, ImportCountsAndVersionRules) {
+    Store store;
+    ImportCounts first = store.import({entry("192.0.2.1", "CA", 1), entry("192.0.2.2", "US", 1)}, Source::embedded, 100, false);
+    EXPECT_EQ(first.added, 2u);
+    ImportCounts second =
+        store.import({entry("192.0.2.1", "DE", 2), entry("192.0.2.2", "DE", 1)}, Source::remote, 200, false);
+    EXPECT_EQ(second.updated, 1u);
+    EXPECT_EQ(second.unchanged, 1u);
+    EXPECT_EQ(store.find("192.0.2.1")->region, "DE");
+    EXPECT_EQ(store.find("192.0.2.1")->source, Source::remote);
+    EXPECT_EQ(store.find("192.0.2.1")->first_seen, 100);
+    EXPECT_EQ(store.find("192.0.2.2")->region, "US");
+    EXPECT_EQ(store.find("192.0.2.2")->last_seen, 200);
+    ImportCounts forced = store.import({entry("192.0.2.2", "FR", 1)}, Source::target, 300, true);
+    EXPECT_EQ(forced.updated, 1u);
+    EXPECT_EQ(store.find("192.0.2.2")->region, "FR");
+}
+
+TEST_F(StoreFile, SaveAndLoadKeepEverythingIncludingUnknownFields) {
+    Store store;
+    store.import({entry("192.0.2.1", "CA", 3), entry("2001:db8::7", "", 1)}, Source::discovery, 100, false);
+    store.remote.etag = "\"abc\"";
+    store.remote.last_success = 42;
+    store.save(path_);
+    Store loaded = Store::load(path_);
+    ASSERT_EQ(loaded.entries().size(), 2u);
+    const StoredEntry* stored = loaded.find("192.0.2.1");
+    ASSERT_NE(stored, nullptr);
+    EXPECT_EQ(stored->json, entry("192.0.2.1", "CA", 3).fields.dump());
+    EXPECT_EQ(stored->configuration_version, 3);
+    EXPECT_EQ(stored->source, Source::discovery);
+    EXPECT_EQ(stored->protocols, (std::vector<std::string>{"SSH", "OSSH"}));
+    EXPECT_TRUE(stored->has_api_requests);
+    EXPECT_EQ(loaded.remote.etag, "\"abc\"");
+    EXPECT_EQ(loaded.remote.last_success, 42);
+    EXPECT_EQ(stored->entry().fields.find("futureField")->dump(), R"({"x":[1,2]})");
+}
+
+TEST_F(StoreFile, ACorruptStoreIsReportedAndLeftAsItIs) {
+    Store store;
+    store.import({entry("192.0.2.1", "CA", 1)}, Source::embedded, 1, false);
+    store.save(path_);
+    std::string bytes = read_file(path_);
+    for (std::size_t cut : {std::size_t{3}, bytes.size() / 2, bytes.size() - 1}) {
+        write_file_atomically(path_, bytes.substr(0, cut), 0600);
+        EXPECT_THROW(Store::load(path_), Error) << cut;
+        EXPECT_EQ(read_file(path_), bytes.substr(0, cut));
+    }
+    write_file_atomically(path_, "garbage that is not a store at all", 0600);
+    try {
+        Store::load(path_);
+        FAIL();
+    } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("left untouched"), std::string::npos);
+    }
+}
+
+TEST_F(StoreFile, RemoveDropsOneEntry) {
+    Store store;
+    store.import({entry("192.0.2.1", "CA", 1), entry("192.0.2.2", "CA", 1)}, Source::embedded, 1, false);
+    EXPECT_TRUE(store.remove("192.0.2.1"));
+    EXPECT_FALSE(store.remove("192.0.2.1"));
+    EXPECT_EQ(store.find("192.0.2.1"), nullptr);
+    EXPECT_NE(store.find("192.0.2.2"), nullptr);
+}
+
+TEST(Selection, FiltersByRegionProtocolAndApiCapability) {
+    Store store;
+    store.import({entry("192.0.2.1", "CA", 1), entry("192.0.2.2", "US", 1),
+                  entry("192.0.2.3", "CA", 1, R"(["OSSH","SSH"])"), entry("192.0.2.4", "CA", 1, R"(["SSH","ssh-api-requests"])")},
+                 Source::embedded, 1, false);
+    Selection selection;
+    selection.region = "CA";
+    EXPECT_EQ(select_servers(store, selection).size(), 2u);
+    selection.protocols = {"OSSH"};
+    auto picked = select_servers(store, selection);
+    ASSERT_EQ(picked.size(), 1u);
+    EXPECT_EQ(picked[0]->ip_address, "192.0.2.1");
+    selection.protocols = {"QUIC-OSSH"};
+    EXPECT_TRUE(select_servers(store, selection).empty());
+}
+
+TEST(Selection, AffinityFirstThenAShuffleThatASeedFixes) {
+    Store store;
+    std::vector<ServerEntry> entries;
+    for (int i = 1; i <= 50; ++i) entries.push_back(entry("192.0.2." + std::to_string(i), "CA", 1));
+    store.import(entries, Source::embedded, 1, false);
+    Selection selection;
+    selection.seed = 7;
+    auto first = select_servers(store, selection);
+    auto again = select_servers(store, selection);
+    EXPECT_EQ(first, again);
+    selection.seed = 8;
+    EXPECT_NE(select_servers(store, selection), first);
+
+    store.find("192.0.2.33")->last_connected = 1000;
+    store.find("192.0.2.12")->last_connected = 500;
+    selection.count = 5;
+    auto picked = select_servers(store, selection);
+    ASSERT_EQ(picked.size(), 5u);
+    EXPECT_EQ(picked[0]->ip_address, "192.0.2.33");
+}
+
+}  // namespace
+}  // namespace psi::servers

@@ -1,0 +1,236 @@
+#!/usr/bin/env bats
+# psi-servers against a real HTTPS server in the lab's "inet" namespace, serving signed
+# packages made with a key pair these tests generate. Every bad input must leave the store
+# byte for byte as it was.
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+    load lab/servers
+    servers_lab_up
+}
+
+teardown_file() {
+    load lab/servers
+    lab_down
+}
+
+setup() {
+    load lab/servers
+    rm -f "$STORE" "$STORE.lock" "$LAB_DIR"/remote_server_list.part*
+    list_server_stop
+}
+
+teardown() {
+    list_server_stop
+}
+
+@test "import: an embedded list with bad lines keeps the good ones and names what it skipped" {
+    "$TOOLS/make_entries.py" --count 20 --bad-lines 6 >"$LAB_DIR/embedded.txt" 2>/dev/null
+    run psi_servers import "$LAB_DIR/embedded.txt"
+    assert_success
+    assert_line "imported 20 entries: 20 added, 0 updated, 0 unchanged"
+    assert_line --regexp '^skipped 6 bad lines: .*not hex'
+    [ "$(psi_servers list --json | jq length)" -eq 20 ]
+
+    run psi_servers import - <"$LAB_DIR/embedded.txt"
+    assert_line "imported 20 entries: 0 added, 0 updated, 20 unchanged"
+    "$TOOLS/make_entries.py" --count 3 --version 2 >"$LAB_DIR/newer.txt"
+    run psi_servers import "$LAB_DIR/newer.txt"
+    assert_line "imported 3 entries: 0 added, 3 updated, 0 unchanged"
+    run psi_servers import --json "$LAB_DIR/newer.txt"
+    [ "$(jq .unchanged <<<"$output")" -eq 3 ]
+    run psi_servers import --force --source TARGET "$LAB_DIR/newer.txt"
+    assert_line "imported 3 entries: 0 added, 3 updated, 0 unchanged"
+    [ "$(psi_servers list --json | jq '[.[] | select(.source == "TARGET")] | length')" -eq 3 ]
+}
+
+@test "import: a list of nothing but bad lines fails and changes nothing" {
+    "$TOOLS/make_entries.py" --count 2 >"$LAB_DIR/good.txt"
+    psi_servers import "$LAB_DIR/good.txt"
+    cp "$STORE" "$LAB_DIR/before"
+    printf 'zz\nnot an entry\n' >"$LAB_DIR/bad.txt"
+    run psi_servers import "$LAB_DIR/bad.txt"
+    assert_failure 1
+    assert_output --partial "no valid entry in the input"
+    cmp "$STORE" "$LAB_DIR/before"
+}
+
+@test "fetch: a signed remote list over HTTPS is verified and stored as REMOTE" {
+    serve_package 30
+    run psi_servers fetch
+    assert_success
+    assert_output --partial "remote list verified; stored 30 entries: 30 added"
+    [ "$(psi_servers list --json | jq '[.[] | select(.source == "REMOTE")] | length')" -eq 30 ]
+    [ "$(stat -c %a "$STORE")" = 600 ]
+}
+
+@test "fetch: an unchanged list is not downloaded again (ETag, 304)" {
+    serve_package 5
+    psi_servers fetch
+    run psi_servers fetch
+    assert_success
+    assert_output "remote server list unchanged since the last fetch"
+    [ "$(jq -r 'select(.status == 304) | .if_none_match' "$LAB_DIR/server.log")" != null ]
+    run psi_servers fetch --force
+    assert_output --partial "0 added, 0 updated, 5 unchanged"
+}
+
+@test "fetch: a transfer cut in the middle resumes with Range where it stopped" {
+    serve_package 400 cut-after:20000
+    cp_store_or_empty before
+    run psi_servers fetch
+    assert_failure 1
+    assert_output --regexp 'download failed: .*bytes kept to resume'
+    assert_store_unchanged before
+    run psi_servers fetch
+    assert_success
+    assert_output --partial "400 added"
+    [ "$(jq -r 'select(.status == 206) | .range' "$LAB_DIR/server.log")" = "bytes=20000-" ]
+    [ "$(jq -r 'select(.status == 206) | .if_range' "$LAB_DIR/server.log")" != null ]
+}
+
+@test "fetch: every tampered or broken list is refused with one line, and the store stays byte for byte" {
+    "$TOOLS/make_entries.py" --count 4 >"$LAB_DIR/seed.txt"
+    psi_servers import "$LAB_DIR/seed.txt"
+    cp "$STORE" "$LAB_DIR/before"
+    local case expected
+    while IFS='|' read -r case expected; do
+        # shellcheck disable=SC2086
+        serve_package 10 normal $case
+        run psi_servers fetch --max-size 1
+        [ "$status" -eq 1 ] || fail "$case: exit $status: $output"
+        [ "${#lines[@]}" -eq 1 ] || fail "$case: not one line: $output"
+        [[ $output == *"$expected"* ]] || fail "$case: $output"
+        cmp "$STORE" "$LAB_DIR/before" || fail "$case: the store changed"
+        list_server_stop
+    done <<EOF
+--tamper-data|the signature does not verify
+--sign-with $LAB_DIR/other/private.pem|the signature does not verify
+--wrong-digest $LAB_DIR/other/private.pem|signed for another key
+--truncate 300|truncated
+--not-zlib|not zlib data
+--pad-data 9000000 --pad-kind entries|larger than 1 MiB
+--pad-data 6000000 --pad-kind empty|decompresses to more than 4 MiB
+EOF
+}
+
+@test "fetch: a slow-loris server and an endless body are cut off" {
+    cp "$STORE" "$LAB_DIR/before" 2>/dev/null || true
+    serve_package 3 slow
+    run psi_servers fetch --timeout 3
+    assert_failure 1
+    assert_output --partial "download failed"
+    list_server_stop
+    serve_package 3 no-length-huge
+    run psi_servers fetch --max-size 2
+    assert_failure 1
+    assert_output --partial "larger than 2 MiB"
+    [ ! -e "$STORE" ]
+}
+
+@test "fetch: a server whose certificate is not trusted is refused" {
+    serve_package 3
+    run lab_client "$PSI_SERVERS" --config "$LAB_DIR/psi.conf" --store "$STORE" fetch
+    assert_failure 1
+    assert_output --partial "download failed"
+    [ ! -e "$STORE" ]
+}
+
+@test "refresh: rate-limited, quiet, exit 0 updated / 4 unchanged / 1 failed" {
+    serve_package 6
+    run psi_servers refresh
+    assert_success
+    assert_output ""
+    local requests
+    requests=$(wc -l <"$LAB_DIR/server.log")
+    run psi_servers refresh
+    assert_failure 4
+    assert_output ""
+    [ "$(wc -l <"$LAB_DIR/server.log")" -eq "$requests" ] || fail "a fresh list was fetched again"
+    run psi_servers refresh --force
+    assert_failure 4
+    list_server_stop
+    run psi_servers refresh --force
+    assert_failure 1
+    assert_output --partial "download failed"
+}
+
+@test "refresh: concurrent runs wait for each other and never tear the store" {
+    serve_package 300
+    local pids=() i
+    for i in 1 2 3 4; do
+        psi_servers refresh --force >"$LAB_DIR/refresh.$i" 2>&1 &
+        pids+=($!)
+    done
+    local statuses=""
+    for pid in "${pids[@]}"; do
+        wait "$pid" && statuses+="0 " || statuses+="$? "
+    done
+    [[ $statuses =~ ^((0|4)\ )+$ ]] || fail "exit statuses: $statuses"
+    [[ $statuses == *0* ]] || fail "none updated: $statuses"
+    [ "$(psi_servers list --json | jq length)" -eq 300 ]
+}
+
+@test "pick: entry lines for psi-connect, filtered, counted, deterministic with a seed" {
+    "$TOOLS/make_entries.py" --count 30 --regions CA,US,DE >"$LAB_DIR/entries.txt"
+    "$TOOLS/make_entries.py" --count 5 --start-ip 10.99.0.1 --protocols QUIC >>"$LAB_DIR/entries.txt"
+    psi_servers import "$LAB_DIR/entries.txt"
+    [ "$(psi_servers pick | wc -l)" -eq 30 ]
+    [ "$(psi_servers pick --region CA | wc -l)" -eq 10 ]
+    [ "$(psi_servers pick --count 4 | wc -l)" -eq 4 ]
+    [ "$(psi_servers pick --protocol OSSH --region US --count 100 | wc -l)" -eq 10 ]
+    [ "$(psi_servers pick --seed 3)" = "$(psi_servers pick --seed 3)" ]
+    [ "$(psi_servers pick --seed 3)" != "$(psi_servers pick --seed 4)" ]
+    # Every picked line is a line that psi-servers itself reads back.
+    psi_servers pick --region DE | psi_servers --store "$LAB_DIR/other.store" import -
+    [ "$(psi_servers --store "$LAB_DIR/other.store" list --json | jq '[.[] | select(.region == "DE")] | length')" -eq 10 ]
+    run psi_servers pick --region FR
+    assert_failure 1
+    assert_output --partial "no stored server matches (region FR"
+}
+
+@test "show hides secrets unless asked; list, regions, remove, export" {
+    "$TOOLS/make_entries.py" --count 6 --regions CA,US >"$LAB_DIR/entries.txt"
+    psi_servers import "$LAB_DIR/entries.txt"
+    run psi_servers show 10.77.0.1
+    assert_success
+    [ "$(jq -r .sshPassword <<<"$output")" = "[redacted: --secrets shows it]" ]
+    [ "$(jq -r .futureField.note <<<"$output")" = "kept as is" ]
+    run psi_servers show --secrets 10.77.0.1
+    [[ $(jq -r .sshPassword <<<"$output") =~ ^[0-9a-f]{64}$ ]]
+    run psi_servers list
+    assert_line --regexp '^ADDRESS +REGION +PROTOCOLS +SOURCE'
+    assert_line --regexp '^10\.77\.0\.2 +US +SSH,OSSH +EMBEDDED +- +0$'
+    run psi_servers regions --json
+    [ "$(jq .CA <<<"$output")" -eq 3 ]
+    run psi_servers remove 10.77.0.1
+    assert_output "removed 10.77.0.1"
+    run psi_servers remove 10.77.0.1
+    assert_failure 1
+    assert_output --partial "no server 10.77.0.1 in the store"
+    psi_servers export >"$LAB_DIR/exported.txt"
+    [ "$(wc -l <"$LAB_DIR/exported.txt")" -eq 5 ]
+    grep -q "$(sed -n 2p "$LAB_DIR/entries.txt")" "$LAB_DIR/exported.txt"
+}
+
+@test "a store that cannot be read is reported and never overwritten" {
+    printf 'not a store' >"$STORE"
+    "$TOOLS/make_entries.py" --count 2 >"$LAB_DIR/entries.txt"
+    run psi_servers import "$LAB_DIR/entries.txt"
+    assert_failure 1
+    assert_output --partial "cannot be read"
+    assert_output --partial "left untouched"
+    [ "$(cat "$STORE")" = "not a store" ]
+}
+
+@test "help, version, usage errors" {
+    run "$PSI_SERVERS" --version
+    assert_output --regexp '^psi-servers [0-9]+\.[0-9]+\.[0-9]+$'
+    run "$PSI_SERVERS" --help
+    assert_output --partial "pick"
+    run psi_servers import --source NOWHERE /dev/null
+    assert_failure 2
+    run psi_servers fetch --url https://198.51.100.10:1/x --ca-file /nonexistent
+    assert_failure 2
+}
