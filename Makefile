@@ -29,7 +29,16 @@ LIB_OBJECTS  := $(LIB_SOURCES:%.cpp=$(BUILD)/%.o)
 TEST_OBJECTS := $(TEST_SOURCES:%.cpp=$(BUILD)/%.o)
 BINARIES     := $(PROGRAMS:%=$(BUILD)/%)
 
-.PHONY: all deps check unit bats bench install uninstall clean
+# Fuzz targets (lib/*/fuzz/*_fuzz.cpp), built with clang's libFuzzer and AddressSanitizer.
+FUZZ_CXX      := clang++-14
+FUZZ_FLAGS    := -std=c++20 -O1 -g -Ilib -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS  ?= 300
+FUZZ_SOURCES  := $(wildcard lib/*/fuzz/*_fuzz.cpp)
+FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
+FUZZ_LIB      := $(filter lib/core/% lib/servers/%,$(filter-out lib/core/cli.cpp,$(LIB_SOURCES)))
+FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
+
+.PHONY: all deps check unit bats bench fuzz fuzz-build install uninstall clean
 all: $(BINARIES) $(BUILD)/unit-tests
 
 $(BUILD)/%.o: %.cpp
@@ -45,12 +54,37 @@ $(BUILD)/psi-%: $(BUILD)/cmd/psi-%/main.o $(BUILD)/libpsi.a
 $(BUILD)/unit-tests: $(TEST_OBJECTS) $(BUILD)/libpsi.a
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lgtest -lgtest_main -pthread -o $@
 
+$(BUILD)/fuzz/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzz/%_fuzz: lib/*/fuzz/%_fuzz.cpp $(FUZZ_OBJECTS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -lcrypto -lz -lcurl -lcap -o $@
+
+fuzz-build: $(FUZZ_TARGETS)
+.SECONDARY: $(FUZZ_OBJECTS)
+
+# Each target runs FUZZ_SECONDS on a corpus kept in the build directory, seeded from tests/fuzz.
+fuzz: deps
+	$(MAKE) -j$(JOBS) fuzz-build
+	@for target in $(FUZZ_TARGETS); do \
+		name=$${target##*/}; mkdir -p $(BUILD)/fuzz/corpus/$$name; \
+		echo "== $$name ($(FUZZ_SECONDS) s)"; \
+		if ! $$target -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+			$(BUILD)/fuzz/corpus/$$name tests/fuzz/$$name >$(BUILD)/fuzz/$$name.log 2>&1; then \
+			tail -n 40 $(BUILD)/fuzz/$$name.log; echo "$$name: FAILED (crash input in the current directory)"; exit 1; \
+		fi; \
+		grep -E 'stat::(number_of_executed_units|peak_rss_mb)' $(BUILD)/fuzz/$$name.log; \
+	done
+
 # Every Debian package the build, the tests and the benchmarks need; idempotent.
 deps:
 	@share/install-deps
 
 check: deps
 	$(MAKE) -j$(JOBS) all
+	$(MAKE) fuzz FUZZ_SECONDS=15
 	tests/run
 
 unit: all
@@ -94,4 +128,4 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJECTS:.o=.d) $(TEST_OBJECTS:.o=.d) $(BINARIES:$(BUILD)/%=$(BUILD)/cmd/%/main.d)
+-include $(FUZZ_OBJECTS:.o=.d) $(LIB_OBJECTS:.o=.d) $(TEST_OBJECTS:.o=.d) $(BINARIES:$(BUILD)/%=$(BUILD)/cmd/%/main.d)
