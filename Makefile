@@ -51,6 +51,10 @@ $(BUILD)/libpsi.a: $(LIB_OBJECTS)
 $(BUILD)/psi-%: $(BUILD)/cmd/psi-%/main.o $(BUILD)/libpsi.a
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libpsi.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BUILD)/unit-tests: $(TEST_OBJECTS) $(BUILD)/libpsi.a
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lgtest -lgtest_main -pthread -o $@
 
@@ -91,7 +95,7 @@ unit: all
 	$(BUILD)/unit-tests
 
 bench: deps
-	$(MAKE) -j$(JOBS) all
+	$(MAKE) -j$(JOBS) all $(BUILD)/bench/servers_bench
 	tests/bench/run
 
 install: deps

@@ -137,6 +137,7 @@ bool operator==(const Value& a, const Value& b) {
 
 std::string quote(std::string_view text) {
     std::string out = "\"";
+    out.reserve(text.size() + 2);
     for (unsigned char c : text) {
         switch (c) {
             case '"': out += "\\\""; break;
@@ -379,6 +380,13 @@ private:
         next();  // opening quote
         std::string out;
         while (true) {
+            // Plain characters in bulk; only quotes, escapes and control characters one by one.
+            std::size_t run = position_;
+            while (run < text_.size() && text_[run] != '"' && text_[run] != '\\' &&
+                   static_cast<unsigned char>(text_[run]) >= 0x20)
+                ++run;
+            out.append(text_, position_, run - position_);
+            position_ = run;
             char c = next();
             if (c == '"') return out;
             if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cerrno>
+#include <fstream>
 #include <sstream>
 
 #include <cereal/archives/portable_binary.hpp>
@@ -74,7 +75,8 @@ Store Store::load(const std::string& path) {
         if (errno == ENOENT) return store;
         throw_system_error("cannot read the server store " + path, errno);
     }
-    std::istringstream input(read_file(path));
+    std::ifstream input(path, std::ios::binary);
+    if (!input) throw_system_error("cannot read the server store " + path, errno);
     try {
         cereal::PortableBinaryInputArchive archive(input);
         std::uint32_t magic = 0, format = 0;
@@ -84,7 +86,7 @@ Store Store::load(const std::string& path) {
         std::uint64_t count = 0;
         archive(store.remote, count);
         // Each entry takes more than 64 bytes: a larger count is corruption, not a big store.
-        if (count > input.str().size() / 64) throw Error("it claims more entries than it could hold");
+        if (count > static_cast<std::uint64_t>(info.st_size) / 64) throw Error("it claims more entries than it could hold");
         store.entries_.resize(count);
         for (StoredEntry& entry : store.entries_) archive(entry);
         if (input.peek() != std::char_traits<char>::eof()) throw Error("unexpected bytes at its end");
