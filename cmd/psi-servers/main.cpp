@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/output.hpp"
+#include "servers/importer.hpp"
 #include "servers/remote_list.hpp"
 #include "servers/selection.hpp"
 #include "servers/store.hpp"
@@ -96,8 +97,10 @@ std::string skipped_text(const std::map<std::string, std::size_t>& skipped) {
     return join(parts, ", ");
 }
 
-void report_import(const Options& options, const ImportCounts& counts, const std::map<std::string, std::size_t>& skipped,
-                   std::size_t skipped_count, const char* verb) {
+void report_import(const Options& options, const ImportReport& report, const char* verb) {
+    const ImportCounts& counts = report.counts;
+    const auto& skipped = report.skipped;
+    const std::size_t skipped_count = report.skipped_count();
     if (options.common.is_json) {
         json::Value document = json::Object{};
         document.set("added", static_cast<std::uint64_t>(counts.added));
@@ -117,16 +120,21 @@ void report_import(const Options& options, const ImportCounts& counts, const std
 int command_import(const Options& options, const Config& config) {
     const auto source = parse_source(options.source);
     if (!source) throw Error("--source must be EMBEDDED, REMOTE, DISCOVERY or TARGET", exit_status::usage);
-    const DecodedList decoded = decode_entry_list(read_input(options.input));
+    const std::string input = read_input(options.input);
     const std::string path = store_path(options, config);
     ensure_directory_of(path);
     StoreLock lock(path, FileLock::Wait::block);
     Store store = Store::load(path);
-    const ImportCounts counts = store.import(decoded.entries, *source, now_seconds(), options.is_forced);
+    const ImportReport report = import_entry_lines(
+        store, input,
+        ImportOptions{*source, now_seconds(), options.is_forced, remote_list_settings(config).entry_signature_key});
+    const ImportCounts& counts = report.counts;
+    if (counts.added + counts.updated + counts.unchanged == 0 && report.skipped_count() > 0) {
+        report_import(options, report, "imported");
+        throw Error("no valid entry in the input; the store is unchanged", exit_status::failure);
+    }
     store.save(path);
-    report_import(options, counts, decoded.skipped, decoded.skipped_count(), "imported");
-    if (decoded.entries.empty() && decoded.skipped_count() > 0)
-        throw Error("no valid entry in the input", exit_status::failure);
+    report_import(options, report, "imported");
     return exit_status::ok;
 }
 
@@ -166,11 +174,12 @@ int fetch_and_store(const Options& options, const Config& config, bool is_refres
     }
     store.save(path);
     if (!is_refresh || options.common.is_json)
-        report_import(options, report.counts, report.skipped, report.skipped_count, "remote list verified; stored");
-    else if (report.skipped_count > 0)
-        log::warning("the remote list had " + std::to_string(report.skipped_count) + " bad lines: " +
-                     skipped_text(report.skipped));
-    return report.counts.added + report.counts.updated > 0 || !is_refresh ? exit_status::ok : exit_unchanged;
+        report_import(options, report.imported, "remote list verified; stored");
+    else if (report.imported.skipped_count() > 0)
+        log::warning("the remote list had " + std::to_string(report.imported.skipped_count()) + " bad lines: " +
+                     skipped_text(report.imported.skipped));
+    const ImportCounts& counts = report.imported.counts;
+    return counts.added + counts.updated > 0 || !is_refresh ? exit_status::ok : exit_unchanged;
 }
 
 int command_list(const Options& options, const Config& config) {

@@ -3,7 +3,6 @@
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "servers/auth_package.hpp"
-#include "servers/server_entry.hpp"
 
 namespace psi::servers {
 namespace {
@@ -33,6 +32,8 @@ RemoteListSettings remote_list_settings(const Config& config) {
         settings.url = first_listed_url(*urls);
     if (const json::Value* key = config.document.find("RemoteServerListSignaturePublicKey"); key && key->is_string())
         settings.public_key = key->as_string();
+    if (const json::Value* key = config.document.find("ServerEntrySignaturePublicKey"); key && key->is_string())
+        settings.entry_signature_key = key->as_string();
     return settings;
 }
 
@@ -62,10 +63,7 @@ FetchReport fetch_remote_list(Store& store, const RemoteListSettings& settings, 
     // A list compresses about sevenfold; four times the download limit leaves room and stops bombs.
     const std::string data =
         open_authenticated_package(downloaded.body, settings.public_key, PackageLimits{4 * settings.max_bytes});
-    DecodedList decoded = decode_entry_list(data);
-    report.skipped = decoded.skipped;
-    report.skipped_count = decoded.skipped_count();
-    report.counts = store.import(decoded.entries, Source::remote, now, false);
+    report.imported = import_entry_lines(store, data, ImportOptions{Source::remote, now, false, settings.entry_signature_key});
     store.remote.etag = downloaded.etag;
     store.remote.last_success = now;
     return report;

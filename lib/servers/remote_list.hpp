@@ -8,6 +8,7 @@
 
 #include "core/config.hpp"
 #include "servers/download.hpp"
+#include "servers/importer.hpp"
 #include "servers/store.hpp"
 
 namespace psi::servers {
@@ -15,6 +16,7 @@ namespace psi::servers {
 struct RemoteListSettings {
     std::string url;         // RemoteServerListUrl, or the first RemoteServerListURLs entry
     std::string public_key;  // RemoteServerListSignaturePublicKey
+    std::string entry_signature_key;  // ServerEntrySignaturePublicKey, optional
     std::string proxy;
     std::string ca_file;
     std::size_t max_bytes = 64u << 20;
@@ -29,9 +31,7 @@ RemoteListSettings remote_list_settings(const Config& config);
 struct FetchReport {
     bool is_modified = false;
     std::size_t bytes = 0;
-    ImportCounts counts;
-    std::map<std::string, std::size_t> skipped;
-    std::size_t skipped_count = 0;
+    ImportReport imported;
 };
 
 // Downloads, verifies, decodes and imports into `store` (which the caller saves). On any

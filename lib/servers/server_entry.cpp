@@ -386,8 +386,9 @@ std::size_t DecodedList::skipped_count() const {
     return count;
 }
 
-DecodedList decode_entry_list(std::string_view text) {
-    DecodedList list;
+std::map<std::string, std::size_t> for_each_entry_line(std::string_view text,
+                                                       const std::function<void(ServerEntry&&)>& take) {
+    std::map<std::string, std::size_t> skipped;
     while (!text.empty()) {
         auto end = text.find('\n');
         std::string_view line = text.substr(0, end);
@@ -395,15 +396,24 @@ DecodedList decode_entry_list(std::string_view text) {
         if (line.ends_with('\r')) line.remove_suffix(1);
         if (line.empty()) continue;
         if (line.size() > max_line_length) {
-            ++list.skipped["line longer than 64 KiB"];
+            ++skipped["line longer than 64 KiB"];
             continue;
         }
+        ServerEntry entry;
         try {
-            list.entries.push_back(decode_entry_line(line));
+            entry = decode_entry_line(line);
         } catch (const EntryError& error) {
-            ++list.skipped[error.reason()];
+            ++skipped[error.reason()];
+            continue;
         }
+        take(std::move(entry));
     }
+    return skipped;
+}
+
+DecodedList decode_entry_list(std::string_view text) {
+    DecodedList list;
+    list.skipped = for_each_entry_line(text, [&](ServerEntry&& entry) { list.entries.push_back(std::move(entry)); });
     return list;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -58,6 +59,11 @@ struct DecodedList {
 // Entries separated by '\n' ("\r\n" accepted); empty lines ignored; a line longer than
 // 64 KiB or that fails to decode is skipped and counted under its reason, never fatal.
 DecodedList decode_entry_list(std::string_view text);
+
+// The same, one entry at a time, so that a long list never sits decoded in memory whole.
+// Returns the skipped lines' reasons with their counts.
+std::map<std::string, std::size_t> for_each_entry_line(std::string_view text,
+                                                       const std::function<void(ServerEntry&&)>& take);
 
 enum class SignatureCheck { valid, invalid, unsigned_entry };
 

@@ -115,24 +115,26 @@ void Store::index() {
 
 ImportCounts Store::import(const std::vector<ServerEntry>& entries, Source source, std::int64_t now, bool force) {
     ImportCounts counts;
-    for (const ServerEntry& entry : entries) {
-        StoredEntry fresh = make_stored_entry(entry, source, now);
-        StoredEntry* existing = find(fresh.ip_address);
-        if (!existing) {
-            by_address_[fresh.ip_address] = entries_.size();
-            entries_.push_back(std::move(fresh));
-            ++counts.added;
-        } else if (force || fresh.configuration_version > existing->configuration_version) {
-            fresh.first_seen = existing->first_seen;
-            fresh.last_connected = existing->last_connected;
-            *existing = std::move(fresh);
-            ++counts.updated;
-        } else {
-            existing->last_seen = now;
-            ++counts.unchanged;
-        }
-    }
+    for (const ServerEntry& entry : entries) import_one(entry, source, now, force, counts);
     return counts;
+}
+
+void Store::import_one(const ServerEntry& entry, Source source, std::int64_t now, bool force, ImportCounts& counts) {
+    StoredEntry fresh = make_stored_entry(entry, source, now);
+    StoredEntry* existing = find(fresh.ip_address);
+    if (!existing) {
+        by_address_[fresh.ip_address] = entries_.size();
+        entries_.push_back(std::move(fresh));
+        ++counts.added;
+    } else if (force || fresh.configuration_version > existing->configuration_version) {
+        fresh.first_seen = existing->first_seen;
+        fresh.last_connected = existing->last_connected;
+        *existing = std::move(fresh);
+        ++counts.updated;
+    } else {
+        existing->last_seen = now;
+        ++counts.unchanged;
+    }
 }
 
 bool Store::remove(const std::string& ip_address) {

@@ -64,6 +64,7 @@ public:
     void save(const std::string& path) const;
 
     ImportCounts import(const std::vector<ServerEntry>& entries, Source source, std::int64_t now, bool force);
+    void import_one(const ServerEntry& entry, Source source, std::int64_t now, bool force, ImportCounts& counts);
     bool remove(const std::string& ip_address);
     const StoredEntry* find(const std::string& ip_address) const;
     StoredEntry* find(const std::string& ip_address);

@@ -1,0 +1,31 @@
+// Entry lines into the store, as `import` and the remote list both do it: decoded one at a
+// time, bad lines counted by reason, and, when ServerEntrySignaturePublicKey is configured,
+// entries whose Ed25519 signature does not verify dropped (unsigned ones are kept, as Psiphon
+// does: the list they came in is what authenticates them).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "servers/store.hpp"
+
+namespace psi::servers {
+
+struct ImportOptions {
+    Source source = Source::embedded;
+    std::int64_t now = 0;
+    bool is_forced = false;
+    std::string signature_public_key;  // "" = do not check entry signatures
+};
+
+struct ImportReport {
+    ImportCounts counts;
+    std::map<std::string, std::size_t> skipped;  // reason -> lines
+    std::size_t skipped_count() const;
+};
+
+ImportReport import_entry_lines(Store& store, std::string_view text, const ImportOptions& options);
+
+}  // namespace psi::servers
