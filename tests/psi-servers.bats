@@ -234,3 +234,46 @@ EOF
     run psi_servers fetch --url https://198.51.100.10:1/x --ca-file /nonexistent
     assert_failure 2
 }
+
+@test "a store written by root in the tunnel user's directory stays the tunnel user's" {
+    local directory="$LAB_DIR/state"
+    install -d -m 750 -o psiphon-user -g psiphon-group "$directory"
+    "$TOOLS/make_entries.py" --count 3 >"$LAB_DIR/entries.txt"
+    psi_servers --store "$directory/servers" import "$LAB_DIR/entries.txt"
+    run stat -c '%U %a' "$directory/servers" "$directory/servers.lock"
+    assert_output $'psiphon-user 600\npsiphon-user 600'
+    # The tunnel user (as the refresh timer runs) can now use and change it.
+    chmod o+x "$LAB_DIR"
+    cp "$LAB_DIR/psi.conf" "$directory/psi.conf"
+    chown psiphon-user "$directory/psi.conf"
+    chmod 644 "$LAB_DIR/entries.txt"
+    run lab_as_user psiphon-user "$PSI_SERVERS" --config "$directory/psi.conf" --store "$directory/servers" \
+        import "$LAB_DIR/entries.txt"
+    assert_success
+    assert_output --partial "3 unchanged"
+    chmod o-x "$LAB_DIR"
+}
+
+@test "a partial download is private and leaves no lock behind" {
+    serve_package 400 cut-after:20000
+    run psi_servers fetch
+    assert_failure 1
+    [ "$(stat -c %a "$LAB_DIR/remote_server_list.part")" = 600 ]
+    [ "$(stat -c %a "$LAB_DIR/remote_server_list.part.etag")" = 600 ]
+    run psi_servers fetch
+    assert_success
+    run ls "$LAB_DIR"
+    refute_output --partial ".part"
+}
+
+@test "pick: unknown protocols are usage errors; --any-region overrides EgressRegion" {
+    "$TOOLS/make_entries.py" --count 6 --regions CA,US >"$LAB_DIR/entries.txt"
+    psi_servers import "$LAB_DIR/entries.txt"
+    run psi_servers pick --protocol OSHH
+    assert_failure 2
+    assert_output --partial "--protocol OSHH is not a Psiphon tunnel protocol"
+    jq '. + {"EgressRegion": "US"}' "$LAB_DIR/psi.conf" >"$LAB_DIR/us.conf"
+    chmod 600 "$LAB_DIR/us.conf"
+    [ "$(lab_client "$PSI_SERVERS" --config "$LAB_DIR/us.conf" --store "$STORE" pick | wc -l)" -eq 3 ]
+    [ "$(lab_client "$PSI_SERVERS" --config "$LAB_DIR/us.conf" --store "$STORE" pick --any-region | wc -l)" -eq 6 ]
+}

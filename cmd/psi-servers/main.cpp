@@ -41,6 +41,7 @@ struct Options {
     bool is_forced = false;
     std::string address;
     bool is_secret_shown = false;
+    bool is_any_region = false;
     Selection selection;
     std::uint64_t seed = 0;
     std::string url, proxy, ca_file;
@@ -103,6 +104,7 @@ void report_import(const Options& options, const ImportReport& report, const cha
     const std::size_t skipped_count = report.skipped_count();
     if (options.common.is_json) {
         json::Value document = json::Object{};
+        document.set("modified", true);
         document.set("added", static_cast<std::uint64_t>(counts.added));
         document.set("updated", static_cast<std::uint64_t>(counts.updated));
         document.set("unchanged", static_cast<std::uint64_t>(counts.unchanged));
@@ -127,7 +129,7 @@ int command_import(const Options& options, const Config& config) {
     Store store = Store::load(path);
     const ImportReport report = import_entry_lines(
         store, input,
-        ImportOptions{*source, now_seconds(), options.is_forced, remote_list_settings(config).entry_signature_key});
+        ImportOptions{*source, now_seconds(), options.is_forced, entry_signature_key(config)});
     const ImportCounts& counts = report.counts;
     if (counts.added + counts.updated + counts.unchanged == 0 && report.skipped_count() > 0) {
         report_import(options, report, "imported");
@@ -139,8 +141,7 @@ int command_import(const Options& options, const Config& config) {
 }
 
 RemoteListSettings settings_from(const Options& options, const Config& config, bool is_interactive) {
-    RemoteListSettings settings = remote_list_settings(config);
-    if (!options.url.empty()) settings.url = options.url;
+    RemoteListSettings settings = remote_list_settings(config, options.url);
     settings.proxy = options.proxy;
     settings.ca_file = options.ca_file;
     settings.max_bytes = options.max_mebibytes << 20;
@@ -161,13 +162,14 @@ int fetch_and_store(const Options& options, const Config& config, bool is_refres
     if (is_refresh && !options.is_forced && store.remote.last_success > 0 &&
         now - store.remote.last_success < static_cast<std::int64_t>(options.stale_hours * 3600)) {
         log::debug("the remote list was fetched at " + format_time(store.remote.last_success) + "; not yet stale");
+        if (options.common.is_json) print_json(json::Object{{"modified", false}, {"stale", false}});
         return exit_unchanged;
     }
     const FetchReport report = fetch_remote_list(store, settings_from(options, config, !is_refresh),
                                                  data_directory(config) + "/remote_server_list.part", now);
     if (!report.is_modified) {
         if (!is_refresh && !options.common.is_json) std::puts("remote server list unchanged since the last fetch");
-        if (options.common.is_json) print_json(json::Object{{"modified", false}});
+        if (options.common.is_json) print_json(json::Object{{"modified", false}, {"stale", true}});
         store.remote.last_success = now;
         store.save(path);
         return is_refresh ? exit_unchanged : exit_status::ok;
@@ -237,7 +239,10 @@ int command_show(const Options& options, const Config& config) {
 
 int command_pick(const Options& options, const Config& config) {
     Selection selection = options.selection;
-    if (selection.region.empty())
+    for (const std::string& protocol : selection.protocols)
+        if (!is_known_protocol(protocol))
+            throw Error("--protocol " + protocol + " is not a Psiphon tunnel protocol", exit_status::usage);
+    if (selection.region.empty() && !options.is_any_region)
         if (const json::Value* region = config.document.find("EgressRegion"); region && region->is_string())
             selection.region = region->as_string();
     if (selection.protocols.empty())
@@ -260,8 +265,8 @@ int command_pick(const Options& options, const Config& config) {
 int command_regions(const Options& options, const Config& config) {
     const Store store = Store::load(store_path(options, config));
     std::map<std::string, std::size_t> counts;
-    for (const StoredEntry& entry : store.entries())
-        if (entry.has_api_requests) ++counts[entry.region.empty() ? "-" : entry.region];
+    for (const StoredEntry* entry : select_servers(store, Selection{}))
+        ++counts[entry->region.empty() ? "-" : entry->region];
     if (options.common.is_json) {
         json::Value document = json::Object{};
         for (const auto& [region, count] : counts) document.set(region, static_cast<std::uint64_t>(count));
@@ -279,7 +284,8 @@ int command_remove(const Options& options, const Config& config) {
     find_or_fail(store, options.address);
     store.remove(options.address);
     store.save(path);
-    if (!options.common.is_json) std::printf("removed %s\n", options.address.c_str());
+    if (options.common.is_json) print_json(json::Object{{"removed", options.address}});
+    else std::printf("removed %s\n", options.address.c_str());
     return exit_status::ok;
 }
 
@@ -339,11 +345,12 @@ int main(int argc, char** argv) {
 
     auto* pick = app.add_subcommand("pick", "Print entry lines to try, affinity first, for psi-connect --entries -");
     pick->add_option("--region", options.selection.region, "Egress region (default: EgressRegion)");
+    pick->add_flag("--any-region", options.is_any_region, "Any region, whatever EgressRegion says");
     pick->add_option("--protocol", options.selection.protocols, "OSSH, SSH, ... (default: LimitTunnelProtocols)");
     pick->add_option("--count", options.selection.count, "At most N entries (default: all)");
     pick->add_option("--seed", options.seed, "Fixed shuffle (for tests)");
 
-    auto* regions = app.add_subcommand("regions", "Count usable servers per region");
+    auto* regions = app.add_subcommand("regions", "Count the servers pick can choose, per region");
     auto* remove = app.add_subcommand("remove", "Remove a server from the store");
     remove->add_option("address", options.address, "Server IP address")->required();
     auto* export_command = app.add_subcommand("export", "Print every stored entry as lines (psi-servers import reads them)");

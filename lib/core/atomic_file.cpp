@@ -31,11 +31,26 @@ void write_all(int fd, std::string_view content, const std::string& path) {
     }
 }
 
+// As root, a new file takes the owner of its directory (see open_private_file).
+void give_to_directory_owner(int fd, const std::string& path) {
+    struct stat directory {};
+    if (::geteuid() != 0 || ::stat(directory_of(path).c_str(), &directory) != 0) return;
+    if (::fchown(fd, directory.st_uid, directory.st_gid) != 0)
+        throw_system_error("cannot give " + path + " to the owner of its directory", errno);
+}
+
 }  // namespace
 
+UniqueFd open_private_file(const std::string& path, int flags) {
+    const bool is_new = ::access(path.c_str(), F_OK) != 0;
+    UniqueFd fd(::open(path.c_str(), flags | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd.is_open()) throw_system_error("cannot open " + path, errno);
+    if (is_new) give_to_directory_owner(fd.get(), path);
+    return fd;
+}
+
 FileLock::FileLock(const std::string& path, Wait wait) {
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd.is_open()) throw_system_error("cannot open lock " + path, errno);
+    UniqueFd fd = open_private_file(path, O_RDWR);
     int operation = LOCK_EX | (wait == Wait::fail_if_held ? LOCK_NB : 0);
     while (::flock(fd.get(), operation) != 0) {
         if (errno == EINTR) continue;
@@ -60,9 +75,11 @@ void replace_file(const std::string& path, std::string_view content, mode_t mode
     try {
         if (::fchmod(fd.get(), mode) != 0) throw_system_error("cannot set the mode of " + temporary, errno);
         struct stat existing {};
-        if (::geteuid() == 0 && ::stat(path.c_str(), &existing) == 0 &&
-            ::fchown(fd.get(), existing.st_uid, existing.st_gid) != 0)
+        if (::stat(path.c_str(), &existing) != 0) {
+            give_to_directory_owner(fd.get(), path);
+        } else if (::geteuid() == 0 && ::fchown(fd.get(), existing.st_uid, existing.st_gid) != 0) {
             throw_system_error("cannot keep the owner of " + path, errno);
+        }
         write_all(fd.get(), content, temporary);
         if (::fsync(fd.get()) != 0) throw_system_error("cannot flush " + temporary, errno);
         fd.reset();

@@ -11,6 +11,11 @@
 
 namespace psi {
 
+// Files psi creates as root in a directory take that directory's owner and group, so that a
+// store under /var/lib/psiphon (owned by psiphon-user) stays usable by the tunnel user.
+// Opens (creating it with mode 600 if missing) a file for writing; returns the descriptor.
+UniqueFd open_private_file(const std::string& path, int flags);
+
 // An exclusive flock on `path` (created with mode 600 if missing), held while alive.
 class FileLock {
 public:

@@ -1,6 +1,7 @@
 #include "servers/download.hpp"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <strings.h>
@@ -75,6 +76,11 @@ size_t on_body(char* buffer, size_t size, size_t count, void* user) {
     if (!transfer->is_opened) {
         const bool is_resumed = transfer->status == 206;
         if (!is_resumed) transfer->resumed_from = 0;
+        try {
+            open_private_file(transfer->part_path, O_WRONLY);
+        } catch (const Error&) {
+            return 0;
+        }
         transfer->part.open(transfer->part_path, std::ios::binary | (is_resumed ? std::ios::app : std::ios::trunc));
         if (!transfer->part) return 0;
         transfer->is_opened = true;
@@ -171,7 +177,7 @@ DownloadResult download(const DownloadRequest& request) {
     if (result != CURLE_OK) {
         // Keep what arrived, with the ETag it belongs to, so the next run resumes.
         if (transfer.is_opened && !transfer.etag.empty() && transfer.etag.rfind("W/", 0) != 0)
-            write_file_atomically(request.part_path + ".etag", transfer.etag, 0600);
+            replace_file(request.part_path + ".etag", transfer.etag, 0600);
         const std::string reason = error_buffer[0] ? error_buffer : curl_easy_strerror(result);
         throw Error("download failed: " + reason +
                     (transfer.received ? " (" + std::to_string(transfer.received) + " bytes kept to resume)" : ""));

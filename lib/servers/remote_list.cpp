@@ -24,16 +24,23 @@ std::string first_listed_url(const json::Value& urls) {
 
 }  // namespace
 
-RemoteListSettings remote_list_settings(const Config& config) {
+std::string entry_signature_key(const Config& config) {
+    const json::Value* key = config.document.find("ServerEntrySignaturePublicKey");
+    return key && key->is_string() ? key->as_string() : "";
+}
+
+RemoteListSettings remote_list_settings(const Config& config, const std::string& url) {
     RemoteListSettings settings;
-    if (const json::Value* url = config.document.find("RemoteServerListUrl"); url && url->is_string())
-        settings.url = url->as_string();
+    const json::Value* plain_url = config.document.find("RemoteServerListUrl");
+    if (!url.empty())
+        settings.url = url;
+    else if (plain_url && plain_url->is_string() && !plain_url->as_string().empty())
+        settings.url = plain_url->as_string();
     else if (const json::Value* urls = config.document.find("RemoteServerListURLs"))
         settings.url = first_listed_url(*urls);
     if (const json::Value* key = config.document.find("RemoteServerListSignaturePublicKey"); key && key->is_string())
         settings.public_key = key->as_string();
-    if (const json::Value* key = config.document.find("ServerEntrySignaturePublicKey"); key && key->is_string())
-        settings.entry_signature_key = key->as_string();
+    settings.entry_signature_key = entry_signature_key(config);
     return settings;
 }
 

@@ -25,8 +25,12 @@ struct RemoteListSettings {
     bool is_etag_ignored = false;  // --force: download even when unchanged
 };
 
-// Throws psi::Error (usage) when the config names no URL or no key.
-RemoteListSettings remote_list_settings(const Config& config);
+// From the config; `url` (from the command line) replaces the config's URLs, which are then
+// not even parsed. Throws psi::Error (usage) on malformed RemoteServerListURLs.
+RemoteListSettings remote_list_settings(const Config& config, const std::string& url = "");
+
+// ServerEntrySignaturePublicKey, or "" when not configured.
+std::string entry_signature_key(const Config& config);
 
 struct FetchReport {
     bool is_modified = false;

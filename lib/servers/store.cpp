@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <fstream>
@@ -24,7 +25,7 @@ void serialize(Archive& archive, StoredEntry& entry) {
 
 template <class Archive>
 void serialize(Archive& archive, RemoteListState& state) {
-    archive(state.etag, state.last_attempt, state.last_success);
+    archive(state.etag, state.last_success);
 }
 
 namespace {
@@ -48,6 +49,10 @@ std::optional<Source> parse_source(const std::string& name) {
     for (std::size_t i = 0; i < source_names.size(); ++i)
         if (name == source_names[i]) return static_cast<Source>(i);
     return std::nullopt;
+}
+
+bool is_known_protocol(const std::string& protocol) {
+    return std::find(known_protocols.begin(), known_protocols.end(), protocol) != known_protocols.end();
 }
 
 ServerEntry StoredEntry::entry() const { return ServerEntry{json::parse(json, "stored entry")}; }

@@ -36,8 +36,7 @@ struct StoredEntry {
 
 struct RemoteListState {
     std::string etag;
-    std::int64_t last_attempt = 0;  // Unix seconds
-    std::int64_t last_success = 0;
+    std::int64_t last_success = 0;  // Unix seconds
 };
 
 struct ImportCounts {
@@ -77,6 +76,9 @@ private:
     std::vector<StoredEntry> entries_;
     std::unordered_map<std::string, std::size_t> by_address_;
 };
+
+// Whether `protocol` is one of Psiphon's tunnel protocols (PROTOCOL.md §1.3).
+bool is_known_protocol(const std::string& protocol);
 
 StoredEntry make_stored_entry(const ServerEntry& entry, Source source, std::int64_t now);
 
