@@ -23,6 +23,7 @@ setup() {
 
 teardown() {
     list_server_stop
+    lab_client ip route replace default via "$LAB_ROUTER_IP4"
 }
 
 @test "import: an embedded list with bad lines keeps the good ones and names what it skipped" {
@@ -276,4 +277,18 @@ EOF
     chmod 600 "$LAB_DIR/us.conf"
     [ "$(lab_client "$PSI_SERVERS" --config "$LAB_DIR/us.conf" --store "$STORE" pick | wc -l)" -eq 3 ]
     [ "$(lab_client "$PSI_SERVERS" --config "$LAB_DIR/us.conf" --store "$STORE" pick --any-region | wc -l)" -eq 6 ]
+}
+
+@test "fetch --proxy goes through a SOCKS5 proxy (as through the tunnel) and names the host there" {
+    serve_package 7
+    # The client loses its direct route; only the proxy on the router can reach inet.
+    lab_client ip route del default
+    lab__spawn "$LAB_ROUTER" socks /usr/bin/python3 "$TOOLS/socks5_server.py" --bind "$LAB_ROUTER_IP4" --port 1081
+    lab__wait_for 5 grep -q listening "$LAB_DIR/socks.out"
+    run psi_servers fetch --timeout 3
+    assert_failure 1
+    run psi_servers fetch --proxy "socks5h://$LAB_ROUTER_IP4:1081"
+    assert_success
+    assert_output --partial "7 added"
+    grep -q "^connect $LAB_INET_IP4 443$" "$LAB_DIR/socks.out"
 }
