@@ -6,19 +6,13 @@
 
 #include <memory>
 
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
 
 namespace psi::servers {
 namespace {
-
-struct PkeyFree {
-    void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct MdContextFree {
-    void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-};
 
 [[noreturn]] void reject(const std::string& reason) { throw Error("remote server list rejected: " + reason); }
 
@@ -46,21 +40,13 @@ std::string inflate_bounded(std::string_view compressed, std::size_t limit) {
     return output;
 }
 
-std::string sha256(std::string_view bytes) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1)
-        throw Error("SHA-256 failed");
-    return std::string(reinterpret_cast<char*>(digest), length);
-}
-
 bool verify_rsa_sha256(const std::string& public_key_der, std::string_view data, const std::string& signature) {
     const auto* cursor = reinterpret_cast<const unsigned char*>(public_key_der.data());
-    std::unique_ptr<EVP_PKEY, PkeyFree> key(d2i_PUBKEY(nullptr, &cursor, static_cast<long>(public_key_der.size())));
+    crypto::Pkey key(d2i_PUBKEY(nullptr, &cursor, static_cast<long>(public_key_der.size())));
     if (!key) throw Error("RemoteServerListSignaturePublicKey is not a DER public key", exit_status::usage);
     if (EVP_PKEY_base_id(key.get()) != EVP_PKEY_RSA)
         throw Error("RemoteServerListSignaturePublicKey is not an RSA key", exit_status::usage);
-    std::unique_ptr<EVP_MD_CTX, MdContextFree> context(EVP_MD_CTX_new());
+    crypto::MdContext context(EVP_MD_CTX_new());
     if (!context || EVP_DigestVerifyInit(context.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1)
         throw Error("cannot set up RSA verification");
     return EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
@@ -94,7 +80,7 @@ std::string open_authenticated_package(std::string_view compressed, const std::s
     const std::string& signature_base64 = string_field(package, "signature");
 
     // The digest is of the key's base64 text as configured, not of its DER bytes.
-    if (encoding::base64_decode(digest) != sha256(public_key_base64))
+    if (encoding::base64_decode(digest) != crypto::sha256(public_key_base64))
         reject("it was signed for another key (signingPublicKeyDigest does not match)");
     const auto signature = encoding::base64_decode(signature_base64);
     if (!signature) reject("the signature is not base64");

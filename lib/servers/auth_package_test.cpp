@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
@@ -15,10 +16,7 @@
 namespace psi::servers {
 namespace {
 
-struct PkeyFree {
-    void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-using Key = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using Key = crypto::Pkey;
 
 Key make_rsa_key() { return Key(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048))); }
 
@@ -42,13 +40,6 @@ std::string sign(EVP_PKEY* key, const std::string& data) {
     return signature;
 }
 
-std::string sha256(const std::string& text) {
-    unsigned char digest[32];
-    unsigned int length = 0;
-    EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
-    return std::string(reinterpret_cast<char*>(digest), length);
-}
-
 std::string compress(const std::string& text) {
     uLongf length = compressBound(text.size());
     std::string output(length, '\0');
@@ -59,7 +50,7 @@ std::string compress(const std::string& text) {
 
 std::string package_json(const std::string& data, const std::string& key_text, const std::string& signature) {
     return "{\"data\":" + json::quote(data) + ",\"signingPublicKeyDigest\":\"" +
-           encoding::base64_encode(sha256(key_text)) + "\",\"signature\":\"" + encoding::base64_encode(signature) +
+           encoding::base64_encode(crypto::sha256(key_text)) + "\",\"signature\":\"" + encoding::base64_encode(signature) +
            "\"}";
 }
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <span>
 
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 
@@ -202,27 +203,11 @@ void erase_all(std::string& text, std::string_view part) {
     for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at)) text.erase(at, part.size());
 }
 
-// OpenSSL objects, freed on every path.
-struct PkeyFree {
-    void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct MdContextFree {
-    void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-};
-
-std::string sha256(std::string_view bytes) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1)
-        throw Error("SHA-256 failed");
-    return std::string(reinterpret_cast<char*>(digest), length);
-}
-
 bool verify_ed25519(const std::string& public_key, std::string_view message, std::string_view signature) {
-    std::unique_ptr<EVP_PKEY, PkeyFree> key(EVP_PKEY_new_raw_public_key(
+    crypto::Pkey key(EVP_PKEY_new_raw_public_key(
         EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(public_key.data()), public_key.size()));
     if (!key) throw Error("ServerEntrySignaturePublicKey is not an Ed25519 public key", exit_status::usage);
-    std::unique_ptr<EVP_MD_CTX, MdContextFree> context(EVP_MD_CTX_new());
+    crypto::MdContext context(EVP_MD_CTX_new());
     if (!context || EVP_DigestVerifyInit(context.get(), nullptr, nullptr, nullptr, key.get()) != 1)
         throw Error("cannot set up Ed25519 verification");
     bool is_valid = EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()),
@@ -430,7 +415,7 @@ SignatureCheck check_signature(const ServerEntry& entry, const std::string& publ
     if (!decoded || decoded->size() != signature_key_id_size + ed25519_signature_size) return SignatureCheck::invalid;
     std::string_view key_id = std::string_view(*decoded).substr(0, signature_key_id_size);
     std::string_view signature = std::string_view(*decoded).substr(signature_key_id_size);
-    if (key_id != std::string_view(sha256(*public_key)).substr(0, signature_key_id_size))
+    if (key_id != std::string_view(crypto::sha256(*public_key)).substr(0, signature_key_id_size))
         return SignatureCheck::invalid;
 
     // RemoveUnsignedFields: client-local fields, and a tag the client derived itself.
