@@ -1,0 +1,83 @@
+#include "connect/psiphon_api.hpp"
+
+#include <gtest/gtest.h>
+
+#include "connect/notice.hpp"
+#include "core/error.hpp"
+#include "core/json.hpp"
+
+namespace psi::connect {
+namespace {
+
+Config config_of(const std::string& text) { return parse_config(text, "psi.conf"); }
+
+TEST(PsiphonApi, IdentityComesFromTheConfigAndIsChecked) {
+    ClientIdentity identity = client_identity(config_of(
+        R"({"PropagationChannelId":"FFFFFFFFFFFFFFFF","SponsorId":"FFFFFFFFFFFFFFFF","EgressRegion":"CA"})"));
+    EXPECT_EQ(identity.client_version, "1");
+    EXPECT_EQ(identity.client_platform, "Linux");
+    EXPECT_EQ(identity.egress_region, "CA");
+    EXPECT_THROW(client_identity(config_of(R"({"SponsorId":"FFFFFFFFFFFFFFFF"})")), Error);
+    EXPECT_THROW(client_identity(config_of(R"({"PropagationChannelId":"FF","SponsorId":"FFFF"})")), Error);
+    EXPECT_THROW(client_identity(config_of(
+                     R"({"PropagationChannelId":"FF","SponsorId":"FFFFFFFFFFFFFFFF","ClientPlatform":"Linux x"})")),
+                 Error);
+}
+
+TEST(PsiphonApi, SessionIdsAre32HexDigitsAndFresh) {
+    const std::string first = make_session_id(), second = make_session_id();
+    EXPECT_EQ(first.size(), 32u);
+    EXPECT_EQ(first.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_NE(first, second);
+}
+
+TEST(PsiphonApi, PasswordPayloadMatchesWhatPsiphondAccepted) {
+    EXPECT_EQ(password_payload("00112233445566778899aabbccddeeff", "secret", "FFFFFFFFFFFFFFFF"),
+              R"({"SessionId":"00112233445566778899aabbccddeeff","SshPassword":"secret","SponsorId":"FFFFFFFFFFFFFFFF"})");
+    EXPECT_EQ(password_payload("00112233445566778899aabbccddeeff", "p\"w", "short"),
+              R"({"SessionId":"00112233445566778899aabbccddeeff","SshPassword":"p\"w"})");
+}
+
+TEST(PsiphonApi, HandshakeCarriesEveryRequiredParameterAsStrings) {
+    ClientIdentity identity{"FFFFFFFFFFFFFFFF", "FFFFFFFFFFFFFFFF", "1", "Linux", ""};
+    json::Value request = json::parse(handshake_request(identity, "OSSH"));
+    for (const char* key : {"propagation_channel_id", "sponsor_id", "client_version", "client_platform", "relay_protocol"})
+        ASSERT_TRUE(request.find(key) && request.find(key)->is_string()) << key;
+    EXPECT_EQ(request.find("relay_protocol")->as_string(), "OSSH");
+    EXPECT_EQ(request.find("egress_region"), nullptr);
+    identity.egress_region = "DE";
+    EXPECT_EQ(json::parse(handshake_request(identity, "SSH")).find("egress_region")->as_string(), "DE");
+}
+
+TEST(PsiphonApi, HandshakeReplyGivesHomepagesServersAndRegion) {
+    HandshakeResponse response = parse_handshake_response(
+        R"({"homepages":["https://example.org/a","https://example.org/b"],"encoded_server_list":["30"],)"
+        R"("client_region":"US","server_timestamp":"2026-11-23T01:00:00Z","page_view_regexes":[],"unknown":{"x":1}})");
+    EXPECT_EQ(response.homepages.size(), 2u);
+    EXPECT_EQ(response.encoded_server_list, std::vector<std::string>{"30"});
+    EXPECT_EQ(response.client_region, "US");
+    EXPECT_THROW(parse_handshake_response("not json"), Error);
+    EXPECT_THROW(parse_handshake_response("[]"), Error);
+    EXPECT_TRUE(parse_handshake_response("{}").homepages.empty());
+}
+
+TEST(PsiphonApi, ConnectedRequestAndTimestamp) {
+    ClientIdentity identity{"FF", "FFFFFFFFFFFFFFFF", "1", "Linux", ""};
+    EXPECT_EQ(json::parse(connected_request(identity, "OSSH", "")).find("last_connected")->as_string(), "None");
+    EXPECT_EQ(parse_connected_timestamp(R"({"connected_timestamp":"2026-11-23T01:00:00Z"})"), "2026-11-23T01:00:00Z");
+}
+
+TEST(Notice, MatchesPsiphonsConsoleClientFormat) {
+    const auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(1136214245007));
+    json::Value data = json::Object{};
+    data.set("count", 1);
+    EXPECT_EQ(format_notice("Tunnels", data, when),
+              R"({"data":{"count":1},"noticeType":"Tunnels","timestamp":"2006-01-02T15:04:05.007Z"})");
+    json::Value homepage = json::Object{};
+    homepage.set("url", "https://example.org/?a=1&b=<2>");
+    EXPECT_EQ(format_notice("Homepage", homepage, when),
+              R"({"data":{"url":"https://example.org/?a=1\u0026b=\u003c2\u003e"},"noticeType":"Homepage","timestamp":"2006-01-02T15:04:05.007Z"})");
+}
+
+}  // namespace
+}  // namespace psi::connect
