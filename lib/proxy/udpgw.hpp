@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,7 +42,13 @@ struct ParsedUdpgw {
 
 // Server to client. psiphond sets flags=0 even for IPv6 (the quirk), so the caller says which
 // address length the connection id uses. A size field that cannot hold the header, or a
-// frame over the limits, is malformed.
+// frame over the limits, is malformed. A KEEPALIVE frame needs only flags and conid; whatever
+// follows them is skipped, and its address and payload come back empty.
 ParsedUdpgw parse_udpgw(std::string_view bytes, bool is_ipv6_connection);
+
+// The connection id of the frame at the start of `bytes`, so the caller can look up its address
+// family before parse_udpgw without reading the bytes itself; nullopt while fewer than 5 bytes
+// are there, or when the size field cannot hold the header (parse_udpgw says malformed).
+std::optional<std::uint16_t> peek_udpgw_connection_id(std::string_view bytes);
 
 }  // namespace psi::proxy
