@@ -38,7 +38,15 @@ FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
 FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/%,$(filter-out lib/core/cli.cpp,$(LIB_SOURCES)))
 FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
 
-.PHONY: all deps check unit bats bench fuzz fuzz-build install uninstall clean
+# libssh: Debian's source package of the installed libssh-dev with third_party/libssh's patch,
+# built static into $(BUILD)/libssh/install (third_party/libssh/README.md). Not yet part of
+# `all`: nothing links it until psi-connect lands, and the mirror must serve that exact source
+# version (LIBSSH_VERSION=<v> builds another one on purpose).
+LIBSSH_DIR   := $(BUILD)/libssh
+LIBSSH_STAMP := $(LIBSSH_DIR)/stamp
+LIBSSH_LIB   := $(LIBSSH_DIR)/install/lib/libssh.a
+
+.PHONY: all deps check unit bats bench fuzz fuzz-build libssh libssh-check install uninstall clean
 all: $(BINARIES) $(BUILD)/unit-tests
 
 $(BUILD)/%.o: %.cpp
@@ -81,6 +89,20 @@ fuzz: deps
 		fi; \
 		grep -E 'stat::(number_of_executed_units|peak_rss_mb)' $(BUILD)/fuzz/$$name.log; \
 	done
+
+$(LIBSSH_STAMP): third_party/libssh/build.sh third_party/libssh/psi-extensions.patch
+	third_party/libssh/build.sh $(LIBSSH_DIR)
+$(LIBSSH_LIB): $(LIBSSH_STAMP) ;
+
+libssh: deps $(LIBSSH_LIB)
+
+# The two functions the patch adds, against an SSH server written in the test itself.
+$(BUILD)/libssh-tests: third_party/libssh/extensions_test.cpp $(BUILD)/libpsi.a $(LIBSSH_LIB)
+	$(CXX) $(CXXFLAGS) -I$(LIBSSH_DIR)/install/include $< $(BUILD)/libpsi.a $(LIBSSH_LIB) $(LDLIBS) \
+		-lgtest -lgtest_main -pthread -o $@
+
+libssh-check: libssh $(BUILD)/libssh-tests
+	$(BUILD)/libssh-tests
 
 # Every Debian package the build, the tests and the benchmarks need; idempotent.
 deps:
