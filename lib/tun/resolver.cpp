@@ -1,0 +1,115 @@
+#include "tun/resolver.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "core/atomic_file.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/process.hpp"
+
+namespace psi::tun {
+namespace {
+
+bool is_resolved_running() {
+    struct stat info {};
+    return ::stat("/run/systemd/resolve/io.systemd.Resolve", &info) == 0 && ::access("/usr/bin/resolvectl", X_OK) == 0;
+}
+
+std::string symlink_target(const std::string& path) {
+    char target[PATH_MAX];
+    ssize_t length = ::readlink(path.c_str(), target, sizeof target - 1);
+    return length < 0 ? "" : std::string(target, static_cast<std::size_t>(length));
+}
+
+void rewrite_in_place(const std::string& path, const std::string& content) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+    if (!fd.is_open()) throw_system_error("cannot write " + path, errno);
+    for (std::size_t done = 0; done < content.size();) {
+        ssize_t written = ::write(fd.get(), content.data() + done, content.size() - done);
+        if (written < 0 && errno != EINTR) throw_system_error("cannot write " + path, errno);
+        if (written > 0) done += static_cast<std::size_t>(written);
+    }
+    ::fsync(fd.get());
+}
+
+void restore_symlink(const std::string& path, const std::string& target) {
+    const std::string temporary = path + ".psi-tun";
+    ::unlink(temporary.c_str());
+    if (::symlink(target.c_str(), temporary.c_str()) != 0) throw_system_error("cannot create " + temporary, errno);
+    if (::rename(temporary.c_str(), path.c_str()) != 0) {
+        const int error = errno;
+        ::unlink(temporary.c_str());
+        throw_system_error("cannot restore the symlink " + path, error);
+    }
+}
+
+}  // namespace
+
+void replace_or_rewrite(const std::string& path, const std::string& content) {
+    try {
+        replace_file(path, content, 0644);
+    } catch (const Error&) {
+        // rename(2) onto a mount point fails with EBUSY; the file itself is still writable.
+        rewrite_in_place(path, content);
+    }
+}
+
+json::Value point_resolver_at_tunnel(const ResolverSettings& settings) {
+    json::Value record = json::Object{};
+    if (is_resolved_running()) {
+        run_checked({"resolvectl", "dns", settings.tun_name, settings.dns_ipv4, settings.dns_ipv6});
+        run_checked({"resolvectl", "domain", settings.tun_name, "~."});
+        run_checked({"resolvectl", "default-route", settings.tun_name, "yes"});
+        run_checked({"resolvectl", "llmnr", settings.tun_name, "no"});
+        run_checked({"resolvectl", "mdns", settings.tun_name, "no"});
+        record.set("method", "systemd-resolved");
+        return record;
+    }
+    record.set("method", "resolv.conf");
+    struct stat info {};
+    if (::lstat(settings.resolv_conf.c_str(), &info) == 0 && S_ISLNK(info.st_mode)) {
+        record.set("symlink", symlink_target(settings.resolv_conf));
+    } else {
+        const std::string backup = settings.backup_directory + "/resolv.conf.before-psi-tun";
+        std::string previous;
+        try {
+            previous = read_file(settings.resolv_conf);
+        } catch (const Error&) {
+            record.set("absent", true);
+        }
+        if (!record.find("absent")) {
+            replace_file(backup, previous, 0644);
+            record.set("backup", backup);
+        }
+    }
+    replace_or_rewrite(settings.resolv_conf, "# written by psi-tun up; psi-tun down restores the previous file\n"
+                                             "nameserver " + settings.dns_ipv4 + "\nnameserver " + settings.dns_ipv6 +
+                                             "\noptions edns0 trust-ad\n");
+    return record;
+}
+
+void restore_resolver(const ResolverSettings& settings, const json::Value& record) {
+    const json::Value* method = record.find("method");
+    if (!method || !method->is_string()) return;
+    if (method->as_string() == "systemd-resolved") {
+        // Link settings go with the link; revert in case the link stays.
+        run_process({"resolvectl", "revert", settings.tun_name});
+        return;
+    }
+    if (const json::Value* target = record.find("symlink")) {
+        restore_symlink(settings.resolv_conf, target->as_string());
+    } else if (const json::Value* backup = record.find("backup")) {
+        replace_or_rewrite(settings.resolv_conf, read_file(backup->as_string()));
+        ::unlink(backup->as_string().c_str());
+    } else if (record.find("absent")) {
+        ::unlink(settings.resolv_conf.c_str());
+    }
+    log::debug("restored " + settings.resolv_conf);
+}
+
+}  // namespace psi::tun

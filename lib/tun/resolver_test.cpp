@@ -1,0 +1,58 @@
+#include "tun/resolver.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "core/atomic_file.hpp"
+
+namespace psi::tun {
+namespace {
+
+class Resolver : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/psi-resolver-XXXXXX";
+        directory_ = ::mkdtemp(pattern);
+        settings_ = ResolverSettings{"PsiphonTUN", "10.200.3.2", "fd42:42:42::2", directory_ + "/resolv.conf", directory_};
+    }
+    void TearDown() override { std::filesystem::remove_all(directory_); }
+    std::string directory_;
+    ResolverSettings settings_;
+};
+
+TEST_F(Resolver, AFileIsReplacedAndRestoredByteForByte) {
+    const std::string previous = "# from DHCP\nnameserver 192.168.77.1\nsearch lan\n";
+    write_file_atomically(settings_.resolv_conf, previous, 0644);
+    const json::Value record = point_resolver_at_tunnel(settings_);
+    const std::string pointed = read_file(settings_.resolv_conf);
+    EXPECT_NE(pointed.find("nameserver 10.200.3.2\nnameserver fd42:42:42::2\n"), std::string::npos);
+    EXPECT_EQ(pointed.find("192.168.77.1"), std::string::npos);
+    restore_resolver(settings_, record);
+    EXPECT_EQ(read_file(settings_.resolv_conf), previous);
+    EXPECT_FALSE(std::filesystem::exists(directory_ + "/resolv.conf.before-psi-tun"));
+}
+
+TEST_F(Resolver, ASymlinkIsReplacedByAFileAndComesBack) {
+    write_file_atomically(directory_ + "/stub-resolv.conf", "nameserver 127.0.0.53\n", 0644);
+    ASSERT_EQ(::symlink("stub-resolv.conf", settings_.resolv_conf.c_str()), 0);
+    const json::Value record = point_resolver_at_tunnel(settings_);
+    EXPECT_FALSE(std::filesystem::is_symlink(settings_.resolv_conf));
+    EXPECT_EQ(read_file(directory_ + "/stub-resolv.conf"), "nameserver 127.0.0.53\n");
+    restore_resolver(settings_, record);
+    ASSERT_TRUE(std::filesystem::is_symlink(settings_.resolv_conf));
+    EXPECT_EQ(std::filesystem::read_symlink(settings_.resolv_conf), "stub-resolv.conf");
+}
+
+TEST_F(Resolver, AnAbsentFileIsAbsentAgain) {
+    const json::Value record = point_resolver_at_tunnel(settings_);
+    EXPECT_TRUE(std::filesystem::exists(settings_.resolv_conf));
+    restore_resolver(settings_, record);
+    EXPECT_FALSE(std::filesystem::exists(settings_.resolv_conf));
+}
+
+}  // namespace
+}  // namespace psi::tun

@@ -1,0 +1,50 @@
+#include "tun/tun_device.hpp"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/atomic_file.hpp"
+#include "core/error.hpp"
+#include "core/unique_fd.hpp"
+
+namespace psi::tun {
+
+bool interface_exists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
+
+long tun_owner(const std::string& name) {
+    try {
+        return std::stol(read_file("/sys/class/net/" + name + "/owner"));
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
+bool create_persistent_tun(const std::string& name, uid_t owner, gid_t group) {
+    if (interface_exists(name)) {
+        const long current = tun_owner(name);
+        if (current < 0) throw Error(name + " exists and is not a TUN device; remove it or set TunName");
+        if (current != static_cast<long>(owner))
+            throw Error(name + " exists but belongs to uid " + std::to_string(current) + ", not the tunnel user (uid " +
+                        std::to_string(owner) + "); psi-tun down, or ip link del " + name);
+        return false;
+    }
+    UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (!fd.is_open()) throw_system_error("cannot open /dev/net/tun", errno);
+    ifreq request{};
+    std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TUN | IFF_NO_PI;
+    if (::ioctl(fd.get(), TUNSETIFF, &request) != 0) throw_system_error("cannot create " + name, errno);
+    if (::ioctl(fd.get(), TUNSETOWNER, static_cast<unsigned long>(owner)) != 0 ||
+        ::ioctl(fd.get(), TUNSETGROUP, static_cast<unsigned long>(group)) != 0 ||
+        ::ioctl(fd.get(), TUNSETPERSIST, 1UL) != 0)
+        throw_system_error("cannot make " + name + " persistent and the tunnel user's", errno);
+    return true;
+}
+
+}  // namespace psi::tun

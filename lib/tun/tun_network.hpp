@@ -1,0 +1,31 @@
+// psi-tun up and down: the TUN device, its addresses, the routing table that sends everyone
+// but the tunnel user into it, rp_filter, and DNS. Every change is recorded in
+// RunDirectory/tun.json as it is made, so that down undoes exactly what up did, also after a
+// crash half way; both are idempotent.
+#pragma once
+
+#include <string>
+
+#include "core/config.hpp"
+
+namespace psi::tun {
+
+inline constexpr int route_table = 20563;      // "PS"
+inline constexpr int rule_priority = 20563;    // everyone but the tunnel user: into the table
+inline constexpr int lan_rule_priority = 20562;  // AllowLan: LAN routes of main first, never DNS
+inline constexpr int mtu = 1500;
+inline constexpr int tx_queue_length = 5000;   // TUN.md §3.10: 500 drops when the reader lags
+
+struct UpReport {
+    bool created_device = false;
+    std::string dns_method;
+};
+
+UpReport bring_up(const Config& config);
+
+// False when there was no record of an up (then only psi's own rules and table are cleared).
+bool bring_down(const Config& config);
+
+std::string state_path(const Config& config);
+
+}  // namespace psi::tun
