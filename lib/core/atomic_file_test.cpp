@@ -8,18 +8,15 @@
 #include <gtest/gtest.h>
 
 #include "core/error.hpp"
+#include "testing/test_support.hpp"
 
 namespace psi {
 namespace {
 
 class AtomicFile : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/psi-atomic-XXXXXX";
-        directory_ = ::mkdtemp(pattern);
-    }
-    void TearDown() override { std::filesystem::remove_all(directory_); }
-    std::string directory_;
+    psi::testing::TemporaryDirectory temporary_;
+    const std::string directory_ = temporary_.path();
 };
 
 TEST_F(AtomicFile, WritesContentWithModeAndLeavesNoTemporaryFile) {

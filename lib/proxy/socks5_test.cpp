@@ -5,16 +5,13 @@
 #include <initializer_list>
 
 #include "core/error.hpp"
+#include "testing/test_support.hpp"
 #include "proxy/byte_reader.hpp"
 
 namespace psi::proxy {
 namespace {
 
-std::string bytes(std::initializer_list<int> values) {
-    std::string result;
-    for (int value : values) result += static_cast<char>(value);
-    return result;
-}
+using psi::testing::bytes;
 
 const std::string ipv4_connect = bytes({5, 1, 0, 1, 192, 0, 2, 7, 0x01, 0xbb});
 const std::string ipv6_connect =

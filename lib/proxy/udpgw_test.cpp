@@ -5,15 +5,12 @@
 #include <initializer_list>
 
 #include "core/error.hpp"
+#include "testing/test_support.hpp"
 
 namespace psi::proxy {
 namespace {
 
-std::string bytes(std::initializer_list<int> values) {
-    std::string result;
-    for (int value : values) result += static_cast<char>(value);
-    return result;
-}
+using psi::testing::bytes;
 
 const std::string google_dns = bytes({8, 8, 8, 8});
 const std::string ipv6_dns = bytes({0x20, 0x01, 0x48, 0x60, 0x48, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x88});

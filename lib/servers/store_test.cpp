@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "testing/test_support.hpp"
 #include "servers/selection.hpp"
 
 namespace psi::servers {
@@ -22,13 +23,9 @@ ServerEntry entry(const std::string& address, const std::string& region, int ver
 
 class StoreFile : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/psi-store-XXXXXX";
-        directory_ = ::mkdtemp(pattern);
-        path_ = directory_ + "/servers";
-    }
-    void TearDown() override { std::filesystem::remove_all(directory_); }
-    std::string directory_, path_;
+    psi::testing::TemporaryDirectory temporary_;
+    const std::string directory_ = temporary_.path();
+    const std::string path_ = directory_ + "/servers";
 };
 
 TEST_F(StoreFile, MissingFileIsAnEmptyStore) { EXPECT_TRUE(Store::load(path_).entries().empty()); }

@@ -8,20 +8,16 @@
 #include <gtest/gtest.h>
 
 #include "core/atomic_file.hpp"
+#include "testing/test_support.hpp"
 
 namespace psi::tun {
 namespace {
 
 class Resolver : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/psi-resolver-XXXXXX";
-        directory_ = ::mkdtemp(pattern);
-        settings_ = ResolverSettings{"PsiphonTUN", "10.200.3.2", "fd42:42:42::2", directory_ + "/resolv.conf", directory_};
-    }
-    void TearDown() override { std::filesystem::remove_all(directory_); }
-    std::string directory_;
-    ResolverSettings settings_;
+    psi::testing::TemporaryDirectory temporary_;
+    const std::string directory_ = temporary_.path();
+    ResolverSettings settings_{"PsiphonTUN", "10.200.3.2", "fd42:42:42::2", directory_ + "/resolv.conf", directory_};
 };
 
 TEST_F(Resolver, AFileIsReplacedAndRestoredByteForByte) {
