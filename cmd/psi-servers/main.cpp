@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -67,11 +68,6 @@ void ensure_directory_of(const std::string& path) {
         throw_system_error("cannot create " + directory, errno);
 }
 
-std::string read_input(const std::string& input) {
-    if (input != "-") return read_file(input);
-    return std::string(std::istreambuf_iterator<char>(std::cin), {});
-}
-
 std::string format_time(std::int64_t seconds) {
     if (seconds == 0) return "-";
     std::time_t time = seconds;
@@ -122,12 +118,17 @@ void report_import(const Options& options, const ImportReport& report, const cha
 int command_import(const Options& options, const Config& config) {
     const auto source = parse_source(options.source);
     if (!source) throw Error("--source must be EMBEDDED, REMOTE, DISCOVERY or TARGET", exit_status::usage);
-    const std::string input = read_input(options.input);
+    std::ifstream file;
+    if (options.input != "-") {
+        file.open(options.input, std::ios::binary);
+        if (!file) throw_system_error("cannot read " + options.input, errno);
+    }
+    std::istream& input = options.input == "-" ? std::cin : file;
     const std::string path = store_path(options, config);
     ensure_directory_of(path);
     StoreLock lock(path, FileLock::Wait::block);
     Store store = Store::load(path);
-    const ImportReport report = import_entry_lines(
+    const ImportReport report = import_entry_stream(
         store, input,
         ImportOptions{*source, now_seconds(), options.is_forced, entry_signature_key(config)});
     const ImportCounts& counts = report.counts;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <vector>
 
 #include "core/error.hpp"
@@ -18,17 +19,6 @@ std::string directory_of(const std::string& path) {
     if (slash == std::string::npos) return ".";
     if (slash == 0) return "/";
     return path.substr(0, slash);
-}
-
-void write_all(int fd, std::string_view content, const std::string& path) {
-    while (!content.empty()) {
-        ssize_t written = ::write(fd, content.data(), content.size());
-        if (written < 0) {
-            if (errno == EINTR) continue;
-            throw_system_error("cannot write " + path, errno);
-        }
-        content.remove_prefix(static_cast<std::size_t>(written));
-    }
 }
 
 // As root, a new file takes the owner of its directory (see open_private_file).
@@ -66,6 +56,10 @@ void write_file_atomically(const std::string& path, std::string_view content, mo
 }
 
 void replace_file(const std::string& path, std::string_view content, mode_t mode) {
+    replace_file(path, mode, [&](std::ostream& output) { output.write(content.data(), static_cast<std::streamsize>(content.size())); });
+}
+
+void replace_file(const std::string& path, mode_t mode, const std::function<void(std::ostream&)>& write) {
     std::string temporary = path + ".XXXXXX";
     std::vector<char> name(temporary.begin(), temporary.end());
     name.push_back('\0');
@@ -80,7 +74,12 @@ void replace_file(const std::string& path, std::string_view content, mode_t mode
         } else if (::geteuid() == 0 && ::fchown(fd.get(), existing.st_uid, existing.st_gid) != 0) {
             throw_system_error("cannot keep the owner of " + path, errno);
         }
-        write_all(fd.get(), content, temporary);
+        {
+            std::ofstream output(temporary, std::ios::binary | std::ios::trunc);
+            write(output);
+            output.flush();
+            if (!output) throw Error("cannot write " + temporary);
+        }
         if (::fsync(fd.get()) != 0) throw_system_error("cannot flush " + temporary, errno);
         fd.reset();
         if (::rename(temporary.c_str(), path.c_str()) != 0)

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <functional>
+#include <ostream>
 #include <string>
 #include <string_view>
 
@@ -31,6 +33,8 @@ private:
 // of the directory. Run as root over an existing file, the new one keeps its owner and group.
 // The caller serialises writers (see write_file_atomically).
 void replace_file(const std::string& path, std::string_view content, mode_t mode);
+// The same, with the content written by `write` straight into the temporary file.
+void replace_file(const std::string& path, mode_t mode, const std::function<void(std::ostream&)>& write);
 
 // replace_file under the lock `path + ".lock"`.
 void write_file_atomically(const std::string& path, std::string_view content, mode_t mode);

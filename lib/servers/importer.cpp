@@ -8,6 +8,33 @@ std::size_t ImportReport::skipped_count() const {
     return count;
 }
 
+namespace {
+
+void add(ImportReport& total, const ImportReport& part) {
+    total.counts.added += part.counts.added;
+    total.counts.updated += part.counts.updated;
+    total.counts.unchanged += part.counts.unchanged;
+    for (const auto& [reason, lines] : part.skipped) total.skipped[reason] += lines;
+}
+
+}  // namespace
+
+ImportReport import_entry_stream(Store& store, std::istream& input, const ImportOptions& options) {
+    ImportReport report;
+    std::string pending;
+    std::string block(1 << 20, '\0');
+    while (input) {
+        input.read(block.data(), static_cast<std::streamsize>(block.size()));
+        pending.append(block.data(), static_cast<std::size_t>(input.gcount()));
+        const std::size_t end = pending.rfind('\n');
+        if (end == std::string::npos) continue;  // a line longer than a block: keep reading
+        add(report, import_entry_lines(store, std::string_view(pending).substr(0, end + 1), options));
+        pending.erase(0, end + 1);
+    }
+    add(report, import_entry_lines(store, pending, options));
+    return report;
+}
+
 ImportReport import_entry_lines(Store& store, std::string_view text, const ImportOptions& options) {
     ImportReport report;
     std::size_t badly_signed = 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <istream>
 #include <map>
 #include <string>
 #include <string_view>
@@ -27,5 +28,8 @@ struct ImportReport {
 };
 
 ImportReport import_entry_lines(Store& store, std::string_view text, const ImportOptions& options);
+
+// The same from a stream, a block at a time, so that a long list is never held in memory.
+ImportReport import_entry_stream(Store& store, std::istream& input, const ImportOptions& options);
 
 }  // namespace psi::servers

@@ -104,13 +104,11 @@ Store Store::load(const std::string& path) {
 }
 
 void Store::save(const std::string& path) const {
-    std::ostringstream output;
-    {
+    replace_file(path, 0600, [&](std::ostream& output) {
         cereal::PortableBinaryOutputArchive archive(output);
         archive(store_magic, store_format, remote, static_cast<std::uint64_t>(entries_.size()));
         for (const StoredEntry& entry : entries_) archive(entry);
-    }
-    replace_file(path, output.str(), 0600);
+    });
 }
 
 void Store::index() {
