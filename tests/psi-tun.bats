@@ -160,3 +160,28 @@ network_state() {
     run lab_as "$DESKTOP_UID" "$PSI_TUN" --config "$LAB_DIR/psi.conf" up
     assert_failure
 }
+
+@test "down can run again after it failed half way, and finishes the job" {
+    local before
+    before=$(network_state)
+    psi_tun up
+    # ip missing from PATH: down restores DNS, then fails on the routes.
+    run lab_client env PATH=/nonexistent "$PSI_TUN" --config "$LAB_DIR/psi.conf" down
+    assert_failure
+    run psi_tun down
+    assert_success
+    [ "$(network_state)" = "$before" ]
+}
+
+@test "up replaces a stale rule at its priority; down never removes another tool's rule" {
+    lab_client ip rule add not uidrange 1-1 lookup 20563 pref 20563
+    psi_tun up
+    run lab_client ip rule show pref 20563
+    assert_output --partial "uidrange $(id -u psiphon-user)-$(id -u psiphon-user)"
+    psi_tun down
+    lab_client ip rule add from all lookup main pref 20563
+    run psi_tun down
+    assert_failure
+    assert_output --partial "another tool's routing rule holds priority 20563"
+    lab_client ip rule del pref 20563
+}

@@ -5,6 +5,7 @@
 
 #include "core/cli.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/output.hpp"
 #include "tun/tun_network.hpp"
 
@@ -25,7 +26,14 @@ int main(int argc, char** argv) {
 
     return run_program(app, argc, argv, common, [&]() -> int {
         if (::geteuid() != 0) throw Error("psi-tun up and down change the network: run them as root");
-        Config config = load_config_from(common);
+        Config config;
+        try {
+            config = load_config_from(common);
+        } catch (const Error& error) {
+            // down must never be locked out by a broken config: it only needs the defaults' paths.
+            if (*up) throw;
+            log::warning(std::string(error.what()) + "; using the default settings");
+        }
         if (is_allow_lan) config.allow_lan = true;
         if (*up) {
             const tun::UpReport report = tun::bring_up(config);

@@ -8,7 +8,6 @@
 #include <deque>
 #include <map>
 #include <optional>
-#include <vector>
 
 #include "tun/packet.hpp"
 
@@ -41,7 +40,7 @@ private:
 
     std::uint16_t first_port_, last_port_;
     Clock::duration quarantine_time_;
-    std::vector<std::uint16_t> free_ports_;
+    std::deque<std::uint16_t> free_ports_;  // FIFO: the port free the longest goes first
     std::deque<std::pair<Clock::time_point, std::uint16_t>> quarantine_;
     std::map<std::uint16_t, Flow> by_port_;
     std::map<Flow, std::uint16_t> by_flow_;

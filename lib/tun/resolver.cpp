@@ -1,6 +1,7 @@
 #include "tun/resolver.hpp"
 
 #include <fcntl.h>
+#include <linux/stat.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,9 +16,24 @@
 namespace psi::tun {
 namespace {
 
-bool is_resolved_running() {
+// systemd-resolved is used only when it runs and the resolv.conf in force goes through its
+// stub; under `ip netns exec` with a resolv.conf of the namespace's own, resolvectl would
+// configure the host's resolver instead.
+bool is_resolved_in_use(const std::string& resolv_conf) {
     struct stat info {};
-    return ::stat("/run/systemd/resolve/io.systemd.Resolve", &info) == 0 && ::access("/usr/bin/resolvectl", X_OK) == 0;
+    if (::stat("/run/systemd/resolve/io.systemd.Resolve", &info) != 0 || ::access("/usr/bin/resolvectl", X_OK) != 0)
+        return false;
+    try {
+        return read_file(resolv_conf).find("nameserver 127.0.0.53") != std::string::npos;
+    } catch (const Error&) {
+        return false;
+    }
+}
+
+bool is_mount_root(const std::string& path) {
+    struct statx info {};
+    return ::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &info) == 0 &&
+           (info.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (info.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
 std::string symlink_target(const std::string& path) {
@@ -26,8 +42,10 @@ std::string symlink_target(const std::string& path) {
     return length < 0 ? "" : std::string(target, static_cast<std::size_t>(length));
 }
 
+}  // namespace
+
 void rewrite_in_place(const std::string& path, const std::string& content) {
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW));
     if (!fd.is_open()) throw_system_error("cannot write " + path, errno);
     for (std::size_t done = 0; done < content.size();) {
         ssize_t written = ::write(fd.get(), content.data() + done, content.size() - done);
@@ -36,6 +54,8 @@ void rewrite_in_place(const std::string& path, const std::string& content) {
     }
     ::fsync(fd.get());
 }
+
+namespace {
 
 void restore_symlink(const std::string& path, const std::string& target) {
     const std::string temporary = path + ".psi-tun";
@@ -51,46 +71,49 @@ void restore_symlink(const std::string& path, const std::string& target) {
 }  // namespace
 
 void replace_or_rewrite(const std::string& path, const std::string& content) {
-    try {
-        replace_file(path, content, 0644);
-    } catch (const Error&) {
-        // rename(2) onto a mount point fails with EBUSY; the file itself is still writable.
-        rewrite_in_place(path, content);
-    }
+    // rename(2) onto a mount point fails with EBUSY; the mounted file itself is writable.
+    if (is_mount_root(path)) rewrite_in_place(path, content);
+    else replace_file(path, content, 0644);
 }
 
-json::Value point_resolver_at_tunnel(const ResolverSettings& settings) {
+json::Value plan_resolver_change(const ResolverSettings& settings) {
     json::Value record = json::Object{};
-    if (is_resolved_running()) {
-        run_checked({"resolvectl", "dns", settings.tun_name, settings.dns_ipv4, settings.dns_ipv6});
-        run_checked({"resolvectl", "domain", settings.tun_name, "~."});
-        run_checked({"resolvectl", "default-route", settings.tun_name, "yes"});
-        run_checked({"resolvectl", "llmnr", settings.tun_name, "no"});
-        run_checked({"resolvectl", "mdns", settings.tun_name, "no"});
+    if (is_resolved_in_use(settings.resolv_conf)) {
         record.set("method", "systemd-resolved");
+        record.set("link", settings.tun_name);
         return record;
     }
     record.set("method", "resolv.conf");
     struct stat info {};
     if (::lstat(settings.resolv_conf.c_str(), &info) == 0 && S_ISLNK(info.st_mode)) {
         record.set("symlink", symlink_target(settings.resolv_conf));
-    } else {
-        const std::string backup = settings.backup_directory + "/resolv.conf.before-psi-tun";
-        std::string previous;
-        try {
-            previous = read_file(settings.resolv_conf);
-        } catch (const Error&) {
-            record.set("absent", true);
-        }
-        if (!record.find("absent")) {
-            replace_file(backup, previous, 0644);
-            record.set("backup", backup);
-        }
+        return record;
+    }
+    std::string previous;
+    try {
+        previous = read_file(settings.resolv_conf);
+    } catch (const Error&) {
+        record.set("absent", true);
+        return record;
+    }
+    const std::string backup = settings.backup_directory + "/resolv.conf.before-psi-tun";
+    replace_file(backup, previous, 0600);
+    record.set("backup", backup);
+    return record;
+}
+
+void apply_resolver_change(const ResolverSettings& settings, const json::Value& record) {
+    if (record.find("method")->as_string() == "systemd-resolved") {
+        run_checked({"resolvectl", "dns", settings.tun_name, settings.dns_ipv4, settings.dns_ipv6});
+        run_checked({"resolvectl", "domain", settings.tun_name, "~."});
+        run_checked({"resolvectl", "default-route", settings.tun_name, "yes"});
+        run_checked({"resolvectl", "llmnr", settings.tun_name, "no"});
+        run_checked({"resolvectl", "mdns", settings.tun_name, "no"});
+        return;
     }
     replace_or_rewrite(settings.resolv_conf, "# written by psi-tun up; psi-tun down restores the previous file\n"
                                              "nameserver " + settings.dns_ipv4 + "\nnameserver " + settings.dns_ipv6 +
                                              "\noptions edns0 trust-ad\n");
-    return record;
 }
 
 void restore_resolver(const ResolverSettings& settings, const json::Value& record) {
@@ -98,14 +121,14 @@ void restore_resolver(const ResolverSettings& settings, const json::Value& recor
     if (!method || !method->is_string()) return;
     if (method->as_string() == "systemd-resolved") {
         // Link settings go with the link; revert in case the link stays.
-        run_process({"resolvectl", "revert", settings.tun_name});
+        const json::Value* link = record.find("link");
+        run_process({"resolvectl", "revert", link && link->is_string() ? link->as_string() : settings.tun_name});
         return;
     }
     if (const json::Value* target = record.find("symlink")) {
         restore_symlink(settings.resolv_conf, target->as_string());
     } else if (const json::Value* backup = record.find("backup")) {
         replace_or_rewrite(settings.resolv_conf, read_file(backup->as_string()));
-        ::unlink(backup->as_string().c_str());
     } else if (record.find("absent")) {
         ::unlink(settings.resolv_conf.c_str());
     }

@@ -17,12 +17,18 @@ struct ResolverSettings {
     std::string backup_directory;  // where the previous resolv.conf is kept (RunDirectory)
 };
 
-// Returns what was changed, as a JSON record for restore_resolver.
-json::Value point_resolver_at_tunnel(const ResolverSettings& settings);
+// Two steps, so that the record is saved before anything changes: plan keeps the previous
+// resolv.conf (or notes its symlink or absence) and returns the record; apply then points the
+// resolver at the tunnel; restore undoes it from the record.
+json::Value plan_resolver_change(const ResolverSettings& settings);
+void apply_resolver_change(const ResolverSettings& settings, const json::Value& record);
 void restore_resolver(const ResolverSettings& settings, const json::Value& record);
 
 // Writes a file in place of `path`: by rename, or, where the path is a mount point (as
-// `ip netns exec` and containers bind-mount resolv.conf), by rewriting it in place.
+// `ip netns exec` and containers bind-mount resolv.conf), by rewriting that file in place.
 void replace_or_rewrite(const std::string& path, const std::string& content);
+
+// Rewrites an existing file in place, never following a symlink (for /proc/sys too).
+void rewrite_in_place(const std::string& path, const std::string& content);
 
 }  // namespace psi::tun

@@ -23,19 +23,22 @@ protected:
 TEST_F(Resolver, AFileIsReplacedAndRestoredByteForByte) {
     const std::string previous = "# from DHCP\nnameserver 192.168.77.1\nsearch lan\n";
     write_file_atomically(settings_.resolv_conf, previous, 0644);
-    const json::Value record = point_resolver_at_tunnel(settings_);
+    const json::Value record = plan_resolver_change(settings_);
+    EXPECT_EQ(read_file(settings_.resolv_conf), previous) << "planning changes nothing";
+    EXPECT_EQ(read_file(record.find("backup")->as_string()), previous);
+    apply_resolver_change(settings_, record);
     const std::string pointed = read_file(settings_.resolv_conf);
     EXPECT_NE(pointed.find("nameserver 10.200.3.2\nnameserver fd42:42:42::2\n"), std::string::npos);
     EXPECT_EQ(pointed.find("192.168.77.1"), std::string::npos);
     restore_resolver(settings_, record);
     EXPECT_EQ(read_file(settings_.resolv_conf), previous);
-    EXPECT_FALSE(std::filesystem::exists(directory_ + "/resolv.conf.before-psi-tun"));
 }
 
 TEST_F(Resolver, ASymlinkIsReplacedByAFileAndComesBack) {
     write_file_atomically(directory_ + "/stub-resolv.conf", "nameserver 127.0.0.53\n", 0644);
     ASSERT_EQ(::symlink("stub-resolv.conf", settings_.resolv_conf.c_str()), 0);
-    const json::Value record = point_resolver_at_tunnel(settings_);
+    const json::Value record = plan_resolver_change(settings_);
+    apply_resolver_change(settings_, record);
     EXPECT_FALSE(std::filesystem::is_symlink(settings_.resolv_conf));
     EXPECT_EQ(read_file(directory_ + "/stub-resolv.conf"), "nameserver 127.0.0.53\n");
     restore_resolver(settings_, record);
@@ -44,7 +47,8 @@ TEST_F(Resolver, ASymlinkIsReplacedByAFileAndComesBack) {
 }
 
 TEST_F(Resolver, AnAbsentFileIsAbsentAgain) {
-    const json::Value record = point_resolver_at_tunnel(settings_);
+    const json::Value record = plan_resolver_change(settings_);
+    apply_resolver_change(settings_, record);
     EXPECT_TRUE(std::filesystem::exists(settings_.resolv_conf));
     restore_resolver(settings_, record);
     EXPECT_FALSE(std::filesystem::exists(settings_.resolv_conf));

@@ -25,10 +25,24 @@ long tun_owner(const std::string& name) {
     }
 }
 
+namespace {
+
+// IFF_TUN in the device's flags, as opposed to a TAP device.
+bool is_layer3_tun(const std::string& name) {
+    try {
+        return (std::stoul(read_file("/sys/class/net/" + name + "/tun_flags"), nullptr, 16) & IFF_TUN) != 0;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+}  // namespace
+
 bool create_persistent_tun(const std::string& name, uid_t owner, gid_t group) {
     if (interface_exists(name)) {
         const long current = tun_owner(name);
-        if (current < 0) throw Error(name + " exists and is not a TUN device; remove it or set TunName");
+        if (current < 0 || !is_layer3_tun(name))
+            throw Error(name + " exists and is not a TUN device; remove it or set TunName");
         if (current != static_cast<long>(owner))
             throw Error(name + " exists but belongs to uid " + std::to_string(current) + ", not the tunnel user (uid " +
                         std::to_string(owner) + "); psi-tun down, or ip link del " + name);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <vector>
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
@@ -30,15 +31,41 @@ json::Value load_state(const std::string& path) {
     }
 }
 
-void save_state(const std::string& path, const json::Value& state) { replace_file(path, state.dump_pretty() + "\n", 0600); }
-
-bool has_rule(const char* family, int priority) {
-    return !run_checked({"ip", family, "rule", "show", "pref", std::to_string(priority)}).empty();
+void save_state(const std::string& path, const json::Value& state) {
+    replace_file(path, state.dump_pretty() + "\n", 0600);
 }
 
+// The text `ip rule show` gives for psi's rules at a priority; "" when there is none.
+std::string rule_at(const char* family, int priority) {
+    return run_checked({"ip", family, "rule", "show", "pref", std::to_string(priority)});
+}
+
+bool is_own_rule(const std::string& rule) {
+    return rule.find("lookup " + std::to_string(route_table)) != std::string::npos ||
+           rule.find("dport 53 lookup main suppress_prefixlength 0") != std::string::npos;
+}
+
+// Removes psi's rules at a priority (and only psi's: another tool's rule there stays).
 void delete_rules(int priority) {
-    for (const char* family : families)
-        while (has_rule(family, priority)) run_checked({"ip", family, "rule", "del", "pref", std::to_string(priority)});
+    for (const char* family : families) {
+        std::string rule;
+        while (!(rule = rule_at(family, priority)).empty() && is_own_rule(rule))
+            run_checked({"ip", family, "rule", "del", "pref", std::to_string(priority)});
+        if (!rule.empty())
+            throw Error("another tool's routing rule holds priority " + std::to_string(priority) + ": " +
+                        rule.substr(0, rule.find('\n')));
+    }
+}
+
+// Makes the rule at `priority` exactly `selector... lookup table`, replacing a stale one.
+void ensure_rule(const char* family, int priority, const std::vector<std::string>& selector, const std::string& wanted) {
+    const std::string current = rule_at(family, priority);
+    if (current.find(wanted) != std::string::npos) return;
+    if (!current.empty()) delete_rules(priority);
+    std::vector<std::string> command{"ip", family, "rule", "add"};
+    command.insert(command.end(), selector.begin(), selector.end());
+    command.insert(command.end(), {"pref", std::to_string(priority)});
+    run_checked(command);
 }
 
 // `ip -6 route flush` leaves unreachable routes behind: those go one by one.
@@ -53,17 +80,15 @@ void flush_table() {
     }
 }
 
+std::string rp_filter_path(const std::string& tun) { return "/proc/sys/net/ipv4/conf/" + tun + "/rp_filter"; }
+
 std::string read_rp_filter(const std::string& tun) {
     try {
-        std::string value = read_file("/proc/sys/net/ipv4/conf/" + tun + "/rp_filter");
+        std::string value = read_file(rp_filter_path(tun));
         return value.substr(0, value.find('\n'));
     } catch (const Error&) {
         return "";
     }
-}
-
-void write_rp_filter(const std::string& tun, const std::string& value) {
-    replace_or_rewrite("/proc/sys/net/ipv4/conf/" + tun + "/rp_filter", value + "\n");
 }
 
 }  // namespace
@@ -81,44 +106,52 @@ UpReport bring_up(const Config& config) {
     const std::string& tun = config.tun_name;
     UpReport report;
 
-    report.created_device = create_persistent_tun(tun, user.uid, user.gid);
-    if (report.created_device) state.set("createdDevice", true);
+    // Each change is recorded before it is made, so that down can undo it after a crash.
     state.set("device", tun);
     save_state(path, state);
+    report.created_device = create_persistent_tun(tun, user.uid, user.gid);
+    if (report.created_device) {
+        state.set("createdDevice", true);
+        save_state(path, state);
+    }
     run_checked({"ip", "addr", "replace", config.tun_address_ipv4, "dev", tun});
     run_checked({"ip", "-6", "addr", "replace", config.tun_address_ipv6, "dev", tun, "nodad"});
     run_checked({"ip", "link", "set", "dev", tun, "mtu", std::to_string(mtu), "txqueuelen",
                  std::to_string(tx_queue_length), "up"});
+    log::debug(tun + ": addresses, MTU " + std::to_string(mtu) + ", queue " + std::to_string(tx_queue_length));
 
     // Injected packets arrive on the TUN with remote sources: strict rp_filter drops them.
-    if (!state.find("rpFilter")) state.set("rpFilter", read_rp_filter(tun));
-    write_rp_filter(tun, "2");
-    save_state(path, state);
+    if (!state.find("rpFilter")) {
+        state.set("rpFilter", read_rp_filter(tun));
+        save_state(path, state);
+    }
+    rewrite_in_place(rp_filter_path(tun), "2\n");
 
-    state.set("routes", true);
-    save_state(path, state);
+    const std::string table = std::to_string(route_table);
     for (const char* family : families) {
-        run_checked({"ip", family, "route", "replace", "default", "dev", tun, "table", std::to_string(route_table)});
-        run_checked({"ip", family, "route", "replace", "unreachable", "default", "metric", "4294967295", "table",
-                     std::to_string(route_table)});
+        run_checked({"ip", family, "route", "replace", "default", "dev", tun, "table", table});
+        run_checked({"ip", family, "route", "replace", "unreachable", "default", "metric", "4294967295", "table", table});
     }
     const std::string uid_range = std::to_string(user.uid) + "-" + std::to_string(user.uid);
     for (const char* family : families) {
-        if (config.allow_lan && !has_rule(family, lan_rule_priority))
-            run_checked({"ip", family, "rule", "add", "not", "dport", "53", "lookup", "main", "suppress_prefixlength",
-                         "0", "pref", std::to_string(lan_rule_priority)});
-        if (!has_rule(family, rule_priority))
-            run_checked({"ip", family, "rule", "add", "not", "uidrange", uid_range, "lookup",
-                         std::to_string(route_table), "pref", std::to_string(rule_priority)});
+        if (config.allow_lan)
+            ensure_rule(family, lan_rule_priority, {"not", "dport", "53", "lookup", "main", "suppress_prefixlength", "0"},
+                        "dport 53 lookup main suppress_prefixlength 0");
+        else
+            delete_rules(lan_rule_priority);
+        ensure_rule(family, rule_priority, {"not", "uidrange", uid_range, "lookup", table},
+                    "uidrange " + uid_range + " lookup " + table);
     }
+    log::debug("everyone but uid " + std::to_string(user.uid) + " routed by table " + table);
 
-    if (const json::Value* dns = state.find("dns")) {
-        report.dns_method = dns->find("method") ? dns->find("method")->as_string() : "";
-    } else {
-        state.set("dns", point_resolver_at_tunnel(resolver_settings(config)));
+    const ResolverSettings resolver = resolver_settings(config);
+    if (!state.find("dns")) {
+        state.set("dns", plan_resolver_change(resolver));
         save_state(path, state);
-        report.dns_method = state.find("dns")->find("method")->as_string();
+        apply_resolver_change(resolver, *state.find("dns"));
     }
+    report.dns_method = state.find("dns")->find("method")->as_string();
+    log::debug("DNS through " + report.dns_method);
     return report;
 }
 
@@ -132,8 +165,18 @@ bool bring_down(const Config& config) {
         return false;
     }
     FileLock lock(path + ".lock");
-    const json::Value state = load_state(path);
-    if (const json::Value* dns = state.find("dns")) restore_resolver(resolver_settings(config), *dns);
+    json::Value state = load_state(path);
+    const bool had_state = state.is_object();
+    if (!had_state) state = json::Object{};
+
+    // Undo in reverse, saving the record after each step: a failed down can be run again.
+    if (const json::Value* dns = state.find("dns")) {
+        const json::Value record = *dns;
+        restore_resolver(resolver_settings(config), record);
+        state.erase("dns");
+        save_state(path, state);
+        if (const json::Value* backup = record.find("backup")) ::unlink(backup->as_string().c_str());
+    }
     delete_rules(rule_priority);
     delete_rules(lan_rule_priority);
     flush_table();
@@ -143,11 +186,9 @@ bool bring_down(const Config& config) {
         if (interface_exists(tun)) run_checked({"ip", "link", "del", "dev", tun});
     } else if (const json::Value* rp_filter = state.find("rpFilter");
                rp_filter && rp_filter->is_string() && !rp_filter->as_string().empty() && interface_exists(tun)) {
-        write_rp_filter(tun, rp_filter->as_string());
+        rewrite_in_place(rp_filter_path(tun), rp_filter->as_string() + "\n");
     }
-    const bool had_state = state.is_object();
     ::unlink(path.c_str());
-    ::unlink((path + ".lock").c_str());
     return had_state;
 }
 
