@@ -178,10 +178,13 @@ network_state() {
     psi_tun up
     run lab_client ip rule show pref 20563
     assert_output --partial "uidrange $(id -u psiphon-user)-$(id -u psiphon-user)"
-    psi_tun down
-    lab_client ip rule add from all lookup main pref 20563
+    refute_output --partial "uidrange 1-1"
+    # Another tool's rule at the same priority, before and after psi's.
+    lab_client ip rule add from 192.0.2.0/24 lookup main pref 20563
     run psi_tun down
-    assert_failure
-    assert_output --partial "another tool's routing rule holds priority 20563"
-    lab_client ip rule del pref 20563
+    assert_success
+    run lab_client ip rule show pref 20563
+    assert_output --partial "from 192.0.2.0/24 lookup main"
+    refute_output --partial "lookup 20563"
+    lab_client ip rule del pref 20563 from 192.0.2.0/24 lookup main
 }

@@ -40,28 +40,37 @@ std::string rule_at(const char* family, int priority) {
     return run_checked({"ip", family, "rule", "show", "pref", std::to_string(priority)});
 }
 
-bool is_own_rule(const std::string& rule) {
-    return rule.find("lookup " + std::to_string(route_table)) != std::string::npos ||
-           rule.find("dport 53 lookup main suppress_prefixlength 0") != std::string::npos;
+// psi's rules, deleted by their whole selector so that another tool's rule at the same
+// priority is never the one removed.
+std::vector<std::string> own_rule_selector(int priority) {
+    if (priority == lan_rule_priority)
+        return {"not", "dport", "53", "lookup", "main", "suppress_prefixlength", "0"};
+    return {"lookup", std::to_string(route_table)};
 }
 
-// Removes psi's rules at a priority (and only psi's: another tool's rule there stays).
-void delete_rules(int priority) {
-    for (const char* family : families) {
-        std::string rule;
-        while (!(rule = rule_at(family, priority)).empty() && is_own_rule(rule))
-            run_checked({"ip", family, "rule", "del", "pref", std::to_string(priority)});
-        if (!rule.empty())
-            throw Error("another tool's routing rule holds priority " + std::to_string(priority) + ": " +
-                        rule.substr(0, rule.find('\n')));
+bool has_own_rule(const char* family, int priority) {
+    const std::string rules = rule_at(family, priority);
+    const std::string mark = priority == lan_rule_priority ? "dport 53 lookup main suppress_prefixlength 0"
+                                                           : "lookup " + std::to_string(route_table);
+    return rules.find(mark) != std::string::npos;
+}
+
+void delete_rules_in(const char* family, int priority) {
+    while (has_own_rule(family, priority)) {
+        std::vector<std::string> command{"ip", family, "rule", "del", "pref", std::to_string(priority)};
+        for (const auto& word : own_rule_selector(priority)) command.push_back(word);
+        run_checked(command);
     }
 }
 
-// Makes the rule at `priority` exactly `selector... lookup table`, replacing a stale one.
+void delete_rules(int priority) {
+    for (const char* family : families) delete_rules_in(family, priority);
+}
+
+// Makes psi's rule at `priority` exactly `selector`, replacing a stale one of psi's.
 void ensure_rule(const char* family, int priority, const std::vector<std::string>& selector, const std::string& wanted) {
-    const std::string current = rule_at(family, priority);
-    if (current.find(wanted) != std::string::npos) return;
-    if (!current.empty()) delete_rules(priority);
+    if (rule_at(family, priority).find(wanted) != std::string::npos) return;
+    delete_rules_in(family, priority);
     std::vector<std::string> command{"ip", family, "rule", "add"};
     command.insert(command.end(), selector.begin(), selector.end());
     command.insert(command.end(), {"pref", std::to_string(priority)});
@@ -108,12 +117,9 @@ UpReport bring_up(const Config& config) {
 
     // Each change is recorded before it is made, so that down can undo it after a crash.
     state.set("device", tun);
+    if (!interface_exists(tun)) state.set("createdDevice", true);
     save_state(path, state);
     report.created_device = create_persistent_tun(tun, user.uid, user.gid);
-    if (report.created_device) {
-        state.set("createdDevice", true);
-        save_state(path, state);
-    }
     run_checked({"ip", "addr", "replace", config.tun_address_ipv4, "dev", tun});
     run_checked({"ip", "-6", "addr", "replace", config.tun_address_ipv6, "dev", tun, "nodad"});
     run_checked({"ip", "link", "set", "dev", tun, "mtu", std::to_string(mtu), "txqueuelen",
@@ -138,7 +144,7 @@ UpReport bring_up(const Config& config) {
             ensure_rule(family, lan_rule_priority, {"not", "dport", "53", "lookup", "main", "suppress_prefixlength", "0"},
                         "dport 53 lookup main suppress_prefixlength 0");
         else
-            delete_rules(lan_rule_priority);
+            delete_rules_in(family, lan_rule_priority);
         ensure_rule(family, rule_priority, {"not", "uidrange", uid_range, "lookup", table},
                     "uidrange " + uid_range + " lookup " + table);
     }
