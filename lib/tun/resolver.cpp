@@ -16,6 +16,8 @@
 namespace psi::tun {
 namespace {
 
+constexpr const char* written_by_psi_tun = "# written by psi-tun up; psi-tun down restores the previous file\n";
+
 // systemd-resolved is used only when it runs and the resolv.conf in force goes through its
 // stub; under `ip netns exec` with a resolv.conf of the namespace's own, resolvectl would
 // configure the host's resolver instead.
@@ -96,6 +98,11 @@ json::Value plan_resolver_change(const ResolverSettings& settings) {
         record.set("absent", true);
         return record;
     }
+    if (previous.rfind(written_by_psi_tun, 0) == 0) {
+        // psi's own file, left by an up whose record a reboot erased: the real one is lost.
+        record.set("previousLost", true);
+        return record;
+    }
     const std::string backup = settings.backup_directory + "/resolv.conf.before-psi-tun";
     replace_file(backup, previous, 0600);
     record.set("backup", backup);
@@ -111,7 +118,7 @@ void apply_resolver_change(const ResolverSettings& settings, const json::Value& 
         run_checked({"resolvectl", "mdns", settings.tun_name, "no"});
         return;
     }
-    replace_or_rewrite(settings.resolv_conf, "# written by psi-tun up; psi-tun down restores the previous file\n"
+    replace_or_rewrite(settings.resolv_conf, std::string(written_by_psi_tun) +
                                              "nameserver " + settings.dns_ipv4 + "\nnameserver " + settings.dns_ipv6 +
                                              "\noptions edns0 trust-ad\n");
 }
@@ -131,6 +138,10 @@ void restore_resolver(const ResolverSettings& settings, const json::Value& recor
         replace_or_rewrite(settings.resolv_conf, read_file(backup->as_string()));
     } else if (record.find("absent")) {
         ::unlink(settings.resolv_conf.c_str());
+    } else if (record.find("previousLost")) {
+        log::warning(settings.resolv_conf + " from before psi-tun was lost (a restart while it was up); "
+                     "it still names the in-tunnel resolver: put the right one back by hand");
+        return;
     }
     log::debug("restored " + settings.resolv_conf);
 }

@@ -46,6 +46,20 @@ TEST_F(Resolver, ASymlinkIsReplacedByAFileAndComesBack) {
     EXPECT_EQ(std::filesystem::read_symlink(settings_.resolv_conf), "stub-resolv.conf");
 }
 
+TEST_F(Resolver, PsisOwnFileIsNeverKeptAsThePreviousOne) {
+    write_file_atomically(settings_.resolv_conf, "nameserver 192.0.2.1\n", 0644);
+    const json::Value first = plan_resolver_change(settings_);
+    apply_resolver_change(settings_, first);
+    const std::string psi_file = read_file(settings_.resolv_conf);
+    // A restart erased the record; the next up finds psi's file in place.
+    const json::Value second = plan_resolver_change(settings_);
+    EXPECT_TRUE(second.find("previousLost"));
+    EXPECT_EQ(second.find("backup"), nullptr);
+    apply_resolver_change(settings_, second);
+    restore_resolver(settings_, second);
+    EXPECT_EQ(read_file(settings_.resolv_conf), psi_file) << "fails closed: still the in-tunnel resolver";
+}
+
 TEST_F(Resolver, AnAbsentFileIsAbsentAgain) {
     const json::Value record = plan_resolver_change(settings_);
     apply_resolver_change(settings_, record);
