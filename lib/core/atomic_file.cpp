@@ -29,7 +29,50 @@ void give_to_directory_owner(int fd, const std::string& path) {
         throw_system_error("cannot give " + path + " to the owner of its directory", errno);
 }
 
+// An ostream over a descriptor: the temporary file is written through the descriptor
+// mkostemp returned, never reopened by name (in a directory another user may write to, the
+// name could be swapped for a symlink in between).
+class FdOutput : public std::streambuf {
+public:
+    FdOutput(int fd, const std::string& what) : fd_(fd), what_(what) { setp(buffer_, buffer_ + sizeof buffer_); }
+    ~FdOutput() override = default;
+
+protected:
+    int_type overflow(int_type character) override {
+        flush_buffer();
+        if (!traits_type::eq_int_type(character, traits_type::eof())) {
+            *pptr() = traits_type::to_char_type(character);
+            pbump(1);
+        }
+        return traits_type::not_eof(character);
+    }
+    int sync() override {
+        flush_buffer();
+        return 0;
+    }
+
+private:
+    void flush_buffer() {
+        write_all(fd_, std::string_view(pbase(), static_cast<std::size_t>(pptr() - pbase())), what_);
+        setp(buffer_, buffer_ + sizeof buffer_);
+    }
+    int fd_;
+    std::string what_;
+    char buffer_[1 << 16];
+};
+
 }  // namespace
+
+void write_all(int fd, std::string_view bytes, const std::string& what) {
+    while (!bytes.empty()) {
+        ssize_t written = ::write(fd, bytes.data(), bytes.size());
+        if (written < 0) {
+            if (errno == EINTR) continue;
+            throw_system_error("cannot write " + what, errno);
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(written));
+    }
+}
 
 UniqueFd open_private_file(const std::string& path, int flags) {
     const bool is_new = ::access(path.c_str(), F_OK) != 0;
@@ -69,16 +112,17 @@ void replace_file(const std::string& path, mode_t mode, const std::function<void
     try {
         if (::fchmod(fd.get(), mode) != 0) throw_system_error("cannot set the mode of " + temporary, errno);
         struct stat existing {};
-        if (::stat(path.c_str(), &existing) != 0) {
+        if (::lstat(path.c_str(), &existing) != 0) {
             give_to_directory_owner(fd.get(), path);
         } else if (::geteuid() == 0 && ::fchown(fd.get(), existing.st_uid, existing.st_gid) != 0) {
             throw_system_error("cannot keep the owner of " + path, errno);
         }
         {
-            std::ofstream output(temporary, std::ios::binary | std::ios::trunc);
+            FdOutput buffer(fd.get(), temporary);
+            std::ostream output(&buffer);
+            output.exceptions(std::ios::badbit);
             write(output);
             output.flush();
-            if (!output) throw Error("cannot write " + temporary);
         }
         if (::fsync(fd.get()) != 0) throw_system_error("cannot flush " + temporary, errno);
         fd.reset();

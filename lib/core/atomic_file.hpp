@@ -39,6 +39,9 @@ void replace_file(const std::string& path, mode_t mode, const std::function<void
 // replace_file under the lock `path + ".lock"`.
 void write_file_atomically(const std::string& path, std::string_view content, mode_t mode);
 
+// Writes all of `bytes` to `fd`; throws psi::Error naming `what` on failure.
+void write_all(int fd, std::string_view bytes, const std::string& what);
+
 // Reads a whole file; throws psi::Error naming the path.
 std::string read_file(const std::string& path);
 

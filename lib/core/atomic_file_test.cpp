@@ -1,6 +1,7 @@
 #include "core/atomic_file.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -41,6 +42,21 @@ TEST_F(AtomicFile, FailureLeavesThePreviousContent) {
     std::filesystem::create_directory(path + ".new");
     EXPECT_THROW(write_file_atomically(directory_ + "/missing/servers", "x", 0600), Error);
     EXPECT_EQ(read_file(path), "good");
+}
+
+TEST_F(AtomicFile, ASymlinkInTheWayIsReplacedNotFollowed) {
+    const std::string target = directory_ + "/precious";
+    write_file_atomically(target, "keep me", 0600);
+    const std::string path = directory_ + "/servers";
+    ASSERT_EQ(::symlink(target.c_str(), path.c_str()), 0);
+    replace_file(path, "store", 0600);
+    EXPECT_EQ(read_file(target), "keep me");
+    EXPECT_FALSE(std::filesystem::is_symlink(path));
+    EXPECT_EQ(read_file(path), "store");
+    // A lock or private file is never opened through a symlink either.
+    ASSERT_EQ(::symlink(target.c_str(), (directory_ + "/servers.lock").c_str()), 0);
+    EXPECT_THROW(FileLock(directory_ + "/servers.lock"), Error);
+    EXPECT_EQ(read_file(target), "keep me");
 }
 
 TEST_F(AtomicFile, LockIsExclusive) {

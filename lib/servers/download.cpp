@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include "core/atomic_file.hpp"
@@ -29,7 +28,7 @@ struct SlistFree {
 
 // State shared with libcurl's callbacks during one transfer.
 struct Transfer {
-    std::ofstream part;
+    UniqueFd part;
     std::size_t resumed_from = 0;
     std::size_t received = 0;
     std::size_t max_bytes = 0;
@@ -76,22 +75,26 @@ size_t on_body(char* buffer, size_t size, size_t count, void* user) {
     if (!transfer->is_opened) {
         const bool is_resumed = transfer->status == 206;
         if (!is_resumed) transfer->resumed_from = 0;
+        // Written through the descriptor opened without following links: the directory may
+        // belong to the tunnel user, and root must never be led to write elsewhere.
         try {
-            open_private_file(transfer->part_path, O_WRONLY);
+            transfer->part = open_private_file(transfer->part_path, O_WRONLY | (is_resumed ? O_APPEND : O_TRUNC));
         } catch (const Error&) {
             return 0;
         }
-        transfer->part.open(transfer->part_path, std::ios::binary | (is_resumed ? std::ios::app : std::ios::trunc));
-        if (!transfer->part) return 0;
         transfer->is_opened = true;
     }
     if (transfer->resumed_from + transfer->received + bytes > transfer->max_bytes) {
         transfer->is_too_large = true;
         return 0;
     }
-    transfer->part.write(buffer, static_cast<std::streamsize>(bytes));
+    try {
+        write_all(transfer->part.get(), std::string_view(buffer, bytes), transfer->part_path);
+    } catch (const Error&) {
+        return 0;
+    }
     transfer->received += bytes;
-    return transfer->part ? bytes : 0;
+    return bytes;
 }
 
 int on_progress(void*, curl_off_t total, curl_off_t now, curl_off_t, curl_off_t) {
@@ -167,7 +170,7 @@ DownloadResult download(const DownloadRequest& request) {
     if (request.show_progress) std::fputc('\n', stderr);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    transfer.part.close();
+    transfer.part.reset();
 
     if (transfer.is_too_large || result == CURLE_FILESIZE_EXCEEDED) {
         std::filesystem::remove(request.part_path, ignored);
