@@ -12,6 +12,7 @@ setup_file() {
     lab_listen_tcp 7000
     lab_listen_udp 9999
     lab_listen_udp 7000
+    flood_sink_start
 }
 
 teardown_file() {

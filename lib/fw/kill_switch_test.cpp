@@ -68,6 +68,29 @@ TEST_F(KillSwitchInNamespace, StatusNamesEachDifference) {
     EXPECT_TRUE(kill_switch.status().is_intact());
 }
 
+TEST_F(KillSwitchInNamespace, ADormantTableIsNotIntactAndUpRestoresIt) {
+    KillSwitch kill_switch(config_);
+    kill_switch.apply(Mode::tunnel);
+    NftContext().run("add table inet psiphon_filter { flags dormant; }\n");
+    KillSwitchStatus status = kill_switch.status();
+    EXPECT_FALSE(status.is_intact());
+    EXPECT_EQ(kill_switch.apply(Mode::tunnel), Change::applied);
+    EXPECT_TRUE(kill_switch.status().is_intact());
+}
+
+TEST_F(KillSwitchInNamespace, ADuplicatedAcceptRuleIsADifference) {
+    Config lan = config_;
+    lan.allow_lan = true;
+    KillSwitch kill_switch(lan);
+    kill_switch.apply(Mode::tunnel);
+    NftContext().run("insert rule inet psiphon_filter output ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, "
+                     "169.254.0.0/16 } accept comment \"lan-ipv4\"\n");
+    KillSwitchStatus status = kill_switch.status();
+    ASSERT_FALSE(status.is_intact());
+    EXPECT_EQ(status.differences.front(), "chain output: extra copy of rule \"lan-ipv4\"");
+    EXPECT_EQ(kill_switch.apply(Mode::tunnel), Change::applied);
+}
+
 TEST_F(KillSwitchInNamespace, ObjectsAddedToTheTableAreDifferences) {
     KillSwitch kill_switch(config_);
     kill_switch.apply(Mode::tunnel);

@@ -33,13 +33,36 @@ std::string address_of(const std::string& address_with_prefix) {
     return address_with_prefix.substr(0, address_with_prefix.find('/'));
 }
 
+std::string address_in_network(const std::string& address_with_prefix, unsigned offset) {
+    const std::string network = network_of(address_with_prefix);
+    const std::string address = network.substr(0, network.find('/'));
+    const int family = address.find(':') == std::string::npos ? AF_INET : AF_INET6;
+    std::array<unsigned char, 16> bytes{};
+    inet_pton(family, address.c_str(), bytes.data());
+    const std::size_t last = family == AF_INET ? 3 : 15;
+    unsigned carry = offset;
+    for (std::size_t i = last + 1; i-- > 0 && carry;) {
+        carry += bytes[i];
+        bytes[i] = static_cast<unsigned char>(carry & 0xff);
+        carry >>= 8;
+    }
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(family, bytes.data(), text, sizeof text);
+    return text;
+}
+
 Policy make_policy(const Config& config, Mode mode) {
     Policy policy;
     policy.mode = mode;
-    if (mode == Mode::tunnel) policy.tunnel_uid = lookup_user(config.tunnel_user).uid;
+    if (mode == Mode::tunnel) {
+        policy.tunnel_uid = lookup_user(config.tunnel_user).uid;
+        if (policy.tunnel_uid == 0) throw Error("TunnelUser must not be root: root would be let through", exit_status::usage);
+    }
     policy.tun_name = config.tun_name;
     policy.tun_address_ipv4 = address_of(config.tun_address_ipv4);
     policy.tun_address_ipv6 = address_of(config.tun_address_ipv6);
+    policy.nat_source_ipv4 = address_in_network(config.tun_address_ipv4, 3);
+    policy.nat_source_ipv6 = address_in_network(config.tun_address_ipv6, 3);
     policy.tun_network_ipv4 = network_of(config.tun_address_ipv4);
     policy.tun_network_ipv6 = network_of(config.tun_address_ipv6);
     policy.dns_ipv4 = config.tun_dns_ipv4;

@@ -28,6 +28,8 @@ struct Policy {
     std::string tun_name;
     std::string tun_address_ipv4;  // "10.200.3.1": the engine's listener
     std::string tun_address_ipv6;
+    std::string nat_source_ipv4;   // "10.200.3.3": the engine's NAT source (DESIGN §4)
+    std::string nat_source_ipv6;
     std::string tun_network_ipv4;  // "10.200.3.0/24"
     std::string tun_network_ipv6;  // "fd42:42:42::/64"
     std::string dns_ipv4;
@@ -44,5 +46,8 @@ std::string network_of(const std::string& address_with_prefix);
 
 // "10.200.3.1/24" -> "10.200.3.1".
 std::string address_of(const std::string& address_with_prefix);
+
+// The address `offset` after the network's first: ("10.200.3.1/24", 3) -> "10.200.3.3".
+std::string address_in_network(const std::string& address_with_prefix, unsigned offset);
 
 }  // namespace psi::fw

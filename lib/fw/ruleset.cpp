@@ -27,11 +27,11 @@ void add_link_rules_out(std::vector<Rule>& rules) {
                      "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept"});
 }
 
-void add_link_rules_in(std::vector<Rule>& rules) {
-    rules.push_back({"dhcpv4-server", "meta nfproto ipv4 udp sport 67 udp dport 68 accept"});
-    rules.push_back({"dhcpv6-server", "ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept"});
-    rules.push_back({"ndp",
-                     "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept"});
+void add_link_rules_in(std::vector<Rule>& rules, const std::string& tun) {
+    rules.push_back({"dhcpv4-server", "iifname != " + tun + " meta nfproto ipv4 udp sport 67 udp dport 68 accept"});
+    rules.push_back({"dhcpv6-server", "iifname != " + tun + " ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept"});
+    rules.push_back({"ndp", "iifname != " + tun +
+                                " icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept"});
 }
 
 Chain output_chain(const Policy& policy) {
@@ -41,6 +41,10 @@ Chain output_chain(const Policy& policy) {
     auto& rules = chain.rules;
     rules.push_back({"loopback", "oif \"lo\" accept"});
     if (is_tunnel) {
+        // A marked connection carries only the tunnel user's packets: another user's socket
+        // bound onto the same addresses and ports gains nothing from the mark.
+        rules.push_back({"tunnel-user-mark-is-its-own", "ct mark " + mark_text() + " ct direction original meta skuid != " +
+                                                            std::to_string(policy.tunnel_uid) + " drop"});
         rules.push_back({"tunnel-user-connections", "ct mark " + mark_text() + " accept"});
         rules.push_back({"tunnel-user-new", "meta skuid " + std::to_string(policy.tunnel_uid) +
                                                 " oifname != " + tun + " ct state new ct mark set " +
@@ -84,14 +88,14 @@ Chain input_chain(const Policy& policy) {
     if (policy.mode == Mode::tunnel) {
         rules.push_back({"tunnel-user-connections", "ct mark " + mark_text() + " accept"});
         rules.push_back({"tun-established", "iifname " + tun + " ct state established,related accept"});
-        // The packet engine's NAT legs: new TCP connections from the TUN's network to the
-        // engine's listener on the TUN address (TUN.md §3.11). Nothing else may come in.
-        rules.push_back({"tun-engine-ipv4", "iifname " + tun + " ip saddr " + policy.tun_network_ipv4 +
+        // The packet engine's NAT legs: new TCP connections from its NAT source (.3) to its
+        // listener on the TUN address (TUN.md §3.11, DESIGN §4). Nothing else may come in.
+        rules.push_back({"tun-engine-ipv4", "iifname " + tun + " ip saddr " + policy.nat_source_ipv4 +
                                                 " ip daddr " + policy.tun_address_ipv4 + " meta l4proto tcp accept"});
-        rules.push_back({"tun-engine-ipv6", "iifname " + tun + " ip6 saddr " + policy.tun_network_ipv6 +
+        rules.push_back({"tun-engine-ipv6", "iifname " + tun + " ip6 saddr " + policy.nat_source_ipv6 +
                                                 " ip6 daddr " + policy.tun_address_ipv6 + " meta l4proto tcp accept"});
     }
-    add_link_rules_in(rules);
+    add_link_rules_in(rules, tun);
     if (policy.allow_lan) {
         rules.push_back({"tun-network-spoofed-ipv4", "ip saddr " + policy.tun_network_ipv4 + " drop"});
         rules.push_back({"tun-network-spoofed-ipv6", "ip6 saddr " + policy.tun_network_ipv6 + " drop"});

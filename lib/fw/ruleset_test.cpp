@@ -17,6 +17,8 @@ Policy test_policy(Mode mode, bool allow_lan = false) {
     policy.tun_name = "PsiphonTUN";
     policy.tun_address_ipv4 = "10.200.3.1";
     policy.tun_address_ipv6 = "fd42:42:42::1";
+    policy.nat_source_ipv4 = "10.200.3.3";
+    policy.nat_source_ipv6 = "fd42:42:42::3";
     policy.tun_network_ipv4 = "10.200.3.0/24";
     policy.tun_network_ipv6 = "fd42:42:42::/64";
     policy.dns_ipv4 = "10.200.3.2";
@@ -94,7 +96,7 @@ TEST(Ruleset, OnlyTheEnginesNatLegsMayComeInNewFromTheTun) {
         EXPECT_TRUE(is_engine || is_established) << rule.name;
     }
     EXPECT_EQ(input.rules[static_cast<std::size_t>(position(input, "tun-engine-ipv4"))].statement,
-              "iifname \"PsiphonTUN\" ip saddr 10.200.3.0/24 ip daddr 10.200.3.1 meta l4proto tcp accept");
+              "iifname \"PsiphonTUN\" ip saddr 10.200.3.3 ip daddr 10.200.3.1 meta l4proto tcp accept");
 }
 
 TEST(Ruleset, BlockedPolicyNamesNoUserAndNoTun) {
@@ -135,6 +137,27 @@ TEST(Ruleset, ReplaceScriptIsOneTransactionThatNeverFailsOnAMissingTable) {
     EXPECT_EQ(script.rfind("table inet psiphon_filter {}\ndelete table inet psiphon_filter\ntable inet psiphon_filter {\n", 0), 0u);
     EXPECT_EQ(script.find("flush ruleset"), std::string::npos);
     EXPECT_EQ(render_delete_script(), "table inet psiphon_filter {}\ndelete table inet psiphon_filter\n");
+}
+
+TEST(Ruleset, TheMarkLetsOnlyTheTunnelUsersOwnPacketsThrough) {
+    const Chain output = chain(build_table(test_policy(Mode::tunnel)), "output");
+    EXPECT_LT(position(output, "tunnel-user-mark-is-its-own"), position(output, "tunnel-user-connections"));
+    EXPECT_EQ(output.rules[static_cast<std::size_t>(position(output, "tunnel-user-mark-is-its-own"))].statement,
+              "ct mark 0x50534901 ct direction original meta skuid != 1500 drop");
+}
+
+TEST(Ruleset, LinkRepliesNeverComeFromTheTun) {
+    for (const Rule& rule : chain(build_table(test_policy(Mode::tunnel)), "input").rules) {
+        if (rule.name.rfind("dhcp", 0) == 0 || rule.name == "ndp") {
+            EXPECT_EQ(rule.statement.rfind("iifname != \"PsiphonTUN\"", 0), 0u) << rule.name;
+        }
+    }
+}
+
+TEST(Policy, AddressesInsideTheNetwork) {
+    EXPECT_EQ(address_in_network("10.200.3.1/24", 3), "10.200.3.3");
+    EXPECT_EQ(address_in_network("fd42:42:42::1/64", 3), "fd42:42:42::3");
+    EXPECT_EQ(address_in_network("10.0.0.255/16", 258), "10.0.1.2");
 }
 
 TEST(Policy, NetworkOfMasksHostBits) {

@@ -45,28 +45,28 @@ std::string describe_chain(const ListedChain& chain) {
            std::to_string(chain.priority) + " policy " + chain.policy;
 }
 
-bool contains(const std::vector<ListedRule>& rules, const ListedRule& rule) {
-    return std::any_of(rules.begin(), rules.end(),
-                       [&](const ListedRule& other) { return other.match == rule.match; });
+std::size_t count_of(const std::vector<ListedRule>& rules, const ListedRule& rule) {
+    return static_cast<std::size_t>(std::count_if(rules.begin(), rules.end(),
+                                                  [&](const ListedRule& other) { return other.match == rule.match; }));
 }
 
+// Chains are ordered lists: every rule must be there exactly as often as expected, and in order.
 void compare_rules(const ListedChain& expected, const ListedChain& actual,
                    std::vector<std::string>& differences) {
     const std::string where = "chain " + expected.name + ": ";
-    bool is_same_set = expected.rules.size() == actual.rules.size();
-    for (const ListedRule& rule : expected.rules) {
-        if (!contains(actual.rules, rule)) {
+    const std::size_t before = differences.size();
+    for (std::size_t i = 0; i < expected.rules.size(); ++i) {
+        const ListedRule& rule = expected.rules[i];
+        if (count_of(expected.rules, rule) > count_of(actual.rules, rule))
             differences.push_back(where + "rule \"" + rule.label + "\" is missing or altered");
-            is_same_set = false;
-        }
     }
-    for (const ListedRule& rule : actual.rules) {
-        if (!contains(expected.rules, rule)) {
-            differences.push_back(where + "unexpected rule \"" + rule.label + "\"");
-            is_same_set = false;
-        }
+    for (std::size_t i = 0; i < actual.rules.size(); ++i) {
+        const ListedRule& rule = actual.rules[i];
+        const std::size_t wanted = count_of(expected.rules, rule);
+        if (wanted == 0) differences.push_back(where + "unexpected rule \"" + rule.label + "\"");
+        else if (count_of(actual.rules, rule) > wanted) differences.push_back(where + "extra copy of rule \"" + rule.label + "\"");
     }
-    if (!is_same_set) return;
+    if (differences.size() != before) return;
     for (std::size_t i = 0; i < expected.rules.size(); ++i) {
         if (!(expected.rules[i].match == actual.rules[i].match)) {
             differences.push_back(where + "rules are out of order (at \"" + actual.rules[i].label + "\")");
@@ -137,7 +137,10 @@ ListedTable parse_listing(const std::string& json_text) {
                 listed.packets = strip_counters(listed.match.as_array());
             }
             chain->rules.push_back(std::move(listed));
-        } else if (!item.find("metainfo") && !item.find("table") && item.is_object() && !item.as_object().empty()) {
+        } else if (const json::Value* listed_table = item.find("table")) {
+            // A dormant table hooks nothing: flags of any kind are a difference.
+            if (listed_table->find("flags")) table.has_flags = true;
+        } else if (!item.find("metainfo") && item.is_object() && !item.as_object().empty()) {
             const auto& [kind, object] = item.as_object().front();
             table.other_objects.push_back(kind + " " + string_member(object, "name"));
         }
@@ -160,6 +163,8 @@ std::vector<std::string> compare_tables(const ListedTable& expected, const Liste
     }
     for (const ListedChain& chain : actual.chains)
         if (!expected.find_chain(chain.name)) differences.push_back("unexpected chain " + chain.name);
+    if (actual.has_flags && !expected.has_flags)
+        differences.push_back("the table has flags set (such as dormant): it may not be filtering");
     for (const std::string& object : actual.other_objects)
         if (std::find(expected.other_objects.begin(), expected.other_objects.end(), object) == expected.other_objects.end())
             differences.push_back("unexpected " + object);

@@ -29,6 +29,7 @@ struct ListedChain {
 struct ListedTable {
     std::vector<ListedChain> chains;
     std::vector<std::string> other_objects;  // sets, maps, ... ("set blocked"): psi-fw makes none
+    bool has_flags = false;                  // table flags such as dormant: psi-fw sets none
     const ListedChain* find_chain(const std::string& name) const;
 };
 

@@ -8,7 +8,7 @@ trap lab_down EXIT
 
 share/create-users share/sysusers.d/psi.conf >/dev/null
 fw_lab_up
-lab_listen_udp 9999
+flood_sink_start
 
 median_and_p95() { # reads numbers, prints "median p95"
     sort -n | awk '{ v[NR] = $1 } END { printf "%.1f %.1f", v[int((NR + 1) / 2)], v[int(NR * 0.95 + 0.5)] }'
@@ -45,7 +45,7 @@ leak_run() { # NAME CMD...: 100 changes under a flood, prints "leaked sent"
     local name=$1 i
     shift
     psi_fw up >/dev/null
-    lab_capture_start "udp and dst port 9999 and src host $LAB_CLIENT_IP4"
+    lab_capture_start "udp and dst port $FLOOD_PORT and src host $LAB_CLIENT_IP4"
     flood_start 600
     sleep 0.5
     for i in $(seq 50); do "$@"; done

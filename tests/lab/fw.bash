@@ -12,6 +12,7 @@ fi
 PSI_FW="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/psi-fw"
 TUN_SINK="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)/tun_sink.py"
 DESKTOP_UID=2000
+FLOOD_PORT=9998
 TUNNEL_USER=psiphon-user
 
 # The lab with a config of its own (mode 600, as psi-fw demands) and a persistent TUN
@@ -92,11 +93,20 @@ probe_as() { # UID|NAME probe-args...
     fi
 }
 
+# Where floods go: one socket that swallows everything (an echo server forking per
+# datagram would still be busy with the last flood when the next test probes it).
+flood_sink_start() {
+    lab__spawn "$LAB_INET" flood-sink socat -u "UDP4-RECV:$FLOOD_PORT,bind=$LAB_INET_IP4" /dev/null
+    lab__wait_for 5 lab__listening_once -u "$FLOOD_PORT"
+}
+
+lab__listening_once() { [ "$(lab_inet ss -Hnl "$1" "sport = :$2" | wc -l)" -ge 1 ]; }
+
 # A UDP flood from uid 2000 in the background; its report lands in flood.out.
 flood_start() { # SECONDS [target port]
     lab__spawn "$LAB_CLIENT" flood setpriv --reuid="$DESKTOP_UID" --regid="$DESKTOP_UID" \
         --clear-groups --inh-caps=-all --bounding-set=-all \
-        /usr/bin/python3 "$LAB_PROBE" flood "$LAB_INET_IP4" "${2:-9999}" --seconds "$1"
+        /usr/bin/python3 "$LAB_PROBE" flood "$LAB_INET_IP4" "${2:-$FLOOD_PORT}" --seconds "$1"
     FLOOD_PID=$LAB_LAST_PID
 }
 
