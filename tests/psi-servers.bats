@@ -238,13 +238,19 @@ EOF
 
 @test "a store written by root in the tunnel user's directory stays the tunnel user's" {
     local directory="$LAB_DIR/state"
+    chmod o+x "$LAB_DIR"
     install -d -m 750 -o psiphon-user -g psiphon-group "$directory"
     "$TOOLS/make_entries.py" --count 3 >"$LAB_DIR/entries.txt"
     psi_servers --store "$directory/servers" import "$LAB_DIR/entries.txt"
     run stat -c '%U %a' "$directory/servers" "$directory/servers.lock"
     assert_output $'psiphon-user 600\npsiphon-user 600'
+    # Root works there as the directory's owner: a link planted there reads nothing of root's.
+    install -d -m 750 -o psiphon-user -g psiphon-group "$LAB_DIR/planted"
+    ln -s /etc/shadow "$LAB_DIR/planted/servers"
+    run psi_servers --store "$LAB_DIR/planted/servers" list
+    assert_failure
+    assert_output --partial "Permission denied"
     # The tunnel user (as the refresh timer runs) can now use and change it.
-    chmod o+x "$LAB_DIR"
     cp "$LAB_DIR/psi.conf" "$directory/psi.conf"
     chown psiphon-user "$directory/psi.conf"
     chmod 644 "$LAB_DIR/entries.txt"

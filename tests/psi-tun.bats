@@ -161,16 +161,31 @@ network_state() {
     assert_failure
 }
 
-@test "down can run again after it failed half way, and finishes the job" {
+@test "down that fails says why, keeps its record, and succeeds when run again" {
     local before
     before=$(network_state)
     psi_tun up
-    # ip missing from PATH: down restores DNS, then fails on the routes.
-    run lab_client env PATH=/nonexistent "$PSI_TUN" --config "$LAB_DIR/psi.conf" down
+    mv "$LAB_DIR/run/resolv.conf.before-psi-tun" "$LAB_DIR/kept"
+    run psi_tun down
     assert_failure
+    assert_output --partial "resolv.conf.before-psi-tun"
+    [ -e "$LAB_DIR/run/tun.json" ]
+    mv "$LAB_DIR/kept" "$LAB_DIR/run/resolv.conf.before-psi-tun"
     run psi_tun down
     assert_success
     [ "$(network_state)" = "$before" ]
+}
+
+@test "a record that cannot be read stops down with a clear error instead of guessing" {
+    psi_tun up
+    echo '{"dns": {}}' >"$LAB_DIR/run/tun.json"
+    run psi_tun down
+    assert_failure
+    assert_output --partial "the dns record has no method"
+    echo '{}' >"$LAB_DIR/run/tun.json"
+    psi_tun down
+    lab_client ip link del PsiphonTUN 2>/dev/null || true
+    printf 'nameserver %s\n' "$LAB_ROUTER_IP4" | lab_client tee /etc/resolv.conf >/dev/null
 }
 
 @test "up replaces a stale rule at its priority; down never removes another tool's rule" {

@@ -16,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/output.hpp"
+#include "core/privileges.hpp"
 #include "servers/importer.hpp"
 #include "servers/remote_list.hpp"
 #include "servers/selection.hpp"
@@ -62,10 +63,23 @@ std::string store_path(const Options& options, const Config& config) {
     return options.store_path.empty() ? data_directory(config) + "/servers" : options.store_path;
 }
 
-void ensure_directory_of(const std::string& path) {
-    const std::string directory = path.substr(0, path.rfind('/'));
-    if (!directory.empty() && ::mkdir(directory.c_str(), 0750) != 0 && errno != EEXIST)
-        throw_system_error("cannot create " + directory, errno);
+std::string directory_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    if (slash == std::string::npos) return ".";
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Creates the store's directory if needed, then works as its owner (see become_owner_of).
+void enter_store_directory(const std::string& path) {
+    const std::string directory = directory_of(path);
+    if (::mkdir(directory.c_str(), 0750) != 0 && errno != EEXIST) throw_system_error("cannot create " + directory, errno);
+    become_owner_of(directory);
+}
+
+Store load_store(const Options& options, const Config& config) {
+    const std::string path = store_path(options, config);
+    become_owner_of(directory_of(path));
+    return Store::load(path);
 }
 
 std::string format_time(std::int64_t seconds) {
@@ -125,7 +139,7 @@ int command_import(const Options& options, const Config& config) {
     }
     std::istream& input = options.input == "-" ? std::cin : file;
     const std::string path = store_path(options, config);
-    ensure_directory_of(path);
+    enter_store_directory(path);
     StoreLock lock(path, FileLock::Wait::block);
     Store store = Store::load(path);
     const ImportReport report = import_entry_stream(
@@ -156,7 +170,7 @@ RemoteListSettings settings_from(const Options& options, const Config& config, b
 // quiet unless something failed, exit status says updated / unchanged / failed).
 int fetch_and_store(const Options& options, const Config& config, bool is_refresh) {
     const std::string path = store_path(options, config);
-    ensure_directory_of(path);
+    enter_store_directory(path);
     StoreLock lock(path, FileLock::Wait::block);
     Store store = Store::load(path);
     const std::int64_t now = now_seconds();
@@ -186,7 +200,7 @@ int fetch_and_store(const Options& options, const Config& config, bool is_refres
 }
 
 int command_list(const Options& options, const Config& config) {
-    const Store store = Store::load(store_path(options, config));
+    const Store store = load_store(options, config);
     if (options.common.is_json) {
         json::Array items;
         for (const StoredEntry& entry : store.entries()) {
@@ -229,7 +243,7 @@ const StoredEntry& find_or_fail(const Store& store, const std::string& address) 
 }
 
 int command_show(const Options& options, const Config& config) {
-    const Store store = Store::load(store_path(options, config));
+    const Store store = load_store(options, config);
     json::Value fields = find_or_fail(store, options.address).entry().fields;
     if (!options.is_secret_shown)
         for (auto& [key, value] : fields.as_object())
@@ -251,7 +265,7 @@ int command_pick(const Options& options, const Config& config) {
             for (const json::Value& protocol : limit->as_array()) selection.protocols.push_back(protocol.as_string());
     if (options.seed != 0) selection.seed = options.seed;
 
-    const Store store = Store::load(store_path(options, config));
+    const Store store = load_store(options, config);
     const auto picked = select_servers(store, selection);
     if (picked.empty())
         throw Error("no stored server matches (region " + (selection.region.empty() ? "any" : selection.region) +
@@ -264,7 +278,7 @@ int command_pick(const Options& options, const Config& config) {
 }
 
 int command_regions(const Options& options, const Config& config) {
-    const Store store = Store::load(store_path(options, config));
+    const Store store = load_store(options, config);
     std::map<std::string, std::size_t> counts;
     for (const StoredEntry* entry : select_servers(store, Selection{}))
         ++counts[entry->region.empty() ? "-" : entry->region];
@@ -280,6 +294,7 @@ int command_regions(const Options& options, const Config& config) {
 
 int command_remove(const Options& options, const Config& config) {
     const std::string path = store_path(options, config);
+    enter_store_directory(path);
     StoreLock lock(path, FileLock::Wait::block);
     Store store = Store::load(path);
     find_or_fail(store, options.address);
@@ -291,7 +306,7 @@ int command_remove(const Options& options, const Config& config) {
 }
 
 int command_export(const Options& options, const Config& config) {
-    const Store store = Store::load(store_path(options, config));
+    const Store store = load_store(options, config);
     std::string output;
     for (const StoredEntry& entry : store.entries()) output += encode_entry_line(entry.entry()) + "\n";
     std::fwrite(output.data(), 1, output.size(), stdout);

@@ -1,6 +1,7 @@
 #include "core/config.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/unique_fd.hpp"
 
 namespace psi {
 namespace {
@@ -113,11 +115,11 @@ void check_string(std::string_view source, const StringKey& key, const json::Val
             break;
         case Check::interface_name:
             // No '*' (an nft wildcard), no quotes, no path or shell characters.
-            if (text.empty() || text.size() >= IFNAMSIZ ||
+            if (text.empty() || text.size() >= IFNAMSIZ || text.front() == '-' ||
                 text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
                     std::string::npos)
                 fail_at(source, value, key.name,
-                        "must be an interface name of 1 to 15 letters, digits, '_', '.' or '-'");
+                        "must be an interface name of 1 to 15 letters, digits, '_', '.' or '-', not starting with '-'");
             break;
         case Check::ipv4:
             if (!is_address(AF_INET, text)) fail_at(source, value, key.name, "must be an IPv4 address");
@@ -223,23 +225,30 @@ Config parse_config(std::string_view text, std::string_view source) {
 }
 
 Config load_config(const std::string& path) {
-    struct stat info {};
-    if (stat(path.c_str(), &info) != 0) {
+    // Checked and read through one descriptor: the file judged is the file read.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    if (!fd.is_open()) {
         if (errno == ENOENT && path == default_config_path) return Config{};
         throw Error("cannot read config " + path + ": " + std::strerror(errno), exit_status::usage);
     }
-    if (!S_ISREG(info.st_mode)) throw Error("config " + path + " is not a regular file", exit_status::usage);
+    struct stat info {};
+    if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode))
+        throw Error("config " + path + " is not a regular file", exit_status::usage);
     if (geteuid() == 0 && (info.st_uid != 0 || (info.st_mode & (S_IWGRP | S_IWOTH))))
         throw Error("refusing config " + path +
                         ": it must be owned by root and writable only by root (chmod 600)",
                     exit_status::usage);
+    if (info.st_size > (1 << 20)) throw Error("config " + path + " is larger than 1 MiB", exit_status::usage);
 
-    std::string text;
-    try {
-        text = read_file(path);
-    } catch (const Error& error) {
-        throw Error(error.what(), exit_status::usage);
+    std::string text(static_cast<std::size_t>(info.st_size), '\0');
+    std::size_t done = 0;
+    while (done < text.size()) {
+        ssize_t count = ::read(fd.get(), text.data() + done, text.size() - done);
+        if (count < 0 && errno == EINTR) continue;
+        if (count <= 0) break;
+        done += static_cast<std::size_t>(count);
     }
+    text.resize(done);
     return parse_config(text, path);
 }
 

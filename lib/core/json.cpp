@@ -216,7 +216,8 @@ constexpr int max_depth = 256;
 // Reads one JSON document; every access goes through peek/next, which check bounds.
 class Reader {
 public:
-    Reader(std::string_view text, std::string_view source) : text_(text), source_(source) {}
+    Reader(std::string_view text, std::string_view source, std::size_t max_values)
+        : text_(text), source_(source), values_left_(max_values) {}
 
     Value document() {
         skip_space();
@@ -253,6 +254,7 @@ private:
 
     Value read_value(int depth) {
         if (depth > max_depth) fail("JSON nested too deeply");
+        if (values_left_-- == 0) fail("more JSON values than this document may hold");
         int line = line_;
         Value value;
         switch (peek()) {
@@ -425,12 +427,13 @@ private:
     std::string_view source_;
     std::size_t position_ = 0;
     int line_ = 1;
+    std::size_t values_left_;
 };
 
 }  // namespace
 
-Value parse(std::string_view text, std::string_view source) {
-    return Reader(text, source).document();
+Value parse(std::string_view text, std::string_view source, std::size_t max_values) {
+    return Reader(text, source, max_values).document();
 }
 
 }  // namespace psi::json

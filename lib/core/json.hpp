@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <map>
 #include <string>
 #include <string_view>
@@ -86,7 +87,8 @@ const char* type_name(Type type);
 
 // Parses one JSON document. Throws psi::Error naming `source` and the line on bad input.
 // Depth and size are bounded so hostile input cannot exhaust the stack.
-Value parse(std::string_view text, std::string_view source = "input");
+// `max_values` bounds the number of values, for documents whose shape is known to be small.
+Value parse(std::string_view text, std::string_view source = "input", std::size_t max_values = SIZE_MAX);
 
 std::string quote(std::string_view text);
 

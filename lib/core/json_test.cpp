@@ -52,6 +52,11 @@ TEST(Json, BoundsNestingDepth) {
     EXPECT_NO_THROW(parse(std::string(100, '[') + std::string(100, ']')));
 }
 
+TEST(Json, ValueLimitStopsLargeDocumentsEarly) {
+    EXPECT_NO_THROW(parse(R"({"a":"x","b":"y"})", "input", 3));
+    EXPECT_THROW(parse(R"({"a":"x","b":[1,2]})", "input", 3), Error);
+}
+
 TEST(Json, DecodesSurrogatePairs) {
     EXPECT_EQ(parse(R"("\ud83d\ude00")").as_string(), "\xf0\x9f\x98\x80");
 }

@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,6 +79,15 @@ void drop_privileges(const UserIdentity& identity, const std::vector<cap_value_t
 
     if (::setuid(0) == 0 || ::geteuid() != identity.uid || ::getegid() != identity.gid)
         throw Error("cannot drop privileges: root could be regained");
+}
+
+void become_owner_of(const std::string& directory) {
+    if (::geteuid() != 0) return;
+    struct stat info {};
+    if (::lstat(directory.c_str(), &info) != 0) throw_system_error("cannot inspect " + directory, errno);
+    if (!S_ISDIR(info.st_mode)) throw Error(directory + " is not a directory");
+    if (info.st_uid == 0) return;
+    drop_privileges(UserIdentity{"owner of " + directory, info.st_uid, info.st_gid});
 }
 
 std::string current_capabilities() {

@@ -27,6 +27,11 @@ UserIdentity lookup_user(const std::string& user, const std::string& group = "")
 // regained. Throws psi::Error if any step fails; the caller must then exit.
 void drop_privileges(const UserIdentity& identity, const std::vector<cap_value_t>& keep = {});
 
+// Root never works inside a directory that another user controls (a symlink or a hard link
+// placed there could lead it to read or write elsewhere): when running as root and
+// `directory` belongs to another user, become that user, with no capability, for good.
+void become_owner_of(const std::string& directory);
+
 // The capabilities of the calling thread, as cap_to_text shows them ("=" when empty).
 std::string current_capabilities();
 

@@ -70,7 +70,8 @@ std::string open_authenticated_package(std::string_view compressed, const std::s
     const std::string text = inflate_bounded(compressed, limits.max_decompressed);
     json::Value package;
     try {
-        package = json::parse(text, "package");
+        // An object of three strings: anything much larger is refused before it takes memory.
+        package = json::parse(text, "package", 16);
     } catch (const Error& error) {
         reject(std::string("not a package: ") + error.what());
     }

@@ -80,6 +80,7 @@ Store Store::load(const std::string& path) {
         if (errno == ENOENT) return store;
         throw_system_error("cannot read the server store " + path, errno);
     }
+    if (!S_ISREG(info.st_mode)) throw Error("the server store " + path + " is not a regular file");
     std::ifstream input(path, std::ios::binary);
     if (!input) throw_system_error("cannot read the server store " + path, errno);
     try {
@@ -93,7 +94,10 @@ Store Store::load(const std::string& path) {
         // Each entry takes more than 64 bytes: a larger count is corruption, not a big store.
         if (count > static_cast<std::uint64_t>(info.st_size) / 64) throw Error("it claims more entries than it could hold");
         store.entries_.resize(count);
-        for (StoredEntry& entry : store.entries_) archive(entry);
+        for (StoredEntry& entry : store.entries_) {
+            archive(entry);
+            if (static_cast<std::size_t>(entry.source) >= source_names.size()) throw Error("an entry has an unknown source");
+        }
         if (input.peek() != std::char_traits<char>::eof()) throw Error("unexpected bytes at its end");
     } catch (const std::exception& error) {
         throw Error("the server store " + path + " cannot be read (" + error.what() +

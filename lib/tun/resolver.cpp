@@ -23,7 +23,7 @@ constexpr const char* written_by_psi_tun = "# written by psi-tun up; psi-tun dow
 // configure the host's resolver instead.
 bool is_resolved_in_use(const std::string& resolv_conf) {
     struct stat info {};
-    if (::stat("/run/systemd/resolve/io.systemd.Resolve", &info) != 0 || ::access("/usr/bin/resolvectl", X_OK) != 0)
+    if (::stat("/run/systemd/resolve/io.systemd.Resolve", &info) != 0 || ::access(resolvectl_tool, X_OK) != 0)
         return false;
     try {
         return read_file(resolv_conf).find("nameserver 127.0.0.53") != std::string::npos;
@@ -111,11 +111,11 @@ json::Value plan_resolver_change(const ResolverSettings& settings) {
 
 void apply_resolver_change(const ResolverSettings& settings, const json::Value& record) {
     if (record.find("method")->as_string() == "systemd-resolved") {
-        run_checked({"resolvectl", "dns", settings.tun_name, settings.dns_ipv4, settings.dns_ipv6});
-        run_checked({"resolvectl", "domain", settings.tun_name, "~."});
-        run_checked({"resolvectl", "default-route", settings.tun_name, "yes"});
-        run_checked({"resolvectl", "llmnr", settings.tun_name, "no"});
-        run_checked({"resolvectl", "mdns", settings.tun_name, "no"});
+        run_checked({resolvectl_tool, "dns", settings.tun_name, settings.dns_ipv4, settings.dns_ipv6});
+        run_checked({resolvectl_tool, "domain", settings.tun_name, "~."});
+        run_checked({resolvectl_tool, "default-route", settings.tun_name, "yes"});
+        run_checked({resolvectl_tool, "llmnr", settings.tun_name, "no"});
+        run_checked({resolvectl_tool, "mdns", settings.tun_name, "no"});
         return;
     }
     replace_or_rewrite(settings.resolv_conf, std::string(written_by_psi_tun) +
@@ -129,7 +129,7 @@ void restore_resolver(const ResolverSettings& settings, const json::Value& recor
     if (method->as_string() == "systemd-resolved") {
         // Link settings go with the link; revert in case the link stays.
         const json::Value* link = record.find("link");
-        run_process({"resolvectl", "revert", link && link->is_string() ? link->as_string() : settings.tun_name});
+        run_process({resolvectl_tool, "revert", link && link->is_string() ? link->as_string() : settings.tun_name});
         return;
     }
     if (const json::Value* target = record.find("symlink")) {

@@ -9,6 +9,10 @@
 
 namespace psi::tun {
 
+// Run by absolute path: root never looks tools up in PATH.
+inline constexpr const char* ip_tool = "/usr/sbin/ip";
+inline constexpr const char* resolvectl_tool = "/usr/bin/resolvectl";
+
 struct ResolverSettings {
     std::string tun_name;
     std::string dns_ipv4;

@@ -23,12 +23,17 @@ ResolverSettings resolver_settings(const Config& config) {
                             config.run_directory};
 }
 
+// The record, or null when there is none. A record that cannot be read is an error: guessing
+// would undo the wrong things or forget some.
 json::Value load_state(const std::string& path) {
-    try {
-        return json::parse(read_file(path), path);
-    } catch (const Error&) {
-        return json::Value();
-    }
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) return json::Value();
+    json::Value state = json::parse(read_file(path), path);
+    if (!state.is_object()) throw Error(path + " is not a psi-tun record; move it away after checking the network");
+    if (const json::Value* dns = state.find("dns");
+        dns && (!dns->find("method") || !dns->find("method")->is_string()))
+        throw Error(path + ": the dns record has no method; move it away after checking /etc/resolv.conf");
+    return state;
 }
 
 void save_state(const std::string& path, const json::Value& state) {
@@ -37,7 +42,7 @@ void save_state(const std::string& path, const json::Value& state) {
 
 // The text `ip rule show` gives for psi's rules at a priority; "" when there is none.
 std::string rule_at(const char* family, int priority) {
-    return run_checked({"ip", family, "rule", "show", "pref", std::to_string(priority)});
+    return run_checked({ip_tool, family, "rule", "show", "pref", std::to_string(priority)});
 }
 
 // psi's rules, deleted by their whole selector so that another tool's rule at the same
@@ -57,7 +62,7 @@ bool has_own_rule(const char* family, int priority) {
 
 void delete_rules_in(const char* family, int priority) {
     while (has_own_rule(family, priority)) {
-        std::vector<std::string> command{"ip", family, "rule", "del", "pref", std::to_string(priority)};
+        std::vector<std::string> command{ip_tool, family, "rule", "del", "pref", std::to_string(priority)};
         for (const auto& word : own_rule_selector(priority)) command.push_back(word);
         run_checked(command);
     }
@@ -71,7 +76,7 @@ void delete_rules(int priority) {
 void ensure_rule(const char* family, int priority, const std::vector<std::string>& selector, const std::string& wanted) {
     if (rule_at(family, priority).find(wanted) != std::string::npos) return;
     delete_rules_in(family, priority);
-    std::vector<std::string> command{"ip", family, "rule", "add"};
+    std::vector<std::string> command{ip_tool, family, "rule", "add"};
     command.insert(command.end(), selector.begin(), selector.end());
     command.insert(command.end(), {"pref", std::to_string(priority)});
     run_checked(command);
@@ -81,8 +86,8 @@ void ensure_rule(const char* family, int priority, const std::vector<std::string
 void flush_table() {
     const std::string table = std::to_string(route_table);
     for (const char* family : families) {
-        run_process({"ip", family, "route", "flush", "table", table});
-        while (run_process({"ip", family, "route", "del", "unreachable", "default", "metric", "4294967295", "table",
+        run_process({ip_tool, family, "route", "flush", "table", table});
+        while (run_process({ip_tool, family, "route", "del", "unreachable", "default", "metric", "4294967295", "table",
                             table})
                    .exit_code == 0) {
         }
@@ -120,9 +125,9 @@ UpReport bring_up(const Config& config) {
     if (!interface_exists(tun)) state.set("createdDevice", true);
     save_state(path, state);
     report.created_device = create_persistent_tun(tun, user.uid, user.gid);
-    run_checked({"ip", "addr", "replace", config.tun_address_ipv4, "dev", tun});
-    run_checked({"ip", "-6", "addr", "replace", config.tun_address_ipv6, "dev", tun, "nodad"});
-    run_checked({"ip", "link", "set", "dev", tun, "mtu", std::to_string(mtu), "txqueuelen",
+    run_checked({ip_tool, "addr", "replace", config.tun_address_ipv4, "dev", tun});
+    run_checked({ip_tool, "-6", "addr", "replace", config.tun_address_ipv6, "dev", tun, "nodad"});
+    run_checked({ip_tool, "link", "set", "dev", tun, "mtu", std::to_string(mtu), "txqueuelen",
                  std::to_string(tx_queue_length), "up"});
     log::debug(tun + ": addresses, MTU " + std::to_string(mtu) + ", queue " + std::to_string(tx_queue_length));
 
@@ -135,8 +140,8 @@ UpReport bring_up(const Config& config) {
 
     const std::string table = std::to_string(route_table);
     for (const char* family : families) {
-        run_checked({"ip", family, "route", "replace", "default", "dev", tun, "table", table});
-        run_checked({"ip", family, "route", "replace", "unreachable", "default", "metric", "4294967295", "table", table});
+        run_checked({ip_tool, family, "route", "replace", "default", "dev", tun, "table", table});
+        run_checked({ip_tool, family, "route", "replace", "unreachable", "default", "metric", "4294967295", "table", table});
     }
     const std::string uid_range = std::to_string(user.uid) + "-" + std::to_string(user.uid);
     for (const char* family : families) {
@@ -189,7 +194,7 @@ bool bring_down(const Config& config) {
     const json::Value* device = state.find("device");
     const std::string tun = device && device->is_string() ? device->as_string() : config.tun_name;
     if (state.find("createdDevice")) {
-        if (interface_exists(tun)) run_checked({"ip", "link", "del", "dev", tun});
+        if (interface_exists(tun)) run_checked({ip_tool, "link", "del", "dev", tun});
     } else if (const json::Value* rp_filter = state.find("rpFilter");
                rp_filter && rp_filter->is_string() && !rp_filter->as_string().empty() && interface_exists(tun)) {
         rewrite_in_place(rp_filter_path(tun), rp_filter->as_string() + "\n");
