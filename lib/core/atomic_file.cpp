@@ -75,10 +75,20 @@ void write_all(int fd, std::string_view bytes, const std::string& what) {
 }
 
 UniqueFd open_private_file(const std::string& path, int flags) {
-    const bool is_new = ::access(path.c_str(), F_OK) != 0;
-    UniqueFd fd(::open(path.c_str(), flags | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    // Created here (O_EXCL), or else an existing regular file with a single link: never a
+    // symlink, a device or a hard link to a file elsewhere.
+    UniqueFd fd(::open(path.c_str(), flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (fd.is_open()) {
+        give_to_directory_owner(fd.get(), path);
+        return fd;
+    }
+    if (errno != EEXIST) throw_system_error("cannot open " + path, errno);
+    fd.reset(::open(path.c_str(), (flags & ~O_TRUNC) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (!fd.is_open()) throw_system_error("cannot open " + path, errno);
-    if (is_new) give_to_directory_owner(fd.get(), path);
+    struct stat info {};
+    if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode) || info.st_nlink != 1)
+        throw Error(path + " is not a plain file of its own (a link or a special file)");
+    if ((flags & O_TRUNC) && ::ftruncate(fd.get(), 0) != 0) throw_system_error("cannot truncate " + path, errno);
     return fd;
 }
 

@@ -1,5 +1,6 @@
 #include "core/atomic_file.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +57,14 @@ TEST_F(AtomicFile, ASymlinkInTheWayIsReplacedNotFollowed) {
     // A lock or private file is never opened through a symlink either.
     ASSERT_EQ(::symlink(target.c_str(), (directory_ + "/servers.lock").c_str()), 0);
     EXPECT_THROW(FileLock(directory_ + "/servers.lock"), Error);
+    EXPECT_EQ(read_file(target), "keep me");
+}
+
+TEST_F(AtomicFile, AHardLinkIsNeverOpenedAsAPrivateFile) {
+    const std::string target = directory_ + "/precious";
+    write_file_atomically(target, "keep me", 0600);
+    ASSERT_EQ(::link(target.c_str(), (directory_ + "/part").c_str()), 0);
+    EXPECT_THROW(open_private_file(directory_ + "/part", O_WRONLY | O_TRUNC), Error);
     EXPECT_EQ(read_file(target), "keep me");
 }
 
