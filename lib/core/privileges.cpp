@@ -84,7 +84,10 @@ void drop_privileges(const UserIdentity& identity, const std::vector<cap_value_t
 void become_owner_of(const std::string& directory) {
     if (::geteuid() != 0) return;
     struct stat info {};
-    if (::lstat(directory.c_str(), &info) != 0) throw_system_error("cannot inspect " + directory, errno);
+    if (::lstat(directory.c_str(), &info) != 0) {
+        if (errno == ENOENT) return;  // nothing there that anyone controls
+        throw_system_error("cannot inspect " + directory, errno);
+    }
     if (!S_ISDIR(info.st_mode)) throw Error(directory + " is not a directory");
     if (info.st_uid == 0) return;
     drop_privileges(UserIdentity{"owner of " + directory, info.st_uid, info.st_gid});
