@@ -371,6 +371,10 @@ EOF
     assert_output --partial "not loaded"
     assert_output --regexp 'FAIL +tcp-ipv4 +any route +answered'
     assert_output --regexp 'FAIL +tcp-ipv4 +bound to eth0 +answered'
+    # Refused by the far end, not by a kill switch: the probe's packet was seen leaving.
+    assert_output --regexp 'FAIL +dns-ipv4 +any route +a packet got past the kill switch'
+    run lab_client nft list table inet psiphon_verify
+    assert_failure
 
     psi_fw up
     lab_capture_start

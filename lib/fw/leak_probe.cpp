@@ -16,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/privileges.hpp"
 #include "core/unique_fd.hpp"
+#include "fw/nft_context.hpp"
 #include "fw/table_state.hpp"
 
 namespace psi::fw {
@@ -141,32 +142,53 @@ std::vector<std::string> uplinks(const std::string& tun_name) {
     return names;
 }
 
-std::uint64_t counted_rejections() {
-    auto table = read_kernel_table();
-    return table ? rejected_packets(*table) : 0;
-}
+// Counts the probe user's packets that got past the kill switch: a chain on the postrouting
+// hook, after every filter, in a table of its own that lives only while verify runs. A packet
+// counted there was on its way out; none may be.
+class EscapeCounter {
+public:
+    // Loopback (the kill switch's own resets come back that way) and the TUN are not "out".
+    EscapeCounter(uid_t probe_uid, const std::string& tun_name) {
+        nft_.run(std::string(delete_script) + "table inet psiphon_verify {\n chain postrouting {\n"
+                 "  type filter hook postrouting priority 1000; policy accept;\n  meta skuid " +
+                 std::to_string(probe_uid) + " oifname != \"lo\" oifname != \"" + tun_name +
+                 "\" counter comment \"escaped\"\n }\n}\n");
+    }
+    ~EscapeCounter() {
+        try {
+            nft_.run(delete_script);
+        } catch (const Error&) {
+        }
+    }
+    EscapeCounter(const EscapeCounter&) = delete;
+    EscapeCounter& operator=(const EscapeCounter&) = delete;
 
-ProbeResult judge(const Probe& probe, const std::string& device, Outcome outcome, bool was_counted) {
+    std::uint64_t packets() {
+        const auto listing = nft_.list_table_json("inet", "psiphon_verify");
+        if (!listing) throw Error("the verify counter table disappeared");
+        const ListedChain* chain = parse_listing(*listing).find_chain("postrouting");
+        std::uint64_t total = 0;
+        if (chain)
+            for (const ListedRule& rule : chain->rules) total += rule.packets;
+        return total;
+    }
+
+private:
+    static constexpr const char* delete_script = "table inet psiphon_verify {}\ndelete table inet psiphon_verify\n";
+    NftContext nft_;
+};
+
+ProbeResult judge(const Probe& probe, const std::string& device, Outcome outcome, bool has_escaped) {
     ProbeResult result{probe.name, device, false, ""};
-    switch (outcome) {
-        case answered: result.verdict = "answered: traffic leaves outside the tunnel"; break;
-        case timed_out:
-            // Bound to a link without an address, the kill switch's reset cannot come back;
-            // the counter still proves the packet was stopped here.
-            result.passed = was_counted;
-            result.verdict = was_counted ? "rejected by the kill switch"
-                                         : "no answer within 1 s: packets may have left (a kill switch rejects at once)";
-            break;
-        case no_route:
-            result.passed = true;
-            result.verdict = "no route: nothing can leave";
-            break;
-        case refused_locally:
-            result.passed = was_counted;
-            result.verdict = was_counted ? "rejected by the kill switch"
-                                         : "refused, but not by the kill switch: a packet may have left";
-            break;
-        case other_error: result.verdict = "the probe could not run"; break;
+    if (outcome == answered) {
+        result.verdict = "answered: traffic leaves outside the tunnel";
+    } else if (outcome == other_error) {
+        result.verdict = "the probe could not run";
+    } else if (has_escaped) {
+        result.verdict = "a packet got past the kill switch";
+    } else {
+        result.passed = true;
+        result.verdict = outcome == no_route ? "no route: nothing can leave" : "rejected by the kill switch";
     }
     return result;
 }
@@ -183,15 +205,15 @@ std::vector<ProbeResult> run_leak_probes(const ProbeTargets& targets, const std:
     for (const std::string& name : uplinks(tun_name)) devices.push_back(name);
 
     std::vector<ProbeResult> results;
+    EscapeCounter escaped(user.uid, tun_name);
     for (const std::string& device : devices) {
         for (const Probe& probe : probes) {
             socklen_t length = 0;
             const std::string& target = probe.family == AF_INET ? targets.ipv4 : targets.ipv6;
             sockaddr_storage address = make_address(probe.family, target, probe.is_dns ? 53 : targets.tcp_port, length);
-            std::uint64_t before = counted_rejections();
-            Outcome outcome = run_as_user(user, probe, address, length, device);
-            bool was_counted = counted_rejections() > before;
-            results.push_back(judge(probe, device, outcome, was_counted));
+            const std::uint64_t before = escaped.packets();
+            const Outcome outcome = run_as_user(user, probe, address, length, device);
+            results.push_back(judge(probe, device, outcome, escaped.packets() > before));
         }
     }
     return results;

@@ -1,6 +1,7 @@
 // Active proof for `psi-fw verify`: as a user that is not the tunnel user, try a TCP
-// connection and a DNS query, unbound and bound to each uplink; each must be stopped at once
-// by the kill switch's own reject rules (their counters must move), never answered.
+// connection and a DNS query, unbound and bound to each uplink. Each must fail, and none of
+// the probe user's packets may reach the postrouting hook (counted in a table that exists
+// only while verify runs): a packet there got past the kill switch.
 #pragma once
 
 #include <cstdint>
