@@ -159,6 +159,19 @@ Bytes payload_of_size(std::size_t size, unsigned seed = 0) {
     return payload;
 }
 
+// A TCP or UDP packet of the family, with addresses of that family and a payload of `size`.
+PacketSpec spec_for(IpVersion version, std::uint8_t protocol, std::size_t size) {
+    PacketSpec spec;
+    spec.version = version;
+    spec.protocol = protocol;
+    if (version == IpVersion::v6) {
+        spec.source = endpoint("fd42:42:42::1", 1000);
+        spec.destination = endpoint("2001:db8::1", 80);
+    }
+    spec.payload = payload_of_size(size);
+    return spec;
+}
+
 PacketView parsed(const Bytes& packet) {
     const auto result = parse_packet(packet);
     if (const auto* error = std::get_if<PacketError>(&result))
@@ -292,14 +305,7 @@ TEST(PacketParse, EmptyAndShortPacketsAreTruncated) {
 TEST(PacketParse, EveryProperPrefixIsTruncated) {
     for (const IpVersion version : {IpVersion::v4, IpVersion::v6}) {
         for (const std::uint8_t protocol : {ip_protocol::tcp, ip_protocol::udp}) {
-            PacketSpec spec;
-            spec.version = version;
-            spec.protocol = protocol;
-            if (version == IpVersion::v6) {
-                spec.source = endpoint("fd42:42:42::1", 1000);
-                spec.destination = endpoint("2001:db8::1", 80);
-            }
-            spec.payload = payload_of_size(9);
+            PacketSpec spec = spec_for(version, protocol, 9);
             const Bytes packet = build_packet(spec);
             for (std::size_t size = 0; size < packet.size(); ++size) {
                 SCOPED_TRACE(size);
@@ -465,14 +471,7 @@ TEST(ChecksumInternet, MatchesTheReferenceOnManyLengths) {
 TEST(PacketChecksums, HoldForBuiltPackets) {
     for (const IpVersion version : {IpVersion::v4, IpVersion::v6}) {
         for (const std::uint8_t protocol : {ip_protocol::tcp, ip_protocol::udp}) {
-            PacketSpec spec;
-            spec.version = version;
-            spec.protocol = protocol;
-            if (version == IpVersion::v6) {
-                spec.source = endpoint("fd42:42:42::1", 1000);
-                spec.destination = endpoint("2001:db8::1", 80);
-            }
-            spec.payload = payload_of_size(101);
+            PacketSpec spec = spec_for(version, protocol, 101);
             const Bytes packet = build_packet(spec);
             EXPECT_TRUE(has_valid_checksums(packet, parsed(packet)));
         }
@@ -482,14 +481,7 @@ TEST(PacketChecksums, HoldForBuiltPackets) {
 TEST(PacketChecksums, FailWhenAnyCoveredByteChanges) {
     for (const IpVersion version : {IpVersion::v4, IpVersion::v6}) {
         for (const std::uint8_t protocol : {ip_protocol::tcp, ip_protocol::udp}) {
-            PacketSpec spec;
-            spec.version = version;
-            spec.protocol = protocol;
-            if (version == IpVersion::v6) {
-                spec.source = endpoint("fd42:42:42::1", 1000);
-                spec.destination = endpoint("2001:db8::1", 80);
-            }
-            spec.payload = payload_of_size(13);
+            PacketSpec spec = spec_for(version, protocol, 13);
             const Bytes packet = build_packet(spec);
             const PacketView view = parsed(packet);
             // Version 6 byte 0..7 (version, class, flow label, payload length, next header, hop
