@@ -146,21 +146,27 @@ void replace_file(const std::string& path, mode_t mode, const std::function<void
     if (directory.is_open()) ::fsync(directory.get());
 }
 
-std::string read_file(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.is_open()) throw_system_error("cannot read " + path, errno);
+std::string read_all(int fd, const std::string& what, std::size_t max_bytes) {
     std::string content;
     char buffer[65536];
     while (true) {
-        ssize_t count = ::read(fd.get(), buffer, sizeof buffer);
+        ssize_t count = ::read(fd, buffer, sizeof buffer);
         if (count < 0) {
             if (errno == EINTR) continue;
-            throw_system_error("cannot read " + path, errno);
+            throw_system_error("cannot read " + what, errno);
         }
         if (count == 0) break;
+        if (content.size() + static_cast<std::size_t>(count) > max_bytes)
+            throw Error(what + " is larger than " + std::to_string(max_bytes) + " bytes");
         content.append(buffer, static_cast<std::size_t>(count));
     }
     return content;
+}
+
+std::string read_file(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.is_open()) throw_system_error("cannot read " + path, errno);
+    return read_all(fd.get(), path);
 }
 
 }  // namespace psi

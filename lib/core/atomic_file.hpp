@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -41,6 +42,9 @@ void write_file_atomically(const std::string& path, std::string_view content, mo
 
 // Writes all of `bytes` to `fd`; throws psi::Error naming `what` on failure.
 void write_all(int fd, std::string_view bytes, const std::string& what);
+
+// Reads `fd` to its end, at most `max_bytes`; throws psi::Error naming `what`.
+std::string read_all(int fd, const std::string& what, std::size_t max_bytes = SIZE_MAX);
 
 // Reads a whole file; throws psi::Error naming the path.
 std::string read_file(const std::string& path);

@@ -239,16 +239,12 @@ Config load_config(const std::string& path) {
                         ": it must be owned by root and writable only by root (chmod 600)",
                     exit_status::usage);
     if (info.st_size > (1 << 20)) throw Error("config " + path + " is larger than 1 MiB", exit_status::usage);
-
-    std::string text(static_cast<std::size_t>(info.st_size), '\0');
-    std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t count = ::read(fd.get(), text.data() + done, text.size() - done);
-        if (count < 0 && errno == EINTR) continue;
-        if (count <= 0) break;
-        done += static_cast<std::size_t>(count);
+    std::string text;
+    try {
+        text = read_all(fd.get(), "config " + path, 1 << 20);
+    } catch (const Error& error) {
+        throw Error(error.what(), exit_status::usage);
     }
-    text.resize(done);
     return parse_config(text, path);
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/unique_fd.hpp"
 #include "fw/nft_context.hpp"
@@ -86,11 +87,7 @@ void compare_rules(const ListedChain& expected, const ListedChain& actual,
             nft.run(render_replace_script(table));
             std::string listing = nft.list_table_json(table_family, table_name).value_or("");
             listing.push_back('\0');
-            for (std::size_t done = 0; done < listing.size();) {
-                ssize_t written = ::write(fd, listing.data() + done, listing.size() - done);
-                if (written < 0 && errno != EINTR) throw_system_error("write", errno);
-                if (written > 0) done += static_cast<std::size_t>(written);
-            }
+            write_all(fd, listing, "the expected table's listing");
         }
     } catch (const std::exception& error) {
         std::string message = std::string("psi-fw: cannot render the expected table: ") + error.what() + "\n";
@@ -191,12 +188,10 @@ std::vector<ListedTable> render_expected(const std::vector<Table>& tables) {
     write_end.reset();
 
     std::string output;
-    char buffer[65536];
-    while (true) {
-        ssize_t count = ::read(read_end.get(), buffer, sizeof buffer);
-        if (count < 0 && errno == EINTR) continue;
-        if (count <= 0) break;
-        output.append(buffer, static_cast<std::size_t>(count));
+    try {
+        output = read_all(read_end.get(), "the expected table's listing");
+    } catch (const Error&) {
+        // The child is still reaped below; an incomplete listing is refused there.
     }
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {

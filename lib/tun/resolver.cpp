@@ -49,11 +49,7 @@ std::string symlink_target(const std::string& path) {
 void rewrite_in_place(const std::string& path, const std::string& content) {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW));
     if (!fd.is_open()) throw_system_error("cannot write " + path, errno);
-    for (std::size_t done = 0; done < content.size();) {
-        ssize_t written = ::write(fd.get(), content.data() + done, content.size() - done);
-        if (written < 0 && errno != EINTR) throw_system_error("cannot write " + path, errno);
-        if (written > 0) done += static_cast<std::size_t>(written);
-    }
+    write_all(fd.get(), content, path);
     ::fsync(fd.get());
 }
 
