@@ -413,6 +413,18 @@ EOF
     [ "$(jq -r '.policy' <<<"$output")" = tunnel ]
 }
 
+@test "without the right to check its table, boot still loads the blocked policy, then says so" {
+    run lab_client setpriv --bounding-set=-sys_admin "$PSI_FW" --config "$LAB_DIR/psi.conf" boot
+    assert_failure 1
+    assert_output --partial "the kill switch is loaded but could not be checked"
+    lab_capture_start
+    assert_all_rejected "$DESKTOP_UID"
+    lab_capture_stop
+    assert_equal "$(leaked_packets)" 0
+    run psi_fw status
+    assert_output --partial "blocked (boot policy), intact"
+}
+
 @test "boot blocks before the uplink has an address; the unit is ordered before network-pre" {
     lab_client ip link set eth0 down
     psi_fw boot

@@ -1,6 +1,7 @@
 #include "fw/kill_switch.hpp"
 
 #include <chrono>
+#include <optional>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -15,8 +16,16 @@ std::string KillSwitch::script(Mode mode) const {
 
 Change KillSwitch::apply(Mode mode) {
     const Table table = build_table(make_policy(config_, mode));
-    const ListedTable expected = render_expected({table}).front();
-    if (auto current = read_kernel_table(); current && compare_tables(expected, *current).empty()) {
+    // Rendering the expected table needs a private namespace; if that is refused, the table is
+    // still loaded (protection first) and the failure to compare is reported afterwards.
+    std::optional<ListedTable> expected;
+    std::string render_error;
+    try {
+        expected = render_expected({table}).front();
+    } catch (const Error& error) {
+        render_error = error.what();
+    }
+    if (auto current = read_kernel_table(); expected && current && compare_tables(*expected, *current).empty()) {
         log::debug(std::string("the kernel already holds the ") + mode_name(mode) + " policy");
         return Change::unchanged;
     }
@@ -27,9 +36,10 @@ Change KillSwitch::apply(Mode mode) {
     log::debug(std::string("loaded the ") + mode_name(mode) + " policy in one transaction (" +
                std::to_string(elapsed.count()) + " ms)");
 
+    if (!expected) throw Error("the kill switch is loaded but could not be checked: " + render_error);
     auto loaded = read_kernel_table();
     if (!loaded) throw Error("the kill switch table is absent right after loading it");
-    auto differences = compare_tables(expected, *loaded);
+    auto differences = compare_tables(*expected, *loaded);
     if (!differences.empty())
         throw Error("the kernel holds a different table than the one loaded: " + differences.front());
     return Change::applied;
