@@ -166,7 +166,8 @@ public:
     std::uint64_t packets() {
         const auto listing = nft_.list_table_json("inet", "psiphon_verify");
         if (!listing) throw Error("the verify counter table disappeared");
-        const ListedChain* chain = parse_listing(*listing).find_chain("postrouting");
+        const ListedTable table = parse_listing(*listing);
+        const ListedChain* chain = table.find_chain("postrouting");
         std::uint64_t total = 0;
         if (chain)
             for (const ListedRule& rule : chain->rules) total += rule.packets;
