@@ -6,6 +6,9 @@
 #   list_server.py   HTTPS file server: ETag/304, Range/206/416, If-Range,
 #                    cut-after, slow, huge, no-length-huge
 #   make_cert.sh     throwaway CA and server certificate
+#   dns_server.py    authoritative A/AAAA over UDP and TCP, NXDOMAIN
+#   socks5_server.py CONNECT replies, UDP ASSOCIATE relay, 1,000+ connections
+#   socks5_udp_client.py  one datagram through UDP ASSOCIATE
 # Network: loopback only (127.0.0.1, a random port in 20000-40000); curl
 # always runs with --noproxy '*' and --cacert.
 
@@ -118,6 +121,7 @@ setup() {
 
 teardown() {
     stop_server
+    stop_tools
 }
 
 # ---- helpers ---------------------------------------------------------------
@@ -513,4 +517,335 @@ sys.stdout.write(json.loads(zlib.decompress(open(sys.argv[1], "rb").read()))["da
     assert_failure                     # a fresh CA each time
     run openssl x509 -in "$T/c/server.pem" -noout -checkend $((3 * 86400))
     assert_failure                     # short-lived (2 days)
+}
+
+# ---- dns_server.py, socks5_server.py, socks5_udp_client.py ------------------
+
+# args: PORT. Echoes UDP datagrams on 127.0.0.1:PORT.
+UDP_ECHO='
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+print("listening", flush=True)
+while True:
+    data, source = s.recvfrom(65535)
+    s.sendto(data, source)
+'
+
+# args: PORT. Accepts TCP on 127.0.0.1:PORT, logs "accepted", holds the connections.
+TCP_LISTEN='
+import socket, sys
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("listening", flush=True)
+held = []
+while True:
+    held.append(s.accept()[0])
+    print("accepted", flush=True)
+'
+
+# args: PROXY_PORT HOST PORT. One CONNECT: "reply CODE SECONDS".
+SOCKS_CONNECT='
+import socket, struct, sys, time
+proxy, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+start = time.monotonic()
+c = socket.create_connection(("127.0.0.1", proxy), timeout=20)
+c.sendall(b"\x05\x01\x00\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack("!H", port))
+r = b""
+while len(r) < 12:
+    chunk = c.recv(12 - len(r))
+    assert chunk, "proxy closed after %r" % r
+    r += chunk
+assert r[:2] == b"\x05\x00" and r[2] == 5, r
+print("reply %d %.2f" % (r[3], time.monotonic() - start))
+'
+
+# args: PROXY_PORT ECHO_PORT. The relay rules of one UDP ASSOCIATE, one line each.
+UDP_RULES='
+import socket, struct, sys, time
+proxy, echo = int(sys.argv[1]), int(sys.argv[2])
+c = socket.create_connection(("127.0.0.1", proxy), timeout=5)
+c.sendall(b"\x05\x01\x00\x05\x03\x00\x01" + bytes(6))
+r = b""
+while len(r) < 12:
+    r += c.recv(12 - len(r))
+assert r[:6] == b"\x05\x00\x05\x00\x00\x01", r
+relay = (socket.inet_ntoa(r[6:10]), struct.unpack("!H", r[10:12])[0])
+print("relay", relay[0], "port-nonzero", relay[1] != 0)
+target = b"\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", echo)
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    return s
+def attempt(sock, datagram):
+    sock.sendto(datagram, relay)
+    try:
+        return sock.recv(65535)
+    except socket.timeout:
+        return None
+first, other = udp(), udp()
+print("frag-1", attempt(first, b"\x00\x00\x01" + target + b"a"))
+print("bad-atyp", attempt(first, b"\x00\x00\x00\x09" + target[1:] + b"b"))
+got = attempt(first, b"\x00\x00\x00" + target + b"c")
+print("good", got == b"\x00\x00\x00" + target + b"c")
+print("other-port", attempt(other, b"\x00\x00\x00" + target + b"d"))
+c.close()
+time.sleep(0.3)
+gone = udp()
+gone.connect(relay)
+gone.send(b"\x00\x00\x00" + target + b"e")
+try:
+    gone.recv(65535)
+    print("after-close reply")
+except ConnectionRefusedError:
+    print("after-close refused")
+except socket.timeout:
+    print("after-close silent")
+'
+
+# args: PROXY_PORT COUNT. Opens COUNT CONNECTs at once to an echo server of its own,
+# then echoes a line on each while all are open: "echoed COUNT".
+SOCKS_MANY='
+import resource, selectors, socket, struct, sys, threading
+proxy, count = int(sys.argv[1]), int(sys.argv[2])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+def echo():
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is listener:
+                selector.register(listener.accept()[0], selectors.EVENT_READ)
+                continue
+            data = key.fileobj.recv(4096)
+            if data:
+                key.fileobj.sendall(data)
+            else:
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+threading.Thread(target=echo, daemon=True).start()
+def read(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "closed after %r" % data
+        data += chunk
+    return data
+request = (b"\x05\x01\x00\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") +
+           struct.pack("!H", listener.getsockname()[1]))
+clients = []
+for _ in range(count):
+    clients.append(socket.create_connection(("127.0.0.1", proxy), timeout=30))
+    clients[-1].sendall(request)
+for sock in clients:
+    assert read(sock, 12) == b"\x05\x00\x05\x00\x00\x01" + bytes(6)
+for i, sock in enumerate(clients):
+    sock.sendall(b"%d\n" % i)
+echoed = sum(read(sock, len(b"%d\n" % i)) == b"%d\n" % i for i, sock in enumerate(clients))
+print("echoed", echoed)
+'
+
+# args: PORT. Three queries and a malformed frame in one TCP write, one line per reply.
+DNS_TCP='
+import socket, struct, sys
+def query(query_id, name, qtype):
+    q = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\x00" + struct.pack("!HH", qtype, 1)
+def read(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "closed after %r" % data
+        data += chunk
+    return data
+queries = [query(1, "example.test", 1), query(2, "example.test", 28), query(3, "nope.test", 1)]
+frames = [struct.pack("!H", len(q)) + q for q in queries]
+frames.insert(1, b"\x00\x03abc")
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"".join(frames))
+for q in queries:
+    r = read(s, struct.unpack("!H", read(s, 2))[0])
+    query_id, flags, questions, answers = struct.unpack("!HHHH", r[:8])
+    print(query_id, "rcode=%d aa=%d questions=%d answers=%d echoed=%s" % (
+        flags & 15, flags >> 10 & 1, questions, answers, r[12:len(q)] == q[12:]))
+'
+
+# start_tool NAME CMD...: runs CMD with each @PORT@ replaced by a random port in
+# 20000-40000 (another one if it exits) until it prints "listening"; sets PORT.
+# Output in $T/NAME.out and .err; stop_tools (teardown) ends it.
+start_tool() {
+    local name=$1 try i arg pid args
+    shift
+    for try in 1 2 3 4 5 6 7 8; do
+        PORT=$((20000 + RANDOM % 20001))
+        args=()
+        for arg in "$@"; do
+            args+=("${arg//@PORT@/$PORT}")
+        done
+        "${args[@]}" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
+        pid=$!
+        TOOL_PIDS+=("$pid")
+        for i in $(seq 100); do
+            grep -qx listening "$T/$name.out" && return 0
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    cat "$T/$name.err" >&2
+    return 1
+}
+
+stop_tools() {
+    local pid
+    for pid in ${TOOL_PIDS[@]+"${TOOL_PIDS[@]}"}; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    TOOL_PIDS=()
+}
+
+start_dns() {
+    start_tool dns "$PY" "$TOOLS/dns_server.py" --bind 127.0.0.1 --bind ::1 --port @PORT@ \
+        --record example.test=198.51.100.10 --record example.test=2001:db8:100::10 \
+        --record two.test=192.0.2.1 --record two.test=192.0.2.2 --record v4only.test=192.0.2.9
+}
+
+ldig() { dig @127.0.0.1 -p "$PORT" +time=2 +tries=1 "$@"; }
+
+start_socks() { # [socks5_server.py flags]
+    start_tool socks "$PY" "$TOOLS/socks5_server.py" --bind 127.0.0.1 --port @PORT@ "$@"
+    SOCKS_PORT=$PORT
+}
+
+@test "dns_server: A over UDP and AAAA over TCP, TTL 60, logged per query" {
+    start_dns
+    run ldig example.test A +noall +answer
+    assert_success
+    assert_output --regexp '^example\.test\.[[:space:]]+60[[:space:]]+IN[[:space:]]+A[[:space:]]+198\.51\.100\.10$'
+    run ldig example.test AAAA +tcp +short
+    assert_output 2001:db8:100::10
+    run ldig two.test A +short
+    assert_output $'192.0.2.1\n192.0.2.2'
+    run dig @::1 -p "$PORT" +time=2 +tries=1 EXAMPLE.Test A +tcp +short
+    assert_output 198.51.100.10
+    run cat "$T/dns.out"
+    assert_output "listening
+query udp example.test A
+query tcp example.test AAAA
+query udp two.test A
+query tcp EXAMPLE.Test A"
+}
+
+@test "dns_server: NXDOMAIN for an unknown name, NOERROR and no answer for the missing family" {
+    start_dns
+    run ldig nope.test A +tcp
+    assert_output --partial "status: NXDOMAIN"
+    assert_output --partial "flags: qr aa rd;"
+    assert_output --regexp $'\n;nope\\.test\\.[[:space:]]+IN[[:space:]]+A\n'
+    run ldig v4only.test AAAA
+    assert_output --partial "status: NOERROR"
+    assert_output --partial "QUERY: 1, ANSWER: 0,"
+    run ldig example.test MX
+    assert_output --partial "status: NOERROR"
+    assert_output --partial "ANSWER: 0,"
+    assert_equal "$(tail -n1 "$T/dns.out")" "query udp example.test MX"
+}
+
+@test "dns_server: several queries on one TCP connection, malformed ones ignored" {
+    start_dns
+    run "$PY" -c "$DNS_TCP" "$PORT"
+    assert_success
+    assert_output "1 rcode=0 aa=1 questions=1 answers=1 echoed=True
+2 rcode=0 aa=1 questions=1 answers=1 echoed=True
+3 rcode=3 aa=1 questions=1 answers=0 echoed=True"
+    printf 'garbage' | socat -u - "UDP:127.0.0.1:$PORT"
+    run ldig example.test A +short
+    assert_output 198.51.100.10
+    run grep -c '^query' "$T/dns.out"
+    assert_output 4
+}
+
+@test "socks5_server: UDP ASSOCIATE relays a datagram to a UDP echo and back, logged" {
+    start_tool echo "$PY" -c "$UDP_ECHO" @PORT@
+    ECHO_PORT=$PORT
+    start_socks
+    run "$PY" "$TOOLS/socks5_udp_client.py" --proxy "127.0.0.1:$SOCKS_PORT" \
+        --to "127.0.0.1:$ECHO_PORT" --message "hello through socks" --show-source
+    assert_success
+    assert_output "127.0.0.1 $ECHO_PORT hello through socks"
+    run "$PY" "$TOOLS/socks5_udp_client.py" --proxy "127.0.0.1:$SOCKS_PORT" \
+        --to "127.0.0.1:$ECHO_PORT" --message again
+    assert_output again
+    run cat "$T/socks.out"
+    assert_output "listening
+udp-associate
+udp 127.0.0.1 $ECHO_PORT
+udp-associate
+udp 127.0.0.1 $ECHO_PORT"
+}
+
+@test "socks5_server: UDP ASSOCIATE drops FRAG, bad ATYP and other ports, ends with the TCP connection" {
+    start_tool echo "$PY" -c "$UDP_ECHO" @PORT@
+    ECHO_PORT=$PORT
+    start_socks
+    run "$PY" -c "$UDP_RULES" "$SOCKS_PORT" "$ECHO_PORT"
+    assert_success
+    assert_output "relay 127.0.0.1 port-nonzero True
+frag-1 None
+bad-atyp None
+good True
+other-port None
+after-close refused"
+}
+
+@test "socks5_server: --no-udp answers UDP ASSOCIATE with 7, CONNECT still works" {
+    start_tool listen "$PY" -c "$TCP_LISTEN" @PORT@
+    LISTEN_PORT=$PORT
+    start_socks --no-udp
+    run "$PY" "$TOOLS/socks5_udp_client.py" --proxy "127.0.0.1:$SOCKS_PORT" \
+        --to "127.0.0.1:$LISTEN_PORT"
+    assert_equal "$status" 2
+    assert_output "socks reply 7"
+    run "$PY" -c "$SOCKS_CONNECT" "$SOCKS_PORT" 127.0.0.1 "$LISTEN_PORT"
+    assert_output --regexp '^reply 0 '
+    run grep -c udp "$T/socks.out"
+    assert_output 0
+}
+
+@test "socks5_server: --refuse-port gives 5 at once without trying; a closed port gives 5" {
+    start_tool listen "$PY" -c "$TCP_LISTEN" @PORT@
+    LISTEN_PORT=$PORT
+    start_socks --refuse-port "$LISTEN_PORT" --refuse-port 1 --delay-connect 5
+    run "$PY" -c "$SOCKS_CONNECT" "$SOCKS_PORT" 127.0.0.1 "$LISTEN_PORT"
+    assert_success
+    assert_output --regexp '^reply 5 0\.'
+    assert_equal "$(grep -c accepted "$T/listen.out")" 0
+    assert_equal "$(tail -n1 "$T/socks.out")" "connect 127.0.0.1 $LISTEN_PORT"
+    stop_tools
+    start_socks
+    run "$PY" -c "$SOCKS_CONNECT" "$SOCKS_PORT" 127.0.0.1 1   # nothing listens on port 1
+    assert_output --regexp '^reply 5 '
+}
+
+@test "socks5_server: --delay-connect holds the CONNECT, then succeeds" {
+    start_tool listen "$PY" -c "$TCP_LISTEN" @PORT@
+    LISTEN_PORT=$PORT
+    start_socks --delay-connect 1
+    run "$PY" -c "$SOCKS_CONNECT" "$SOCKS_PORT" 127.0.0.1 "$LISTEN_PORT"
+    assert_success
+    assert_output --regexp '^reply 0 (1|2)\.'
+    assert_equal "$(grep -c accepted "$T/listen.out")" 1
+}
+
+@test "socks5_server: 1,200 CONNECTs open at once all echo" {
+    start_socks
+    run "$PY" -c "$SOCKS_MANY" "$SOCKS_PORT" 1200
+    assert_success
+    assert_output "echoed 1200"
+    assert_equal "$(grep -c '^connect 127.0.0.1 ' "$T/socks.out")" 1200
 }
