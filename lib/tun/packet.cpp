@@ -207,6 +207,9 @@ public:
         return static_cast<std::uint16_t>(~fold(static_cast<std::uint16_t>(~checksum) + difference_));
     }
 
+    // P' = fold(P + ~m + m'): a sum that is not inverted, such as a partial checksum.
+    std::uint16_t apply_to_sum(std::uint16_t sum) const { return fold(sum + difference_); }
+
 private:
     std::uint64_t difference_ = 0;
 };
@@ -285,7 +288,7 @@ bool has_valid_checksums(std::span<const std::uint8_t> packet, const PacketView&
 }
 
 void rewrite_endpoints(std::span<std::uint8_t> packet, const PacketView& view, const Endpoint& source,
-                       const Endpoint& destination) {
+                       const Endpoint& destination, TransportChecksum transport_checksum) {
     if (source.address.version != view.version || destination.address.version != view.version)
         throw Error("packet rewrite: the new endpoints are not of the packet's IP version");
     if (view.protocol != ip_protocol::tcp && view.protocol != ip_protocol::udp)
@@ -302,7 +305,7 @@ void rewrite_endpoints(std::span<std::uint8_t> packet, const PacketView& view, c
     const auto transport = checked_subspan(datagram, view.ip_header_length, is_tcp ? tcp_header_size : udp_header_size);
     const auto source_port = transport.subspan(0, 2);
     const auto destination_port = transport.subspan(2, 2);
-    const auto transport_checksum = transport.subspan(is_tcp ? tcp_checksum_offset : udp_checksum_offset, 2);
+    const auto checksum_field = transport.subspan(is_tcp ? tcp_checksum_offset : udp_checksum_offset, 2);
     const auto new_source = std::span<const std::uint8_t>(source.address.bytes).first(size);
     const auto new_destination = std::span<const std::uint8_t>(destination.address.bytes).first(size);
 
@@ -314,15 +317,19 @@ void rewrite_endpoints(std::span<std::uint8_t> packet, const PacketView& view, c
         store_u16(header_checksum, addresses.apply(load_u16(header_checksum)));
     }
 
-    ChecksumUpdate segment = addresses;  // the pseudo-header holds the addresses
-    segment.replace(load_u16(source_port), source.port);
-    segment.replace(load_u16(destination_port), destination.port);
-    const std::uint16_t old_checksum = load_u16(transport_checksum);
-    if (is_tcp) {
-        store_u16(transport_checksum, segment.apply(old_checksum));
-    } else if (!(is_v4 && old_checksum == 0)) {  // UDP/IPv4 without a checksum keeps none
-        const std::uint16_t checksum = segment.apply(old_checksum);
-        store_u16(transport_checksum, checksum == 0 ? 0xffff : checksum);  // 0 would mean "none"
+    const std::uint16_t old_checksum = load_u16(checksum_field);
+    if (transport_checksum == TransportChecksum::partial) {
+        store_u16(checksum_field, addresses.apply_to_sum(old_checksum));
+    } else {
+        ChecksumUpdate segment = addresses;  // the pseudo-header holds the addresses
+        segment.replace(load_u16(source_port), source.port);
+        segment.replace(load_u16(destination_port), destination.port);
+        if (is_tcp) {
+            store_u16(checksum_field, segment.apply(old_checksum));
+        } else if (!(is_v4 && old_checksum == 0)) {  // UDP/IPv4 without a checksum keeps none
+            const std::uint16_t checksum = segment.apply(old_checksum);
+            store_u16(checksum_field, checksum == 0 ? 0xffff : checksum);  // 0 would mean "none"
+        }
     }
 
     std::copy(new_source.begin(), new_source.end(), source_address.begin());

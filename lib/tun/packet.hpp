@@ -71,10 +71,17 @@ std::uint16_t internet_checksum(std::span<const std::uint8_t> bytes, std::uint32
 // Whether the IPv4 header checksum and the TCP/UDP checksum (with the pseudo-header) hold.
 bool has_valid_checksums(std::span<const std::uint8_t> packet, const PacketView& view);
 
+// What the TCP/UDP checksum field holds: the Internet checksum, or (a packet read with a
+// virtio-net header flagged NEEDS_CSUM, TUN.md §3.4) only the pseudo-header's sum, not
+// inverted, which whoever completes the checksum later adds the segment to.
+enum class TransportChecksum { complete, partial };
+
 // Rewrites source and destination (addresses and ports) in place and updates the IPv4 header
 // checksum and the TCP/UDP checksum incrementally; the families must match the packet's.
-// A UDP/IPv4 checksum of 0 (none) stays 0.
+// A UDP/IPv4 checksum of 0 (none) stays 0. A partial checksum changes with the addresses
+// only: ports are not part of the pseudo-header.
 void rewrite_endpoints(std::span<std::uint8_t> packet, const PacketView& view, const Endpoint& source,
-                       const Endpoint& destination);
+                       const Endpoint& destination,
+                       TransportChecksum transport_checksum = TransportChecksum::complete);
 
 }  // namespace psi::tun
