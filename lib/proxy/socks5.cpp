@@ -191,4 +191,60 @@ std::string encode_address(const SocksAddress& address) {
     return bytes;
 }
 
+std::string no_authentication_greeting() {
+    return {static_cast<char>(socks_version), '\x01', static_cast<char>(method_no_authentication)};
+}
+
+std::string encode_request(SocksCommand command, const SocksAddress& destination) {
+    std::string bytes{static_cast<char>(socks_version), static_cast<char>(command), '\0'};
+    return bytes + encode_address(destination);
+}
+
+Parsed<Greeting> parse_method_choice(std::string_view bytes) {
+    ByteReader reader(bytes);
+    Parsed<Greeting> parsed;
+    const auto version = reader.u8();
+    const auto method = reader.u8();
+    if (!method) return parsed;
+    if (*version != socks_version || *method != method_no_authentication)
+        return malformed_message<Greeting>(SocksReply::not_allowed);
+    parsed.status = ParseStatus::complete;
+    parsed.consumed = reader.consumed();
+    parsed.message.offers_no_authentication = true;
+    return parsed;
+}
+
+Parsed<SocksReplyMessage> parse_reply(std::string_view bytes) {
+    ByteReader reader(bytes);
+    Parsed<SocksReplyMessage> parsed;
+    const auto version = reader.u8();
+    const auto reply = reader.u8();
+    const auto reserved = reader.u8();
+    if (!reserved) return parsed;
+    if (*version != socks_version || *reserved != 0)
+        return malformed_message<SocksReplyMessage>(SocksReply::general_failure);
+    const AddressOutcome address = read_address(reader, parsed.message.bound);
+    if (address.status == ParseStatus::malformed) return malformed_message<SocksReplyMessage>(address.error);
+    if (address.status == ParseStatus::need_more) return Parsed<SocksReplyMessage>{};
+    parsed.status = ParseStatus::complete;
+    parsed.consumed = reader.consumed();
+    parsed.message.reply = static_cast<SocksReply>(*reply);
+    return parsed;
+}
+
+const char* reply_name(SocksReply reply) {
+    switch (reply) {
+        case SocksReply::succeeded: return "succeeded";
+        case SocksReply::general_failure: return "general failure";
+        case SocksReply::not_allowed: return "not allowed by the proxy's rules";
+        case SocksReply::network_unreachable: return "network unreachable";
+        case SocksReply::host_unreachable: return "host unreachable";
+        case SocksReply::connection_refused: return "connection refused";
+        case SocksReply::ttl_expired: return "TTL expired";
+        case SocksReply::command_not_supported: return "command not supported";
+        case SocksReply::address_type_not_supported: return "address type not supported";
+    }
+    return "unknown reply";
+}
+
 }  // namespace psi::proxy

@@ -75,4 +75,19 @@ std::string encode_udp_datagram(const UdpDatagram& datagram);
 
 std::string encode_address(const SocksAddress& address);  // ATYP, ADDR, PORT
 
+// The client's side (psi-tun is a client of any SOCKS5 proxy).
+// VER=5, NMETHODS=1, METHOD=0 (no authentication).
+std::string no_authentication_greeting();
+// VER=5, CMD, RSV=0, ATYP, DST.ADDR, DST.PORT.
+std::string encode_request(SocksCommand command, const SocksAddress& destination);
+// The server's VER, METHOD; malformed unless VER=5 and METHOD=0.
+Parsed<Greeting> parse_method_choice(std::string_view bytes);
+struct SocksReplyMessage {
+    SocksReply reply = SocksReply::general_failure;
+    SocksAddress bound;
+};
+// VER=5, REP, RSV=0, ATYP, BND.ADDR, BND.PORT.
+Parsed<SocksReplyMessage> parse_reply(std::string_view bytes);
+const char* reply_name(SocksReply reply);
+
 }  // namespace psi::proxy
