@@ -1,0 +1,137 @@
+#include "tun/relay.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "core/error.hpp"
+
+namespace psi::tun {
+namespace {
+
+// Rounds per wake-up and direction, so that one busy flow cannot starve the others; level-
+// triggered readiness brings the loop back for the rest.
+constexpr int pump_rounds = 8;
+
+void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
+    int ends[2];
+    if (::pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) throw_system_error("cannot create a pipe", errno);
+    read_end.reset(ends[0]);
+    write_end.reset(ends[1]);
+}
+
+// Closing with SO_LINGER {1, 0} sends an RST instead of a FIN.
+void arm_reset(int socket) {
+    const linger abort{1, 0};
+    ::setsockopt(socket, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+}
+
+}  // namespace
+
+Relay::Relay(EventLoop& loop, UniqueFd application, UniqueFd upstream, RelayCounters& counters, Done done)
+    : loop_(loop), application_(std::move(application)), upstream_(std::move(upstream)), done_(std::move(done)) {
+    make_pipe(up_.pipe_read, up_.pipe_write);
+    make_pipe(down_.pipe_read, down_.pipe_write);
+    const int capacity = ::fcntl(up_.pipe_write.get(), F_GETPIPE_SZ);
+    if (capacity > 0) pipe_capacity_ = static_cast<std::size_t>(capacity);
+    up_.from = application_.get();
+    up_.to = upstream_.get();
+    up_.counter = &counters.up;
+    down_.from = upstream_.get();
+    down_.to = application_.get();
+    down_.counter = &counters.down;
+    loop_.add(application_.get(), 0, [this](std::uint32_t events) { on_event(events); });
+    loop_.add(upstream_.get(), 0, [this](std::uint32_t events) { on_event(events); });
+    update_interest();
+}
+
+Relay::~Relay() {
+    loop_.remove(application_.get());
+    loop_.remove(upstream_.get());
+}
+
+void Relay::on_event(std::uint32_t events) {
+    if (is_finished_) return;
+    has_moved_ = false;
+    for (Direction* direction : {&up_, &down_}) {
+        const Fault fault = pump(*direction);
+        if (fault == Fault::none) continue;
+        // A reset on one side is passed on as a reset to the other.
+        const int other = fault == Fault::source_reset ? direction->to : direction->from;
+        finish(Outcome::reset, other);
+        return;
+    }
+    if (up_.is_finished() && down_.is_finished()) {
+        finish(Outcome::closed, -1);
+        return;
+    }
+    // A hang-up that moved nothing would wake the loop forever.
+    if ((events & (EPOLLHUP | EPOLLERR)) && !has_moved_) {
+        finish(Outcome::failed, -1);
+        return;
+    }
+    update_interest();
+}
+
+Relay::Fault Relay::pump(Direction& direction) {
+    for (int round = 0; round < pump_rounds; ++round) {
+        bool has_moved = false;
+        if (direction.wants_read(pipe_capacity_)) {
+            const ssize_t read = ::splice(direction.from, nullptr, direction.pipe_write.get(), nullptr,
+                                          pipe_capacity_ - direction.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (read > 0) {
+                direction.in_pipe += static_cast<std::size_t>(read);
+                has_moved = true;
+            } else if (read == 0) {
+                direction.is_source_done = true;
+                has_moved = true;
+            } else if (errno != EAGAIN && errno != EINTR) {
+                return Fault::source_reset;
+            }
+        }
+        if (direction.in_pipe > 0) {
+            const ssize_t written = ::splice(direction.pipe_read.get(), nullptr, direction.to, nullptr, direction.in_pipe,
+                                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (written > 0) {
+                direction.in_pipe -= static_cast<std::size_t>(written);
+                *direction.counter += static_cast<std::uint64_t>(written);
+                has_moved = true;
+            } else if (written < 0 && errno != EAGAIN && errno != EINTR) {
+                return Fault::destination_reset;
+            }
+        }
+        if (direction.is_source_done && direction.in_pipe == 0 && !direction.is_shut) {
+            ::shutdown(direction.to, SHUT_WR);
+            direction.is_shut = true;
+        }
+        if (!has_moved) break;
+        has_moved_ = true;
+    }
+    return Fault::none;
+}
+
+void Relay::update_interest() {
+    const std::uint32_t application = (up_.wants_read(pipe_capacity_) ? EPOLLIN : 0u) | (down_.in_pipe > 0 ? EPOLLOUT : 0u);
+    const std::uint32_t upstream = (down_.wants_read(pipe_capacity_) ? EPOLLIN : 0u) | (up_.in_pipe > 0 ? EPOLLOUT : 0u);
+    if (application != application_events_) loop_.modify(application_.get(), application_events_ = application);
+    if (upstream != upstream_events_) loop_.modify(upstream_.get(), upstream_events_ = upstream);
+}
+
+void Relay::finish(Outcome outcome, int socket_to_reset) {
+    is_finished_ = true;
+    if (socket_to_reset >= 0) arm_reset(socket_to_reset);
+    loop_.remove(application_.get());
+    loop_.remove(upstream_.get());
+    application_.reset();
+    upstream_.reset();
+    up_.pipe_read.reset();
+    up_.pipe_write.reset();
+    down_.pipe_read.reset();
+    down_.pipe_write.reset();
+    // Last: the owner may destroy this relay from inside the callback.
+    Done done = std::move(done_);
+    if (done) done(outcome);
+}
+
+}  // namespace psi::tun
