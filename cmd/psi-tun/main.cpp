@@ -1,13 +1,49 @@
-// psi-tun: the TUN device, its routes and DNS. Wires the command line to psi::tun.
+// psi-tun: the TUN device, its routes and DNS, and the packet engine that carries it into a
+// SOCKS5 proxy. Wires the command line to psi::tun.
 #include <unistd.h>
 
 #include <cstdio>
+#include <string>
 
 #include "core/cli.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/output.hpp"
+#include "tun/engine_run.hpp"
 #include "tun/tun_network.hpp"
+
+namespace {
+
+std::string megabytes(const psi::json::Value* bytes) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f MB", bytes ? static_cast<double>(bytes->as_integer()) / 1e6 : 0.0);
+    return text;
+}
+
+std::int64_t number(const psi::json::Value& object, const char* group, const char* key) {
+    const psi::json::Value* inner = object.find(group);
+    const psi::json::Value* value = inner ? inner->find(key) : nullptr;
+    return value ? value->as_integer() : 0;
+}
+
+void print_stats(const psi::json::Value& document) {
+    const psi::json::Value& stats = *document.find("stats");
+    std::printf("packet engine (pid %lld): %lld TCP flows open (%lld since start), %lld UDP sessions\n",
+                static_cast<long long>(document.find("pid")->as_integer()),
+                static_cast<long long>(number(stats, "tcp", "flowsActive")),
+                static_cast<long long>(number(stats, "tcp", "flowsOpened")),
+                static_cast<long long>(number(stats, "udp", "sessionsActive")));
+    std::printf("TCP %s up, %s down; UDP %s up, %s down\n", megabytes(stats.find("tcp")->find("bytesUp")).c_str(),
+                megabytes(stats.find("tcp")->find("bytesDown")).c_str(),
+                megabytes(stats.find("udp")->find("bytesUp")).c_str(),
+                megabytes(stats.find("udp")->find("bytesDown")).c_str());
+    std::string dropped;
+    for (const auto& [reason, count] : stats.find("dropped")->as_object())
+        if (count.as_integer() != 0) dropped += " " + std::to_string(count.as_integer()) + " " + reason;
+    if (!dropped.empty()) std::printf("not passed on:%s\n", dropped.c_str());
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     using namespace psi;
@@ -18,13 +54,32 @@ int main(int argc, char** argv) {
                  "psi-tun"};
     add_common_options(app, common);
     app.require_subcommand(1);
-    app.footer("Examples:\n  psi-tun up\n  psi-tun down\n"
+    app.footer("Examples:\n  psi-tun up\n  psi-tun run --socks 127.0.0.1:1080\n  psi-tun stats\n  psi-tun down\n"
                "Exit status: 0 ok, 1 failure, 2 usage. See psi-tun(8).");
     auto* up = app.add_subcommand("up", "Create the TUN, its addresses, routes, rules and DNS (idempotent)");
     up->add_flag("--allow-lan", is_allow_lan, "LAN routes of the main table first (never DNS)");
-    app.add_subcommand("down", "Undo exactly what up did, also after a crash (idempotent)");
+    auto* down = app.add_subcommand("down", "Undo exactly what up did, also after a crash (idempotent)");
+    tun::RunOptions run_options;
+    bool is_udp_disabled = false;
+    auto* run = app.add_subcommand("run", "Carry the TUN's TCP and UDP into a SOCKS5 proxy (as the tunnel user)");
+    run->add_option("--socks", run_options.socks, "The SOCKS5 proxy, HOST:PORT (default 127.0.0.1:LocalSocksProxyPort)");
+    run->add_option("--dns-resolver", run_options.dns_resolver, "Where DNS to the in-tunnel address goes (TunDnsResolver)");
+    run->add_flag("--no-udp", is_udp_disabled, "No UDP ASSOCIATE: DNS over TCP, other UDP refused");
+    auto* stats = app.add_subcommand("stats", "The running engine's counters: flows, bytes, drops by reason");
 
     return run_program(app, argc, argv, common, [&]() -> int {
+        if (*run || *stats) {
+            const Config config = load_config_from(common);
+            if (*stats) {
+                const json::Value document = tun::request_engine_stats(config);
+                if (common.is_json) print_json(document);
+                else print_stats(document);
+                return exit_status::ok;
+            }
+            run_options.is_udp_enabled = !is_udp_disabled;
+            run_options.is_json = common.is_json;
+            return tun::run_engine(config, run_options);
+        }
         if (::geteuid() != 0) throw Error("psi-tun up and down change the network: run them as root");
         Config config;
         try {
@@ -48,6 +103,7 @@ int main(int argc, char** argv) {
             }
             return exit_status::ok;
         }
+        (void)down;
         const bool had_record = tun::bring_down(config);
         if (common.is_json) print_json(json::Object{{"restored", had_record}});
         else if (had_record) std::printf("%s down: routes, rules and DNS restored\n", config.tun_name.c_str());

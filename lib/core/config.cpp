@@ -91,7 +91,7 @@ using StringField = std::string Config::*;
 struct StringKey {
     const char* name;
     StringField field;
-    enum class Check { none, interface_name, ipv4, ipv6, ipv4_prefix, ipv6_prefix, path } check;
+    enum class Check { none, interface_name, ip, ipv4, ipv6, ipv4_prefix, ipv6_prefix, path } check;
 };
 
 const std::array string_keys = {
@@ -102,6 +102,7 @@ const std::array string_keys = {
     StringKey{"TunAddressIPv6", &Config::tun_address_ipv6, StringKey::Check::ipv6_prefix},
     StringKey{"TunDnsIPv4", &Config::tun_dns_ipv4, StringKey::Check::ipv4},
     StringKey{"TunDnsIPv6", &Config::tun_dns_ipv6, StringKey::Check::ipv6},
+    StringKey{"TunDnsResolver", &Config::tun_dns_resolver, StringKey::Check::ip},
     StringKey{"DataRootDirectory", &Config::data_root_directory, StringKey::Check::path},
     StringKey{"RunDirectory", &Config::run_directory, StringKey::Check::path},
 };
@@ -120,6 +121,10 @@ void check_string(std::string_view source, const StringKey& key, const json::Val
                     std::string::npos)
                 fail_at(source, value, key.name,
                         "must be an interface name of 1 to 15 letters, digits, '_', '.' or '-', not starting with '-'");
+            break;
+        case Check::ip:
+            if (!is_address(AF_INET, text) && !is_address(AF_INET6, text))
+                fail_at(source, value, key.name, "must be an IPv4 or IPv6 address");
             break;
         case Check::ipv4:
             if (!is_address(AF_INET, text)) fail_at(source, value, key.name, "must be an IPv4 address");

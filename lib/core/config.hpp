@@ -21,6 +21,8 @@ struct Config {
     std::string tun_address_ipv6 = "fd42:42:42::1/64";
     std::string tun_dns_ipv4 = "10.200.3.2";
     std::string tun_dns_ipv6 = "fd42:42:42::2";
+    // Where psi-tun sends what applications ask the in-tunnel DNS address, through the proxy.
+    std::string tun_dns_resolver = "8.8.8.8";
     bool allow_lan = false;
     std::string data_root_directory = "/var/lib/psiphon";
     std::string run_directory = "/run/psiphon";

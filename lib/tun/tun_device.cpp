@@ -38,6 +38,27 @@ bool is_layer3_tun(const std::string& name) {
 
 }  // namespace
 
+UniqueFd attach_tun(const std::string& name, UniqueFd tun_file) {
+    if (!tun_file.is_open()) tun_file.reset(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (!tun_file.is_open()) throw_system_error("cannot open /dev/net/tun", errno);
+    ifreq request{};
+    std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
+    if (::ioctl(tun_file.get(), TUNSETIFF, &request) != 0) {
+        const int error = errno;
+        if (error == EPERM)
+            throw Error("cannot attach to " + name + ": it belongs to another user (psi-tun up creates it for the "
+                        "tunnel user)");
+        throw_system_error("cannot attach to " + name, error);
+    }
+    if (::ioctl(tun_file.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
+        throw_system_error("cannot turn on the offloads of " + name, errno);
+    const int flags = ::fcntl(tun_file.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(tun_file.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+        throw_system_error("cannot make " + name + " non-blocking", errno);
+    return tun_file;
+}
+
 bool create_persistent_tun(const std::string& name, uid_t owner, gid_t group) {
     if (interface_exists(name)) {
         const long current = tun_owner(name);

@@ -4,7 +4,10 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <string>
+
+#include "core/unique_fd.hpp"
 
 namespace psi::tun {
 
@@ -13,6 +16,14 @@ bool interface_exists(const std::string& name);
 // Creates the device persistent and owned by uid:gid; false when it already existed with
 // that owner. Throws psi::Error when a device of that name exists with another owner or type.
 bool create_persistent_tun(const std::string& name, uid_t owner, gid_t group);
+
+// Attaches to the persistent TUN `name` (its owner needs no capability), non-blocking, with a
+// virtio-net header before every packet and the checksum and TSO offloads on (TUN.md §3.7).
+// `tun_file` is an open /dev/net/tun, or empty to open it here.
+UniqueFd attach_tun(const std::string& name, UniqueFd tun_file = {});
+
+// The virtio-net header's size (the default of TUNSETVNETHDRSZ).
+inline constexpr std::size_t vnet_header_size = 10;
 
 // uid of the owner of a TUN device (from sysfs), or -1 when it is not a TUN device.
 long tun_owner(const std::string& name);

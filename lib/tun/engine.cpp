@@ -1,0 +1,105 @@
+#include "tun/engine.hpp"
+
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "tun/packet_builder.hpp"
+#include "tun/tun_device.hpp"
+
+namespace psi::tun {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A TSO superpacket is up to 64 KiB of TCP after a 40-byte IPv6 header.
+constexpr std::size_t buffer_size = vnet_header_size + 65535 + 40 + 64;
+constexpr int packets_per_wakeup = 64;  // then the sockets get their turn
+constexpr int icmp_per_second = 100;
+
+}  // namespace
+
+Engine::Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings)
+    : loop_(loop), tun_(std::move(tun)), settings_(std::move(settings)), buffer_(buffer_size) {
+    tcp_ = std::make_unique<TcpNat>(loop_, settings_, *this, stats_);
+    udp_ = std::make_unique<UdpRelay>(loop_, settings_, *this, stats_);
+    loop_.add(tun_.get(), EPOLLIN, [this](std::uint32_t) { on_readable(); });
+    loop_.every(1000ms, [this] {
+        const Clock::time_point now = Clock::now();
+        tcp_->collect_garbage(now);
+        udp_->collect_garbage(now);
+    });
+}
+
+Engine::~Engine() {
+    loop_.remove(tun_.get());
+    udp_.reset();
+    tcp_.reset();
+}
+
+const EngineStats& Engine::stats() {
+    stats_.tcp_flows_active = tcp_->active_flows();
+    stats_.udp_sessions_active = udp_->active_sessions();
+    return stats_;
+}
+
+void Engine::on_readable() {
+    for (int i = 0; i < packets_per_wakeup; ++i) {
+        const ssize_t length = ::read(tun_.get(), buffer_.data(), buffer_.size());
+        if (length < 0) {
+            if (errno == EAGAIN || errno == EINTR) return;
+            throw_system_error("cannot read from " + settings_.tun_name, errno);
+        }
+        ++stats_.packets_read;
+        if (static_cast<std::size_t>(length) <= vnet_header_size) {
+            stats_.count(Drop::malformed);
+            continue;
+        }
+        VnetHeader header{};
+        std::memcpy(&header, buffer_.data(), vnet_header_size);
+        handle(std::span(buffer_).subspan(vnet_header_size, static_cast<std::size_t>(length) - vnet_header_size), header);
+    }
+}
+
+void Engine::handle(std::span<std::uint8_t> packet, const VnetHeader& header) {
+    const auto parsed = parse_packet(packet);
+    if (const auto* error = std::get_if<PacketError>(&parsed)) {
+        stats_.count(*error == PacketError::fragment            ? Drop::fragment
+                     : *error == PacketError::extension_headers ? Drop::extension_headers
+                                                                : Drop::malformed);
+        return;
+    }
+    const PacketView& view = std::get<PacketView>(parsed);
+    if (view.protocol == ip_protocol::tcp) return tcp_->on_packet(packet, view, header);
+    if (view.protocol == ip_protocol::udp) return udp_->on_packet(packet, view);
+    stats_.count(Drop::not_tcp_or_udp);
+    if (may_answer_with_icmp_error(packet, view) && may_send_icmp(Clock::now()))
+        send(build_unreachable(packet, view, Unreachable::administratively_prohibited));
+}
+
+// The kernel limits its own ICMP errors; ours are limited the same way.
+bool Engine::may_send_icmp(Clock::time_point now) {
+    if (now - icmp_window_ >= 1s) {
+        icmp_window_ = now;
+        icmp_in_window_ = 0;
+    }
+    return ++icmp_in_window_ <= icmp_per_second;
+}
+
+void Engine::send(std::span<const std::uint8_t> packet, const VnetHeader* header) {
+    static const VnetHeader no_offload{};
+    iovec parts[2] = {
+        {const_cast<VnetHeader*>(header ? header : &no_offload), vnet_header_size},
+        {const_cast<std::uint8_t*>(packet.data()), packet.size()},
+    };
+    if (::writev(tun_.get(), parts, 2) < 0) {
+        stats_.count(Drop::tun_write_failed);
+        return;
+    }
+    ++stats_.packets_written;
+}
+
+}  // namespace psi::tun

@@ -1,0 +1,44 @@
+// psi-tun run: the packet engine between the TUN and a SOCKS5 proxy (TUN.md §3). One thread,
+// one event loop: packets read from the TUN (with virtio-net headers, so TSO superpackets
+// pass whole) go to the TCP NAT or the UDP relay; anything else is answered with ICMP
+// "administratively prohibited" and counted.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "core/unique_fd.hpp"
+#include "tun/engine_context.hpp"
+#include "tun/engine_stats.hpp"
+#include "tun/tcp_nat.hpp"
+#include "tun/udp_relay.hpp"
+
+namespace psi::tun {
+
+class Engine : public PacketOutput {
+public:
+    // `tun` from attach_tun(). Throws psi::Error when the listeners cannot be set up.
+    Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings);
+    ~Engine() override;
+
+    void send(std::span<const std::uint8_t> packet, const VnetHeader* header = nullptr) override;
+    const EngineStats& stats();
+
+private:
+    void on_readable();
+    void handle(std::span<std::uint8_t> packet, const VnetHeader& header);
+    bool may_send_icmp(Clock::time_point now);
+
+    EventLoop& loop_;
+    UniqueFd tun_;
+    EngineSettings settings_;
+    EngineStats stats_;
+    std::unique_ptr<TcpNat> tcp_;
+    std::unique_ptr<UdpRelay> udp_;
+    std::vector<std::uint8_t> buffer_;
+    Clock::time_point icmp_window_{};
+    int icmp_in_window_ = 0;
+};
+
+}  // namespace psi::tun

@@ -1,0 +1,59 @@
+// What the parts of the packet engine (TCP NAT, UDP relay, DNS over TCP) share: the settings,
+// the way back into the TUN, and the conversions between packet and SOCKS addresses.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "proxy/socks5.hpp"
+#include "proxy/socks5_client.hpp"
+#include "tun/packet.hpp"
+
+namespace psi::tun {
+
+// struct virtio_net_hdr (linux/virtio_net.h cannot be included from C++: a member is named
+// "class"), little-endian as the TUN uses it on this host.
+struct VnetHeader {
+    std::uint8_t flags;
+    std::uint8_t gso_type;
+    std::uint16_t header_length;
+    std::uint16_t gso_size;
+    std::uint16_t checksum_start;
+    std::uint16_t checksum_offset;
+};
+static_assert(sizeof(VnetHeader) == 10);
+inline constexpr std::uint8_t vnet_needs_checksum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+
+using Clock = std::chrono::steady_clock;
+
+struct EngineSettings {
+    std::string tun_name;
+    IpAddress tun_address_ipv4, tun_address_ipv6;  // the listeners' addresses (TUN.md §3.1 T)
+    int tun_prefix_ipv4 = 24, tun_prefix_ipv6 = 64;
+    IpAddress nat_source_ipv4, nat_source_ipv6;    // F: the source of the NAT legs (.3)
+    IpAddress dns_ipv4, dns_ipv6;                  // the in-tunnel resolver address apps query (.2)
+    IpAddress dns_resolver;                        // where their queries go, through the proxy
+    proxy::ProxyAddress socks;
+    bool is_udp_enabled = true;                    // false: no UDP ASSOCIATE; DNS over TCP only
+};
+
+// The way back into the TUN. `header` is the virtio-net header read with the packet (NAT'd in
+// place), or null for a packet the engine built with complete checksums.
+class PacketOutput {
+public:
+    virtual ~PacketOutput() = default;
+    virtual void send(std::span<const std::uint8_t> packet, const VnetHeader* header = nullptr) = 0;
+};
+
+// Throws psi::Error naming `what` when `text` is not an IPv4 or IPv6 address.
+IpAddress parse_ip_address(const std::string& text, const std::string& what);
+bool is_in_network(const IpAddress& address, const IpAddress& network, int prefix_length);
+// Unicast and not loopback, link-local or unspecified: what may be passed on to the proxy.
+bool is_forwardable(const IpAddress& address);
+proxy::SocksAddress socks_address_of(const Endpoint& endpoint);
+// nullopt for a domain name or a malformed address.
+std::optional<Endpoint> endpoint_of(const proxy::SocksAddress& address);
+
+}  // namespace psi::tun

@@ -1,0 +1,337 @@
+#include "tun/tcp_nat.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "tun/packet_builder.hpp"
+
+namespace psi::tun {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint16_t first_nat_port = 1024;
+constexpr std::uint16_t last_nat_port = 65535;
+// The listener side's TIME_WAIT is 60 s (TUN.md §3.5).
+constexpr auto port_quarantine = 65s;
+// Longer than an application's SYN retries (tcp_syn_retries 6: about 127 s).
+constexpr auto unaccepted_timeout = 130s;
+// The SOCKS CONNECT through the tunnel: the application has given up long before.
+constexpr auto connect_timeout = 75s;
+// A closed flow's mapping lives on for the last FIN/ACK and TIME_WAIT segments.
+constexpr auto closed_linger = 120s;
+constexpr int listen_backlog = 4096;
+constexpr int not_sent_low_water = 128 * 1024;  // TUN.md §3.6: no bufferbloat across three buffers
+
+bool is_pure_syn(const PacketView& view) {
+    return (view.tcp_flags & (tcp_flag::syn | tcp_flag::ack | tcp_flag::rst)) == tcp_flag::syn;
+}
+
+sockaddr_storage socket_address(const Endpoint& endpoint, socklen_t& length) {
+    sockaddr_storage storage{};
+    if (endpoint.address.version == IpVersion::v4) {
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(endpoint.port);
+        std::memcpy(&v4->sin_addr, endpoint.address.bytes.data(), 4);
+        length = sizeof(sockaddr_in);
+    } else {
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(endpoint.port);
+        std::memcpy(&v6->sin6_addr, endpoint.address.bytes.data(), 16);
+        length = sizeof(sockaddr_in6);
+    }
+    return storage;
+}
+
+Endpoint endpoint_of_socket_address(const sockaddr_storage& storage) {
+    Endpoint endpoint;
+    if (storage.ss_family == AF_INET) {
+        const auto* v4 = reinterpret_cast<const sockaddr_in*>(&storage);
+        endpoint.address.version = IpVersion::v4;
+        std::memcpy(endpoint.address.bytes.data(), &v4->sin_addr, 4);
+        endpoint.port = ntohs(v4->sin_port);
+    } else {
+        const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+        endpoint.address.version = IpVersion::v6;
+        std::memcpy(endpoint.address.bytes.data(), &v6->sin6_addr, 16);
+        endpoint.port = ntohs(v6->sin6_port);
+    }
+    return endpoint;
+}
+
+void set_option(int socket, int level, int name, int value) { ::setsockopt(socket, level, name, &value, sizeof value); }
+
+}  // namespace
+
+TcpNat::TcpNat(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats)
+    : loop_(loop),
+      settings_(settings),
+      output_(output),
+      stats_(stats),
+      table_(first_nat_port, last_nat_port, port_quarantine),
+      ipv4_(open_listener(settings.tun_address_ipv4)),
+      ipv6_(open_listener(settings.tun_address_ipv6)) {
+    for (const Listener* listener : {&ipv4_, &ipv6_}) {
+        const int fd = listener->socket.get();
+        loop_.add(fd, EPOLLIN, [this, fd](std::uint32_t) { on_accept(fd); });
+    }
+}
+
+TcpNat::~TcpNat() {
+    flows_.clear();  // relays remove themselves from the loop
+    loop_.remove(ipv4_.socket.get());
+    loop_.remove(ipv6_.socket.get());
+}
+
+TcpNat::Listener TcpNat::open_listener(const IpAddress& address) {
+    const bool is_v4 = address.version == IpVersion::v4;
+    Listener listener;
+    listener.socket.reset(::socket(is_v4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!listener.socket.is_open()) throw_system_error("cannot create the TCP listener", errno);
+    const int fd = listener.socket.get();
+    // The TUN's IPv6 address may still be tentative, or the TUN down, while we start.
+    set_option(fd, is_v4 ? IPPROTO_IP : IPPROTO_IPV6, is_v4 ? IP_FREEBIND : IPV6_FREEBIND, 1);
+    if (!is_v4) set_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    set_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    socklen_t length = 0;
+    sockaddr_storage bind_address = socket_address(Endpoint{address, 0}, length);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&bind_address), length) != 0)
+        throw_system_error("cannot bind the TCP listener to " + address.text(), errno);
+    if (::listen(fd, listen_backlog) != 0) throw_system_error("cannot listen on " + address.text(), errno);
+    sockaddr_storage bound{};
+    length = sizeof bound;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
+    listener.address = endpoint_of_socket_address(bound);
+    return listener;
+}
+
+TransportChecksum TcpNat::checksum_kind(const VnetHeader& header) {
+    return (header.flags & vnet_needs_checksum) ? TransportChecksum::partial : TransportChecksum::complete;
+}
+
+void TcpNat::on_packet(std::span<std::uint8_t> packet, const PacketView& view, const VnetHeader& header) {
+    const Listener& listener = listener_for(view.version);
+    if (view.source == listener.address && view.destination.address == nat_source_for(view.version))
+        from_listener(packet, view, header);
+    else
+        from_application(packet, view, header);
+}
+
+void TcpNat::from_application(std::span<std::uint8_t> packet, const PacketView& view, const VnetHeader& header) {
+    const Flow flow{view.source, view.destination};
+    if (const auto port = table_.port_of(flow)) {
+        FlowState& state = flows_.at(*port);
+        if (is_pure_syn(view) && state.phase == Phase::closed) {
+            forget(*port, Clock::now());  // the application reused its port: a new connection
+        } else if (state.phase == Phase::connecting) {
+            if (is_pure_syn(view)) {  // the latest SYN is the one injected
+                state.held_syn.assign(packet.begin(), packet.begin() + static_cast<std::ptrdiff_t>(view.total_length));
+                state.held_header = header;
+            }
+            stats_.count(Drop::held_syn);
+            return;
+        } else {
+            rewrite_endpoints(packet, view, Endpoint{nat_source_for(view.version), *port}, listener_for(view.version).address,
+                              checksum_kind(header));
+            output_.send(packet.first(view.total_length), &header);
+            return;
+        }
+    }
+    if (is_pure_syn(view)) {
+        start_flow(packet.first(view.total_length), view, header);
+    } else if (!(view.tcp_flags & tcp_flag::rst)) {
+        // A segment of no flow we know (psi-tun restarted): end it at once instead of a hang.
+        stats_.count(Drop::no_flow);
+        output_.send(build_tcp_reset(view));
+    }
+}
+
+void TcpNat::from_listener(std::span<std::uint8_t> packet, const PacketView& view, const VnetHeader& header) {
+    const Flow* flow = table_.flow_of(view.destination.port);
+    if (!flow) {
+        stats_.count(Drop::no_flow);
+        return;
+    }
+    rewrite_endpoints(packet, view, flow->destination, flow->application, checksum_kind(header));
+    output_.send(packet.first(view.total_length), &header);
+}
+
+std::optional<Endpoint> TcpNat::proxy_target(const Endpoint& destination) const {
+    const IpAddress& dns = destination.address.version == IpVersion::v4 ? settings_.dns_ipv4 : settings_.dns_ipv6;
+    if (destination.address == dns) {
+        if (destination.port != 53) return std::nullopt;
+        return Endpoint{settings_.dns_resolver, 53};  // DNS over TCP to the in-tunnel resolver
+    }
+    const bool is_inside_tun =
+        destination.address.version == IpVersion::v4
+            ? is_in_network(destination.address, settings_.tun_address_ipv4, settings_.tun_prefix_ipv4)
+            : is_in_network(destination.address, settings_.tun_address_ipv6, settings_.tun_prefix_ipv6);
+    if (is_inside_tun || !is_forwardable(destination.address) || destination.port == 0) return std::nullopt;
+    return destination;
+}
+
+void TcpNat::start_flow(std::span<const std::uint8_t> packet, const PacketView& view, const VnetHeader& header) {
+    const auto target = proxy_target(view.destination);
+    if (!target) {
+        stats_.count(Drop::bad_destination);
+        output_.send(build_tcp_reset(view));
+        return;
+    }
+    const Clock::time_point now = Clock::now();
+    const auto port = table_.allocate(Flow{view.source, view.destination}, now);
+    if (!port) {
+        stats_.count(Drop::nat_ports_exhausted);
+        output_.send(build_tcp_reset(view));
+        return;
+    }
+    FlowState& state = flows_[*port];
+    state = FlowState{};
+    state.since = now;
+    state.held_syn.assign(packet.begin(), packet.end());
+    state.held_header = header;
+    state.handshake = std::make_unique<proxy::SocksHandshake>(settings_.socks, proxy::SocksCommand::connect,
+                                                              socks_address_of(*target));
+    ++stats_.tcp_flows_opened;
+    const std::uint16_t nat_port = *port;
+    if (state.handshake->step() == proxy::SocksHandshake::Step::failed) {
+        on_handshake(nat_port);
+        return;
+    }
+    loop_.add(state.handshake->fd(), state.handshake->wanted_events(), [this, nat_port](std::uint32_t) {
+        FlowState& flow = flows_.at(nat_port);
+        if (flow.handshake->advance())
+            on_handshake(nat_port);
+        else
+            loop_.modify(flow.handshake->fd(), flow.handshake->wanted_events());
+    });
+}
+
+void TcpNat::on_handshake(std::uint16_t port) {
+    FlowState& state = flows_.at(port);
+    loop_.remove(state.handshake->fd());
+    if (!state.handshake->succeeded()) {
+        if (state.handshake->has_proxy_refused()) {
+            log::debug("a connection failed: " + state.handshake->failure());
+        } else if (!is_proxy_failure_reported_) {
+            log::warning(state.handshake->failure() + "; new connections fail until it is back");
+            is_proxy_failure_reported_ = true;
+        }
+        stats_.count(Drop::proxy_refused);
+        refuse(state.held_syn, state.handshake->reply());
+        forget(port, Clock::now());
+        return;
+    }
+    is_proxy_failure_reported_ = false;
+    state.upstream = state.handshake->release();
+    state.handshake.reset();
+    set_option(state.upstream.get(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, not_sent_low_water);
+    auto parsed = parse_packet(state.held_syn);
+    const auto* view = std::get_if<PacketView>(&parsed);
+    if (!view) {  // it parsed when it was held
+        forget(port, Clock::now());
+        return;
+    }
+    rewrite_endpoints(state.held_syn, *view, Endpoint{nat_source_for(view->version), port},
+                      listener_for(view->version).address, checksum_kind(state.held_header));
+    state.phase = Phase::injected;
+    output_.send(state.held_syn, &state.held_header);
+    state.held_syn = {};
+}
+
+void TcpNat::refuse(std::span<const std::uint8_t> syn, proxy::SocksReply reply) {
+    auto parsed = parse_packet(syn);
+    const auto* view = std::get_if<PacketView>(&parsed);
+    if (!view) return;
+    switch (reply) {
+        case proxy::SocksReply::network_unreachable:
+            output_.send(build_unreachable(syn, *view, Unreachable::network));
+            break;
+        case proxy::SocksReply::host_unreachable:
+            output_.send(build_unreachable(syn, *view, Unreachable::host));
+            break;
+        case proxy::SocksReply::not_allowed:
+            output_.send(build_unreachable(syn, *view, Unreachable::administratively_prohibited));
+            break;
+        default:
+            output_.send(build_tcp_reset(*view));
+    }
+}
+
+void TcpNat::on_accept(int listener) {
+    for (;;) {
+        sockaddr_storage peer{};
+        socklen_t length = sizeof peer;
+        UniqueFd accepted(::accept4(listener, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!accepted.is_open()) {
+            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
+            if (errno == EMFILE || errno == ENFILE) {
+                log::warning("out of file descriptors: new connections wait");
+                return;
+            }
+            throw_system_error("accept", errno);
+        }
+        const Endpoint from = endpoint_of_socket_address(peer);
+        // Only the NAT legs we injected: a local process connecting to the listener directly
+        // gets nothing (TUN.md §3.1).
+        const auto found = flows_.find(from.port);
+        if (from.address != nat_source_for(from.address.version) || found == flows_.end() ||
+            found->second.phase != Phase::injected) {
+            const linger abort{1, 0};
+            ::setsockopt(accepted.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+            continue;
+        }
+        const std::uint16_t port = from.port;
+        FlowState& state = found->second;
+        set_option(accepted.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+        try {
+            state.relay = std::make_unique<Relay>(loop_, std::move(accepted), std::move(state.upstream), stats_.tcp_bytes,
+                                                  [this, port](Relay::Outcome) {
+                                                      FlowState& flow = flows_.at(port);
+                                                      flow.phase = Phase::closed;
+                                                      flow.since = Clock::now();
+                                                      flow.relay.reset();  // it touches nothing after this call
+                                                  });
+        } catch (const Error& error) {
+            log::warning(error.what());
+            forget(port, Clock::now());
+            continue;
+        }
+        state.phase = Phase::relaying;
+    }
+}
+
+void TcpNat::forget(std::uint16_t port, Clock::time_point now) {
+    const auto found = flows_.find(port);
+    if (found != flows_.end()) {
+        if (found->second.handshake) loop_.remove(found->second.handshake->fd());
+        flows_.erase(found);
+    }
+    table_.release(port, now);
+}
+
+void TcpNat::collect_garbage(Clock::time_point now) {
+    std::vector<std::uint16_t> expired;
+    for (auto& [port, state] : flows_) {
+        const auto age = now - state.since;
+        if (state.phase == Phase::connecting && age >= connect_timeout) {
+            stats_.count(Drop::proxy_refused);
+            refuse(state.held_syn, proxy::SocksReply::ttl_expired);
+            expired.push_back(port);
+        } else if ((state.phase == Phase::closed && age >= closed_linger) ||
+                   (state.phase == Phase::injected && age >= unaccepted_timeout)) {
+            expired.push_back(port);
+        }
+    }
+    for (const std::uint16_t port : expired) forget(port, now);
+}
+
+}  // namespace psi::tun

@@ -1,0 +1,79 @@
+// The TCP half of the packet engine: the kernel-NAT "system stack" of TUN.md §3.2. An
+// application's SYN is held while the SOCKS CONNECT to its destination runs; only when the
+// proxy has connected is the SYN rewritten (to NAT source F, a NAT port, and the listener) and
+// written back into the TUN, so the kernel's own TCP completes the handshake with our
+// listener. The accepted connection is then paired with the SOCKS connection by NAT port. A
+// proxy that fails gets the application a reset, or an ICMP unreachable, at once.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "core/unique_fd.hpp"
+#include "proxy/socks5_client.hpp"
+#include "tun/engine_context.hpp"
+#include "tun/engine_stats.hpp"
+#include "tun/nat_table.hpp"
+#include "tun/relay.hpp"
+
+namespace psi::tun {
+
+class TcpNat {
+public:
+    // Binds the listeners on the TUN's addresses (throws psi::Error when it cannot).
+    TcpNat(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats);
+    ~TcpNat();
+
+    // A TCP packet read from the TUN, parsed; `packet` is rewritten in place when passed on.
+    void on_packet(std::span<std::uint8_t> packet, const PacketView& view, const VnetHeader& header);
+    // Ends flows that never completed and frees the ports of closed ones; call about once a second.
+    void collect_garbage(Clock::time_point now);
+
+    std::size_t active_flows() const { return flows_.size(); }
+
+private:
+    enum class Phase { connecting, injected, relaying, closed };
+    struct FlowState {
+        Phase phase = Phase::connecting;
+        Clock::time_point since;
+        std::vector<std::uint8_t> held_syn;  // the application's latest SYN, while connecting
+        VnetHeader held_header{};
+        std::unique_ptr<proxy::SocksHandshake> handshake;
+        UniqueFd upstream;  // the connected SOCKS socket, until accept pairs it
+        std::unique_ptr<Relay> relay;
+    };
+    struct Listener {
+        UniqueFd socket;
+        Endpoint address;  // T:Lp
+    };
+
+    Listener open_listener(const IpAddress& address);
+    void on_accept(int listener);
+    void from_application(std::span<std::uint8_t> packet, const PacketView& view, const VnetHeader& header);
+    void from_listener(std::span<std::uint8_t> packet, const PacketView& view, const VnetHeader& header);
+    void start_flow(std::span<const std::uint8_t> packet, const PacketView& view, const VnetHeader& header);
+    void on_handshake(std::uint16_t port);
+    void refuse(std::span<const std::uint8_t> syn, proxy::SocksReply reply);
+    void forget(std::uint16_t port, Clock::time_point now);
+    std::optional<Endpoint> proxy_target(const Endpoint& destination) const;
+    const Listener& listener_for(IpVersion version) const { return version == IpVersion::v4 ? ipv4_ : ipv6_; }
+    const IpAddress& nat_source_for(IpVersion version) const {
+        return version == IpVersion::v4 ? settings_.nat_source_ipv4 : settings_.nat_source_ipv6;
+    }
+    static TransportChecksum checksum_kind(const VnetHeader& header);
+
+    EventLoop& loop_;
+    const EngineSettings& settings_;
+    PacketOutput& output_;
+    EngineStats& stats_;
+    NatTable table_;
+    std::unordered_map<std::uint16_t, FlowState> flows_;
+    Listener ipv4_, ipv6_;
+    bool is_proxy_failure_reported_ = false;  // one warning while the proxy is unreachable
+};
+
+}  // namespace psi::tun

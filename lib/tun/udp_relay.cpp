@@ -1,0 +1,250 @@
+#include "tun/udp_relay.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "tun/packet_builder.hpp"
+
+namespace psi::tun {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::size_t max_sessions = 1024;
+constexpr std::size_t max_queued = 16;          // per session, while associating
+constexpr std::size_t max_payload = 65507 - 22;  // what still fits with the SOCKS header
+constexpr auto idle_timeout = 60s;
+constexpr auto dns_idle_timeout = 15s;
+constexpr auto unsupported_retry = 60s;         // then ask the proxy for UDP again
+
+bool is_unspecified(const IpAddress& address) {
+    for (std::size_t i = 0; i < (address.version == IpVersion::v4 ? 4u : 16u); ++i)
+        if (address.bytes[i] != 0) return false;
+    return true;
+}
+
+}  // namespace
+
+UdpRelay::UdpRelay(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats)
+    : loop_(loop), settings_(settings), output_(output), stats_(stats), dns_over_tcp_(loop, settings, output, stats) {}
+
+UdpRelay::~UdpRelay() {
+    while (!sessions_.empty()) close(sessions_.begin()->first);
+}
+
+bool UdpRelay::is_dns(const Endpoint& destination) const {
+    return destination.port == 53 &&
+           (destination.address == settings_.dns_ipv4 || destination.address == settings_.dns_ipv6);
+}
+
+std::optional<Endpoint> UdpRelay::real_destination(const Endpoint& destination) const {
+    if (is_dns(destination)) return Endpoint{settings_.dns_resolver, 53};
+    const bool is_inside_tun =
+        destination.address.version == IpVersion::v4
+            ? is_in_network(destination.address, settings_.tun_address_ipv4, settings_.tun_prefix_ipv4)
+            : is_in_network(destination.address, settings_.tun_address_ipv6, settings_.tun_prefix_ipv6);
+    if (is_inside_tun || !is_forwardable(destination.address) || destination.port == 0) return std::nullopt;
+    return destination;
+}
+
+void UdpRelay::on_packet(std::span<const std::uint8_t> packet, const PacketView& view) {
+    const auto destination = real_destination(view.destination);
+    if (!destination) {
+        stats_.count(Drop::bad_destination);
+        if (may_answer_with_icmp_error(packet, view)) output_.send(build_unreachable(packet, view, Unreachable::port));
+        return;
+    }
+    if (view.payload_length > max_payload) {
+        stats_.count(Drop::udp_too_large);
+        return;
+    }
+    const auto payload = packet.subspan(view.total_length - view.payload_length, view.payload_length);
+    ++stats_.udp_datagrams_up;
+    stats_.udp_bytes_up += payload.size();
+    const bool is_udp_usable = settings_.is_udp_enabled && Clock::now() >= udp_unsupported_until_;
+    if (!is_udp_usable) {
+        if (destination->port == 53) return dns_over_tcp_.query(view.source, view.destination, *destination, payload);
+        stats_.count(Drop::udp_unsupported);
+        if (may_answer_with_icmp_error(packet, view)) output_.send(build_unreachable(packet, view, Unreachable::port));
+        return;
+    }
+    Session* session = session_for(view.source);
+    if (!session) return;
+    session->last_active = Clock::now();
+    if (destination->port != 53) session->is_dns_only = false;
+    if (*destination != view.destination) session->apparent_source[*destination] = view.destination;
+    Datagram datagram{*destination, std::vector<std::uint8_t>(payload.begin(), payload.end())};
+    if (session->handshake) {
+        if (session->queued.size() < max_queued) session->queued.push_back(std::move(datagram));
+        return;
+    }
+    send(*session, datagram);
+}
+
+UdpRelay::Session* UdpRelay::session_for(const Endpoint& application) {
+    if (const auto found = sessions_.find(application); found != sessions_.end()) return found->second.get();
+    if (sessions_.size() >= max_sessions) {
+        stats_.count(Drop::udp_sessions_full);
+        auto oldest = sessions_.begin();
+        for (auto it = sessions_.begin(); it != sessions_.end(); ++it)
+            if (it->second->last_active < oldest->second->last_active) oldest = it;
+        close(oldest->first);
+    }
+    auto session = std::make_unique<Session>();
+    // DST.ADDR/PORT 0: the proxy learns our UDP address from the first datagram (RFC 1928 §7).
+    const proxy::SocksAddress any{settings_.socks.address.ss_family == AF_INET6 ? proxy::AddressType::ipv6
+                                                                                : proxy::AddressType::ipv4,
+                                  "", 0};
+    session->handshake = std::make_unique<proxy::SocksHandshake>(settings_.socks, proxy::SocksCommand::udp_associate, any);
+    session->last_active = Clock::now();
+    Session& ref = *session;
+    sessions_[application] = std::move(session);
+    ++stats_.udp_sessions_opened;
+    if (ref.handshake->step() == proxy::SocksHandshake::Step::failed) {
+        log::warning(ref.handshake->failure());
+        close(application);
+        return nullptr;
+    }
+    loop_.add(ref.handshake->fd(), ref.handshake->wanted_events(), [this, application](std::uint32_t) {
+        on_control(application);
+    });
+    return &ref;
+}
+
+void UdpRelay::on_control(const Endpoint& application) {
+    const auto found = sessions_.find(application);
+    if (found == sessions_.end()) return;
+    Session& session = *found->second;
+    if (session.handshake) {
+        if (!session.handshake->advance()) {
+            loop_.modify(session.handshake->fd(), session.handshake->wanted_events());
+            return;
+        }
+        if (!session.handshake->succeeded()) {
+            if (session.handshake->has_failed_at_request()) return unsupported(application, session);
+            log::warning(session.handshake->failure());
+            stats_.count(Drop::proxy_refused);
+            return close(application);
+        }
+        return associated(application, session);
+    }
+    // The proxy writes nothing on the control connection: its end, or any error, ends the association.
+    std::array<char, 256> buffer{};
+    const ssize_t received = ::recv(session.control.get(), buffer.data(), buffer.size(), 0);
+    if (received <= 0 && !(received < 0 && (errno == EAGAIN || errno == EINTR))) close(application);
+}
+
+void UdpRelay::associated(const Endpoint& application, Session& session) {
+    const proxy::SocksAddress bound = session.handshake->bound();
+    session.control = session.handshake->release();
+    session.handshake.reset();
+    loop_.modify(session.control.get(), EPOLLIN);
+    // A relay address of 0.0.0.0 or :: means "the proxy's own address".
+    sockaddr_storage relay = settings_.socks.address;
+    socklen_t relay_length = settings_.socks.length;
+    const auto relay_endpoint = endpoint_of(bound);
+    if (relay_endpoint && !is_unspecified(relay_endpoint->address)) {
+        relay = {};
+        if (relay_endpoint->address.version == IpVersion::v4) {
+            auto* v4 = reinterpret_cast<sockaddr_in*>(&relay);
+            v4->sin_family = AF_INET;
+            std::memcpy(&v4->sin_addr, relay_endpoint->address.bytes.data(), 4);
+            relay_length = sizeof(sockaddr_in);
+        } else {
+            auto* v6 = reinterpret_cast<sockaddr_in6*>(&relay);
+            v6->sin6_family = AF_INET6;
+            std::memcpy(&v6->sin6_addr, relay_endpoint->address.bytes.data(), 16);
+            relay_length = sizeof(sockaddr_in6);
+        }
+    }
+    const std::uint16_t port = htons(bound.port);
+    if (relay.ss_family == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&relay)->sin_port = port;
+    else
+        reinterpret_cast<sockaddr_in6*>(&relay)->sin6_port = port;
+    session.socket.reset(::socket(relay.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!session.socket.is_open() || ::connect(session.socket.get(), reinterpret_cast<sockaddr*>(&relay), relay_length) != 0) {
+        log::warning(std::string("cannot reach the proxy's UDP relay: ") + std::strerror(errno));
+        return close(application);
+    }
+    loop_.add(session.socket.get(), EPOLLIN, [this, application](std::uint32_t) { on_datagrams(application); });
+    for (const Datagram& datagram : session.queued) send(session, datagram);
+    session.queued.clear();
+}
+
+void UdpRelay::send(Session& session, const Datagram& datagram) {
+    const std::string payload(datagram.payload.begin(), datagram.payload.end());
+    const std::string bytes = proxy::encode_udp_datagram({socks_address_of(datagram.destination), payload});
+    if (::send(session.socket.get(), bytes.data(), bytes.size(), 0) < 0) stats_.count(Drop::udp_too_large);
+}
+
+void UdpRelay::on_datagrams(const Endpoint& application) {
+    const auto found = sessions_.find(application);
+    if (found == sessions_.end()) return;
+    Session& session = *found->second;
+    std::array<char, 65536> buffer{};
+    for (int round = 0; round < 64; ++round) {
+        const ssize_t received = ::recv(session.socket.get(), buffer.data(), buffer.size(), 0);
+        if (received < 0) return;
+        const auto datagram = proxy::parse_udp_datagram(std::string_view(buffer.data(), static_cast<std::size_t>(received)));
+        if (!datagram) continue;
+        auto source = endpoint_of(datagram->destination);
+        if (!source) continue;
+        // The resolver's answer comes from the DNS address the application asked, which for an
+        // IPv6 socket may hide an IPv4 resolver.
+        if (const auto apparent = session.apparent_source.find(*source); apparent != session.apparent_source.end())
+            source = apparent->second;
+        if (source->address.version != application.address.version) continue;
+        const auto payload = std::span(reinterpret_cast<const std::uint8_t*>(datagram->payload.data()),
+                                       datagram->payload.size());
+        output_.send(build_udp(*source, application, payload));
+        ++stats_.udp_datagrams_down;
+        stats_.udp_bytes_down += payload.size();
+        session.last_active = Clock::now();
+    }
+}
+
+// The proxy refused UDP ASSOCIATE: DNS goes over TCP for a while, other UDP is refused.
+void UdpRelay::unsupported(const Endpoint& application, Session& session) {
+    log::info(std::string("the SOCKS proxy has no UDP (") + session.handshake->failure() +
+              "): DNS goes over TCP, other UDP is refused");
+    udp_unsupported_until_ = Clock::now() + unsupported_retry;
+    std::deque<Datagram> queued = std::move(session.queued);
+    std::map<Endpoint, Endpoint> apparent = std::move(session.apparent_source);
+    close(application);
+    for (const Datagram& datagram : queued) {
+        if (datagram.destination.port != 53) {
+            stats_.count(Drop::udp_unsupported);
+            continue;
+        }
+        const auto asked = apparent.find(datagram.destination);
+        dns_over_tcp_.query(application, asked != apparent.end() ? asked->second : datagram.destination,
+                            datagram.destination, datagram.payload);
+    }
+}
+
+void UdpRelay::close(const Endpoint& application) {
+    const auto found = sessions_.find(application);
+    if (found == sessions_.end()) return;
+    Session& session = *found->second;
+    if (session.handshake && session.handshake->fd() >= 0) loop_.remove(session.handshake->fd());
+    if (session.control.is_open()) loop_.remove(session.control.get());
+    if (session.socket.is_open()) loop_.remove(session.socket.get());
+    sessions_.erase(found);
+}
+
+void UdpRelay::collect_garbage(Clock::time_point now) {
+    std::vector<Endpoint> idle;
+    for (const auto& [application, session] : sessions_)
+        if (now - session->last_active >= (session->is_dns_only ? dns_idle_timeout : idle_timeout))
+            idle.push_back(application);
+    for (const Endpoint& application : idle) close(application);
+    dns_over_tcp_.collect_garbage(now);
+}
+
+}  // namespace psi::tun
