@@ -25,8 +25,8 @@ std::uint16_t message_id(std::span<const std::uint8_t> message) {
 
 }  // namespace
 
-DnsOverTcp::DnsOverTcp(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats)
-    : loop_(loop), settings_(settings), output_(output), stats_(stats) {}
+DnsOverTcp::DnsOverTcp(const EngineContext& context)
+    : loop_(context.loop), settings_(context.settings), output_(context.output), stats_(context.stats), proxy_health_(context.proxy_health) {}
 
 DnsOverTcp::~DnsOverTcp() {
     while (!connections_.empty()) close(connections_.begin()->first);
@@ -83,9 +83,11 @@ void DnsOverTcp::on_event(const Endpoint& server) {
     if (connection.handshake) {
         if (!connection.handshake->advance()) return watch(server, connection);
         if (!connection.handshake->succeeded()) {
-            log::debug("DNS over TCP: " + connection.handshake->failure());
+            if (connection.handshake->has_failed_at_request()) log::debug("DNS over TCP: " + connection.handshake->failure());
+            else proxy_health_.failed(connection.handshake->failure());
             return close(server);
         }
+        proxy_health_.reached();
         connection.socket = connection.handshake->release();
         connection.handshake.reset();
     }

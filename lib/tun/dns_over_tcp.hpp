@@ -20,7 +20,7 @@ namespace psi::tun {
 
 class DnsOverTcp {
 public:
-    DnsOverTcp(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats);
+    explicit DnsOverTcp(const EngineContext& context);
     ~DnsOverTcp();
 
     // `message` as the application sent it to `apparent`; asked of `server`, answered from `apparent`.
@@ -54,6 +54,7 @@ private:
     const EngineSettings& settings_;
     PacketOutput& output_;
     EngineStats& stats_;
+    ProxyHealth& proxy_health_;
     std::map<Endpoint, std::unique_ptr<Connection>> connections_;
 };
 

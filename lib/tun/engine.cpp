@@ -23,9 +23,13 @@ constexpr int icmp_per_second = 100;
 }  // namespace
 
 Engine::Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings)
-    : loop_(loop), tun_(std::move(tun)), settings_(std::move(settings)), buffer_(buffer_size) {
-    tcp_ = std::make_unique<TcpNat>(loop_, settings_, *this, stats_);
-    udp_ = std::make_unique<UdpRelay>(loop_, settings_, *this, stats_);
+    : loop_(loop),
+      tun_(std::move(tun)),
+      settings_(std::move(settings)),
+      context_{loop_, settings_, *this, stats_, proxy_health_},
+      buffer_(buffer_size) {
+    tcp_ = std::make_unique<TcpNat>(context_);
+    udp_ = std::make_unique<UdpRelay>(context_);
     loop_.add(tun_.get(), EPOLLIN, [this](std::uint32_t) { on_readable(); });
     loop_.every(1000ms, [this] {
         const Clock::time_point now = Clock::now();

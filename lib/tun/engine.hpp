@@ -34,6 +34,8 @@ private:
     UniqueFd tun_;
     EngineSettings settings_;
     EngineStats stats_;
+    ProxyHealth proxy_health_;
+    EngineContext context_;
     std::unique_ptr<TcpNat> tcp_;
     std::unique_ptr<UdpRelay> udp_;
     std::vector<std::uint8_t> buffer_;

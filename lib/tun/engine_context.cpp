@@ -3,8 +3,21 @@
 #include <arpa/inet.h>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace psi::tun {
+
+void ProxyHealth::failed(const std::string& why) {
+    if (is_down_) return;
+    is_down_ = true;
+    log::warning(why + "; new connections fail until it is back");
+}
+
+void ProxyHealth::reached() {
+    if (!is_down_) return;
+    is_down_ = false;
+    log::info("the SOCKS proxy answers again");
+}
 
 IpAddress parse_ip_address(const std::string& text, const std::string& what) {
     IpAddress address;

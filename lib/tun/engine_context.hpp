@@ -7,8 +7,10 @@
 #include <span>
 #include <string>
 
+#include "core/event_loop.hpp"
 #include "proxy/socks5.hpp"
 #include "proxy/socks5_client.hpp"
+#include "tun/engine_stats.hpp"
 #include "tun/packet.hpp"
 
 namespace psi::tun {
@@ -45,6 +47,26 @@ class PacketOutput {
 public:
     virtual ~PacketOutput() = default;
     virtual void send(std::span<const std::uint8_t> packet, const VnetHeader* header = nullptr) = 0;
+};
+
+// One warning when the SOCKS proxy cannot be reached, one line when it is back, instead of
+// one per flow while psi-connect restarts.
+class ProxyHealth {
+public:
+    void failed(const std::string& why);
+    void reached();
+
+private:
+    bool is_down_ = false;
+};
+
+// What every part of the engine works with; the engine owns all of it.
+struct EngineContext {
+    EventLoop& loop;
+    const EngineSettings& settings;
+    PacketOutput& output;
+    EngineStats& stats;
+    ProxyHealth& proxy_health;
 };
 
 // Throws psi::Error naming `what` when `text` is not an IPv4 or IPv6 address.

@@ -72,14 +72,15 @@ void set_option(int socket, int level, int name, int value) { ::setsockopt(socke
 
 }  // namespace
 
-TcpNat::TcpNat(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats)
-    : loop_(loop),
-      settings_(settings),
-      output_(output),
-      stats_(stats),
+TcpNat::TcpNat(const EngineContext& context)
+    : loop_(context.loop),
+      settings_(context.settings),
+      output_(context.output),
+      stats_(context.stats),
+      proxy_health_(context.proxy_health),
       table_(first_nat_port, last_nat_port, port_quarantine),
-      ipv4_(open_listener(settings.tun_address_ipv4)),
-      ipv6_(open_listener(settings.tun_address_ipv6)) {
+      ipv4_(open_listener(context.settings.tun_address_ipv4)),
+      ipv6_(open_listener(context.settings.tun_address_ipv6)) {
     for (const Listener* listener : {&ipv4_, &ipv6_}) {
         const int fd = listener->socket.get();
         loop_.add(fd, EPOLLIN, [this, fd](std::uint32_t) { on_accept(fd); });
@@ -220,17 +221,17 @@ void TcpNat::on_handshake(std::uint16_t port) {
     loop_.remove(state.handshake->fd());
     if (!state.handshake->succeeded()) {
         if (state.handshake->has_proxy_refused()) {
+            proxy_health_.reached();
             log::debug("a connection failed: " + state.handshake->failure());
-        } else if (!is_proxy_failure_reported_) {
-            log::warning(state.handshake->failure() + "; new connections fail until it is back");
-            is_proxy_failure_reported_ = true;
+        } else {
+            proxy_health_.failed(state.handshake->failure());
         }
         stats_.count(Drop::proxy_refused);
         refuse(state.held_syn, state.handshake->reply());
         forget(port, Clock::now());
         return;
     }
-    is_proxy_failure_reported_ = false;
+    proxy_health_.reached();
     state.upstream = state.handshake->release();
     state.handshake.reset();
     set_option(state.upstream.get(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, not_sent_low_water);

@@ -25,7 +25,7 @@ namespace psi::tun {
 class TcpNat {
 public:
     // Binds the listeners on the TUN's addresses (throws psi::Error when it cannot).
-    TcpNat(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats);
+    explicit TcpNat(const EngineContext& context);
     ~TcpNat();
 
     // A TCP packet read from the TUN, parsed; `packet` is rewritten in place when passed on.
@@ -70,10 +70,10 @@ private:
     const EngineSettings& settings_;
     PacketOutput& output_;
     EngineStats& stats_;
+    ProxyHealth& proxy_health_;
     NatTable table_;
     std::unordered_map<std::uint16_t, FlowState> flows_;
     Listener ipv4_, ipv6_;
-    bool is_proxy_failure_reported_ = false;  // one warning while the proxy is unreachable
 };
 
 }  // namespace psi::tun

@@ -30,8 +30,8 @@ bool is_unspecified(const IpAddress& address) {
 
 }  // namespace
 
-UdpRelay::UdpRelay(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats)
-    : loop_(loop), settings_(settings), output_(output), stats_(stats), dns_over_tcp_(loop, settings, output, stats) {}
+UdpRelay::UdpRelay(const EngineContext& context)
+    : loop_(context.loop), settings_(context.settings), output_(context.output), stats_(context.stats), proxy_health_(context.proxy_health), dns_over_tcp_(context) {}
 
 UdpRelay::~UdpRelay() {
     while (!sessions_.empty()) close(sessions_.begin()->first);
@@ -106,7 +106,7 @@ UdpRelay::Session* UdpRelay::session_for(const Endpoint& application) {
     sessions_[application] = std::move(session);
     ++stats_.udp_sessions_opened;
     if (ref.handshake->step() == proxy::SocksHandshake::Step::failed) {
-        log::warning(ref.handshake->failure());
+        proxy_health_.failed(ref.handshake->failure());
         close(application);
         return nullptr;
     }
@@ -127,10 +127,11 @@ void UdpRelay::on_control(const Endpoint& application) {
         }
         if (!session.handshake->succeeded()) {
             if (session.handshake->has_failed_at_request()) return unsupported(application, session);
-            log::warning(session.handshake->failure());
+            proxy_health_.failed(session.handshake->failure());
             stats_.count(Drop::proxy_refused);
             return close(application);
         }
+        proxy_health_.reached();
         return associated(application, session);
     }
     // The proxy writes nothing on the control connection: its end, or any error, ends the association.

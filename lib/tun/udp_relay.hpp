@@ -23,7 +23,7 @@ namespace psi::tun {
 
 class UdpRelay {
 public:
-    UdpRelay(EventLoop& loop, const EngineSettings& settings, PacketOutput& output, EngineStats& stats);
+    explicit UdpRelay(const EngineContext& context);
     ~UdpRelay();
 
     // A UDP packet read from the TUN, parsed.
@@ -60,6 +60,7 @@ private:
     const EngineSettings& settings_;
     PacketOutput& output_;
     EngineStats& stats_;
+    ProxyHealth& proxy_health_;
     DnsOverTcp dns_over_tcp_;
     std::map<Endpoint, std::unique_ptr<Session>> sessions_;
     Clock::time_point udp_unsupported_until_{};
