@@ -152,6 +152,11 @@ int run_engine(const Config& config, const RunOptions& options) {
         // Attach as root, then become the tunnel user for good, with no capability: the engine
         // could not lower the kill switch or change a route even if it were taken over.
         const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
+        // Root could attach to any TUN; the engine only ever serves the one psi-tun up made.
+        if (!interface_exists(settings.tun_name))
+            throw Error(settings.tun_name + " does not exist: run psi-tun up first");
+        if (tun_owner(settings.tun_name) != static_cast<long>(user.uid))
+            throw Error(settings.tun_name + " is not a TUN of " + user.name + "'s (psi-tun up makes it so)");
         tun = attach_tun(settings.tun_name);
         prepare_engine_directory(config, user);
         drop_privileges(user);
@@ -219,9 +224,16 @@ json::Value request_engine_stats(const Config& config) {
     if (::stat(proc.c_str(), &info) != 0 || info.st_uid != user.uid || command != "psi-tun\n")
         throw Error("pid " + std::to_string(pid) + " is not the packet engine of " + user.name);
 
-    std::uint64_t before = 0;
+    // Counters newer than those on file now, from this engine (an earlier one counted anew).
+    const auto generation_of = [&](const json::Value& document) -> std::int64_t {
+        const json::Value* from = document.find("pid");
+        const json::Value* generation = document.find("generation");
+        if (!from || !generation || from->as_integer() != pid) return 0;
+        return generation->as_integer();
+    };
+    std::int64_t before = 0;
     try {
-        before = json::parse(read_engine_file(stats_path(config)), stats_path(config)).find("generation")->as_integer();
+        before = generation_of(json::parse(read_engine_file(stats_path(config)), stats_path(config)));
     } catch (const std::exception&) {
     }
     if (::syscall(SYS_pidfd_send_signal, process.get(), SIGUSR1, nullptr, 0) != 0)
@@ -230,8 +242,7 @@ json::Value request_engine_stats(const Config& config) {
         std::this_thread::sleep_for(50ms);
         try {
             json::Value document = json::parse(read_engine_file(stats_path(config)), stats_path(config));
-            const json::Value* generation = document.find("generation");
-            if (generation && static_cast<std::uint64_t>(generation->as_integer()) > before) return document;
+            if (generation_of(document) > before) return document;
         } catch (const std::exception&) {
         }
     }
