@@ -41,8 +41,10 @@ Relay::Relay(EventLoop& loop, UniqueFd application, UniqueFd upstream, RelayCoun
     down_.from = upstream_.get();
     down_.to = application_.get();
     down_.counter = &counters.down;
-    loop_.add(application_.get(), 0, [this](std::uint32_t events) { on_event(events); });
-    loop_.add(upstream_.get(), 0, [this](std::uint32_t events) { on_event(events); });
+    const int application_fd = application_.get();
+    const int upstream_fd = upstream_.get();
+    loop_.add(application_fd, 0, [this, application_fd](std::uint32_t events) { on_event(application_fd, events); });
+    loop_.add(upstream_fd, 0, [this, upstream_fd](std::uint32_t events) { on_event(upstream_fd, events); });
     update_interest();
 }
 
@@ -51,7 +53,7 @@ Relay::~Relay() {
     loop_.remove(upstream_.get());
 }
 
-void Relay::on_event(std::uint32_t events) {
+void Relay::on_event(int socket, std::uint32_t events) {
     if (is_finished_) return;
     has_moved_ = false;
     for (Direction* direction : {&up_, &down_}) {
@@ -66,9 +68,17 @@ void Relay::on_event(std::uint32_t events) {
         finish(Outcome::closed, -1);
         return;
     }
-    // A hang-up that moved nothing would wake the loop forever.
+    // An error or hang-up that moved nothing (a reset on a side that is no longer read, say)
+    // would wake the loop forever: a reset is passed on as one, anything else ends the relay.
     if ((events & (EPOLLHUP | EPOLLERR)) && !has_moved_) {
-        finish(Outcome::failed, -1);
+        int error = 0;
+        socklen_t length = sizeof error;
+        ::getsockopt(socket, SOL_SOCKET, SO_ERROR, &error, &length);
+        const int other = socket == application_.get() ? upstream_.get() : application_.get();
+        if (error != 0)
+            finish(Outcome::reset, other);
+        else
+            finish(Outcome::failed, -1);
         return;
     }
     update_interest();

@@ -42,7 +42,7 @@ private:
     };
     enum class Fault { none, source_reset, destination_reset };
 
-    void on_event(std::uint32_t events);
+    void on_event(int socket, std::uint32_t events);
     Fault pump(Direction& direction);
     void update_interest();
     void finish(Outcome outcome, int socket_to_reset);
