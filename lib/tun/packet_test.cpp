@@ -790,5 +790,146 @@ TEST(PacketRewrite, RefusesAViewThatDoesNotFitThePacket) {
     EXPECT_EQ(packet, build_packet(PacketSpec{}));
 }
 
+
+// ---- rewriting a partial checksum (vnet NEEDS_CSUM, TUN.md §3.4)
+
+// The pseudo-header's sum, folded and not inverted: what the kernel leaves in the checksum
+// field of a CHECKSUM_PARTIAL packet for whoever completes it.
+std::uint16_t partial_pseudo_header_sum(const Bytes& packet) {
+    const PacketView view = parsed(packet);
+    const std::size_t segment_length = view.total_length - view.ip_header_length;
+    Bytes pseudo;
+    put_address(pseudo, view.source.address);
+    put_address(pseudo, view.destination.address);
+    if (view.version == IpVersion::v4) {
+        pseudo.push_back(0);
+        pseudo.push_back(view.protocol);
+        put_u16(pseudo, static_cast<std::uint16_t>(segment_length));
+    } else {
+        put_u32(pseudo, static_cast<std::uint32_t>(segment_length));
+        pseudo.insert(pseudo.end(), {0, 0, 0, view.protocol});
+    }
+    return static_cast<std::uint16_t>(~reference_checksum(pseudo));
+}
+
+std::size_t checksum_offset_of(const Bytes& packet) {
+    const PacketView view = parsed(packet);
+    return view.ip_header_length + (view.protocol == ip_protocol::tcp ? 16 : 6);
+}
+
+// `spec`'s packet as read from the TUN with NEEDS_CSUM: the partial sum in the checksum field.
+Bytes partial_packet(const PacketSpec& spec) {
+    Bytes packet = build_packet(spec);
+    set_u16(packet, checksum_offset_of(packet), partial_pseudo_header_sum(packet));
+    return packet;
+}
+
+// What the kernel does when it sends a CHECKSUM_PARTIAL packet: the checksum of the segment,
+// partial sum included, goes into the field (a UDP zero as ffff).
+void complete_checksum(Bytes& packet) {
+    const PacketView view = parsed(packet);
+    const Bytes segment(packet.begin() + static_cast<std::ptrdiff_t>(view.ip_header_length),
+                        packet.begin() + static_cast<std::ptrdiff_t>(view.total_length));
+    std::uint16_t checksum = reference_checksum(segment);
+    if (view.protocol == ip_protocol::udp && checksum == 0) checksum = 0xffff;
+    set_u16(packet, checksum_offset_of(packet), checksum);
+}
+
+bool has_valid_ipv4_header_checksum(const Bytes& packet) {
+    const PacketView view = parsed(packet);
+    return reference_checksum(Bytes(packet.begin(), packet.begin() + static_cast<std::ptrdiff_t>(view.ip_header_length))) == 0;
+}
+
+struct PartialCase {
+    IpVersion version;
+    std::uint8_t protocol;
+    Endpoint source, destination;  // after the rewrite
+};
+
+std::vector<PartialCase> partial_cases() {
+    std::vector<PartialCase> cases;
+    for (const std::uint8_t protocol : {ip_protocol::tcp, ip_protocol::udp}) {
+        cases.push_back({IpVersion::v4, protocol, endpoint("10.200.3.2", 20001), endpoint("10.200.3.1", 38211)});
+        cases.push_back({IpVersion::v4, protocol, endpoint("255.254.0.255", 65535), endpoint("1.0.0.1", 1)});
+        cases.push_back({IpVersion::v6, protocol, endpoint("fd42:42:42::2", 20001), endpoint("fd42:42:42::1", 38211)});
+        cases.push_back({IpVersion::v6, protocol, endpoint("ffff:ffff::fffe", 65535), endpoint("::1", 1)});
+    }
+    return cases;
+}
+
+TEST(PacketRewritePartial, ACompletedPartialChecksumIsValidAfterTheRewrite) {
+    for (const PartialCase& partial : partial_cases()) {
+        for (const std::size_t size : {0u, 1u, 7u, 100u, 1001u}) {
+            SCOPED_TRACE(std::string(partial.protocol == ip_protocol::tcp ? "TCP " : "UDP ") +
+                         partial.source.address.text() + " payload " + std::to_string(size));
+            const PacketSpec spec = spec_for(partial.version, partial.protocol, size);
+            Bytes packet = partial_packet(spec);
+            rewrite_endpoints(packet, parsed(packet), partial.source, partial.destination, TransportChecksum::partial);
+
+            const PacketView after = parsed(packet);
+            EXPECT_EQ(after.source, partial.source);
+            EXPECT_EQ(after.destination, partial.destination);
+            if (partial.version == IpVersion::v4) {
+                EXPECT_TRUE(has_valid_ipv4_header_checksum(packet));
+            }
+            // Still a partial sum, now of the new pseudo-header; the ports are not in it.
+            EXPECT_EQ(get_u16(packet, checksum_offset_of(packet)), partial_pseudo_header_sum(packet));
+
+            complete_checksum(packet);
+            EXPECT_TRUE(has_valid_checksums(packet, parsed(packet)));
+            PacketSpec expected = spec;
+            expected.source = partial.source;
+            expected.destination = partial.destination;
+            EXPECT_EQ(packet, build_packet(expected));
+        }
+    }
+}
+
+TEST(PacketRewritePartial, TheCompleteModeOnAPartialChecksumWouldBreakIt) {
+    for (const PartialCase& partial : partial_cases()) {
+        SCOPED_TRACE(std::string(partial.protocol == ip_protocol::tcp ? "TCP " : "UDP ") +
+                     partial.source.address.text());
+        const PacketSpec spec = spec_for(partial.version, partial.protocol, 64);
+        Bytes as_partial = partial_packet(spec);
+        Bytes as_complete = as_partial;
+        rewrite_endpoints(as_partial, parsed(as_partial), partial.source, partial.destination,
+                          TransportChecksum::partial);
+        rewrite_endpoints(as_complete, parsed(as_complete), partial.source, partial.destination,
+                          TransportChecksum::complete);
+        complete_checksum(as_partial);
+        complete_checksum(as_complete);
+        EXPECT_TRUE(has_valid_checksums(as_partial, parsed(as_partial)));
+        EXPECT_FALSE(has_valid_checksums(as_complete, parsed(as_complete)));
+    }
+}
+
+TEST(PacketRewritePartial, OnlyTheAddressesMoveThePartialSum) {
+    for (const IpVersion version : {IpVersion::v4, IpVersion::v6}) {
+        const PacketSpec spec = spec_for(version, ip_protocol::tcp, 10);
+        Bytes packet = partial_packet(spec);
+        const std::uint16_t before = get_u16(packet, checksum_offset_of(packet));
+        Endpoint source = spec.source, destination = spec.destination;
+        source.port = 1;
+        destination.port = 65535;
+        rewrite_endpoints(packet, parsed(packet), source, destination, TransportChecksum::partial);
+        EXPECT_EQ(get_u16(packet, checksum_offset_of(packet)), before);
+        EXPECT_EQ(parsed(packet).source.port, 1);
+        EXPECT_EQ(parsed(packet).destination.port, 65535);
+        complete_checksum(packet);
+        EXPECT_TRUE(has_valid_checksums(packet, parsed(packet)));
+    }
+}
+
+TEST(PacketRewritePartial, RewritingBackRestoresThePacket) {
+    for (const PartialCase& partial : partial_cases()) {
+        const PacketSpec spec = spec_for(partial.version, partial.protocol, 33);
+        const Bytes original = partial_packet(spec);
+        Bytes packet = original;
+        rewrite_endpoints(packet, parsed(packet), partial.source, partial.destination, TransportChecksum::partial);
+        rewrite_endpoints(packet, parsed(packet), spec.source, spec.destination, TransportChecksum::partial);
+        EXPECT_EQ(packet, original) << partial.source.address.text();
+    }
+}
+
 }  // namespace
 }  // namespace psi::tun
