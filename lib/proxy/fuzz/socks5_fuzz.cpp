@@ -1,7 +1,7 @@
 // libFuzzer target for the SOCKS5 parsers (RFC 1928): the input is read as a greeting, a request
-// and a UDP datagram. Nothing may crash; a complete message never claims more bytes than it was
-// given, is preceded by prefixes that only need more, and comes back byte for byte from the
-// encoders.
+// and a UDP datagram (the server's side), and as a method choice and a reply (the client's side).
+// Nothing may crash; a complete message never claims more bytes than it was given, is preceded
+// by prefixes that only need more, and comes back byte for byte from the encoders.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -65,6 +65,28 @@ void check_udp_datagram(std::string_view input) {
         fail("udp: re-parse differs");
 }
 
+void check_method_choice(std::string_view input) {
+    const auto parsed = parse_method_choice(input);
+    if (parsed.status != ParseStatus::complete) return;
+    if (parsed.consumed > input.size()) fail("method choice: consumed more than given");
+    if (parsed.consumed != 2 || input[0] != 5 || input[1] != 0) fail("method choice: accepted something else");
+    if (parse_method_choice(input.substr(0, parsed.consumed - 1)).status != ParseStatus::need_more)
+        fail("method choice: a shorter prefix does not need more");
+}
+
+void check_reply(std::string_view input) {
+    const auto parsed = parse_reply(input);
+    if (parsed.status != ParseStatus::complete) return;
+    if (parsed.consumed > input.size()) fail("reply: consumed more than given");
+    if (parsed.consumed < 8) fail("reply: shorter than the shortest reply");
+    if (parse_reply(input.substr(0, parsed.consumed - 1)).status != ParseStatus::need_more)
+        fail("reply: a shorter prefix does not need more");
+    if (reply_name(parsed.message.reply) == nullptr) fail("reply: no name");
+    // The server's encoder writes the same layout: what parsed must come back byte for byte.
+    if (request_reply(parsed.message.reply, parsed.message.bound) != input.substr(0, parsed.consumed))
+        fail("reply: re-encoding differs from the input");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -73,6 +95,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         check_greeting(input);
         check_request(input);
         check_udp_datagram(input);
+        check_method_choice(input);
+        check_reply(input);
     } catch (const psi::Error& error) {
         // Parsed addresses must always encode again.
         std::fprintf(stderr, "socks5_fuzz: %s\n", error.what());
