@@ -1,6 +1,7 @@
 // Runs against the real kernel, in a network namespace of its own (needs root).
 #include "fw/kill_switch.hpp"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -15,10 +16,21 @@ namespace {
 
 class KillSwitchInNamespace : public ::testing::Test {
 protected:
+    // The unit tests share one process: go back to the original namespace afterwards, so the
+    // tests that follow keep their loopback.
     static void SetUpTestSuite() {
         ASSERT_EQ(::geteuid(), 0u) << "these tests load nftables rules: run them as root";
+        original_namespace_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        ASSERT_GE(original_namespace_, 0) << "cannot open the network namespace";
         ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "cannot create a network namespace";
     }
+    static void TearDownTestSuite() {
+        if (original_namespace_ < 0) return;
+        EXPECT_EQ(::setns(original_namespace_, CLONE_NEWNET), 0) << "cannot return to the network namespace";
+        ::close(original_namespace_);
+        original_namespace_ = -1;
+    }
+    static inline int original_namespace_ = -1;
     void SetUp() override {
         NftContext().run(render_delete_script());
         config_.tunnel_user = "1500";

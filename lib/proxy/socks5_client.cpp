@@ -18,33 +18,33 @@ ProxyAddress parse_proxy_address(const std::string& text) {
     proxy.text = text;
     std::string host;
     std::string port_text;
+    bool is_bracketed = false;
     if (!text.empty() && text.front() == '[') {
         const auto close = text.find("]:");
         if (close == std::string::npos) throw Error("proxy address '" + text + "' is not [IPv6]:port");
         host = text.substr(1, close - 1);
         port_text = text.substr(close + 2);
+        is_bracketed = true;
     } else {
-        const auto colon = text.rfind(':');
+        const auto colon = text.find(':');
         if (colon == std::string::npos) throw Error("proxy address '" + text + "' has no port (HOST:PORT)");
+        if (text.find(':', colon + 1) != std::string::npos)
+            throw Error("proxy address '" + text + "': write an IPv6 address in brackets, [ADDRESS]:PORT");
         host = text.substr(0, colon);
         port_text = text.substr(colon + 1);
     }
     unsigned long port = 0;
-    try {
-        std::size_t used = 0;
-        port = std::stoul(port_text, &used);
-        if (used != port_text.size()) port = 0;
-    } catch (const std::exception&) {
-        port = 0;
-    }
+    if (!port_text.empty() && port_text.size() <= 5 &&
+        port_text.find_first_not_of("0123456789") == std::string::npos)
+        port = std::stoul(port_text);
     if (port == 0 || port > 65535) throw Error("proxy address '" + text + "' has no valid port");
     auto* v4 = reinterpret_cast<sockaddr_in*>(&proxy.address);
     auto* v6 = reinterpret_cast<sockaddr_in6*>(&proxy.address);
-    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    if (!is_bracketed && inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons(static_cast<std::uint16_t>(port));
         proxy.length = sizeof(sockaddr_in);
-    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    } else if (is_bracketed && inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons(static_cast<std::uint16_t>(port));
         proxy.length = sizeof(sockaddr_in6);

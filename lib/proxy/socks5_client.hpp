@@ -19,7 +19,8 @@ struct ProxyAddress {
     std::string text;  // "127.0.0.1:1080", for messages
 };
 
-// "127.0.0.1:1080", "[::1]:1080"; throws psi::Error when it is not a numeric address and port.
+// "127.0.0.1:1080", "[::1]:1080" (IPv6 only in brackets); throws psi::Error when it is not a
+// numeric address and a port of digits from 1 to 65535.
 ProxyAddress parse_proxy_address(const std::string& text);
 
 class SocksHandshake {

@@ -217,19 +217,15 @@ TEST(SocksProxyAddress, RefusesNamesAndEmptyHosts) {
     }
 }
 
-// ---- the handshake against a SOCKS5 server written here
-
-// The unit tests share one process, and the kill switch's tests move it into a network namespace
-// of its own whose loopback is down; bring it up there (it is up everywhere else: no change).
-void ensure_loopback_is_up() {
-    UniqueFd socket(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    ifreq request{};
-    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-    if (!socket.is_open() || ::ioctl(socket.get(), SIOCGIFFLAGS, &request) != 0) return;
-    if (request.ifr_flags & IFF_UP) return;
-    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
-    ::ioctl(socket.get(), SIOCSIFFLAGS, &request);
+TEST(SocksProxyAddress, RefusesWhatCouldBeReadTwoWays) {
+    // An IPv6 address without brackets (its last group or the port?), a signed or padded port,
+    // an IPv4 address in brackets.
+    for (const char* text : {"2001:db8::1:1080", "::1:1080", "127.0.0.1:+80", "127.0.0.1: 80", "[127.0.0.1]:80"}) {
+        EXPECT_THROW(parse_proxy_address(text), Error) << text;
+    }
 }
+
+// ---- the handshake against a SOCKS5 server written here
 
 
 std::string read_exactly(int fd, std::size_t count) {
@@ -265,7 +261,6 @@ public:
     using Script = std::function<void(int client)>;
 
     explicit ScriptedProxy(Script script, int family = AF_INET) {
-        ensure_loopback_is_up();
         listener_.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!listener_.is_open()) throw std::runtime_error("socket failed");
         sockaddr_storage address{};
@@ -525,7 +520,6 @@ TEST(SocksHandshakeTest, AMalformedReplyIsAFailureNotARefusal) {
 
 TEST(SocksHandshakeTest, NobodyListeningIsAFailureBeforeTheRequest) {
     // A port bound but not listening: the connect is refused, and no one else can take the port.
-    ensure_loopback_is_up();
     UniqueFd placeholder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in address{};
     address.sin_family = AF_INET;

@@ -68,18 +68,26 @@ void Relay::on_event(int socket, std::uint32_t events) {
         finish(Outcome::closed, -1);
         return;
     }
-    // An error or hang-up that moved nothing (a reset on a side that is no longer read, say)
-    // would wake the loop forever: a reset is passed on as one, anything else ends the relay.
+    // An error or hang-up that moved nothing would wake the loop forever. A reset is passed on
+    // as one. A plain hang-up (both directions of that socket shut, data perhaps still queued in
+    // it) stops being watched: the other socket's readiness drives the rest, as the hung-up one
+    // is always readable. Both hung up and stuck: nothing can move any more.
     if ((events & (EPOLLHUP | EPOLLERR)) && !has_moved_) {
         int error = 0;
         socklen_t length = sizeof error;
         ::getsockopt(socket, SOL_SOCKET, SO_ERROR, &error, &length);
-        const int other = socket == application_.get() ? upstream_.get() : application_.get();
-        if (error != 0)
+        const bool is_application = socket == application_.get();
+        const int other = is_application ? upstream_.get() : application_.get();
+        if (error != 0) {
             finish(Outcome::reset, other);
-        else
+            return;
+        }
+        if (is_application ? is_upstream_hung_up_ : is_application_hung_up_) {
             finish(Outcome::failed, -1);
-        return;
+            return;
+        }
+        (is_application ? is_application_hung_up_ : is_upstream_hung_up_) = true;
+        loop_.remove(socket);
     }
     update_interest();
 }
@@ -124,8 +132,9 @@ Relay::Fault Relay::pump(Direction& direction) {
 void Relay::update_interest() {
     const std::uint32_t application = (up_.wants_read(pipe_capacity_) ? EPOLLIN : 0u) | (down_.in_pipe > 0 ? EPOLLOUT : 0u);
     const std::uint32_t upstream = (down_.wants_read(pipe_capacity_) ? EPOLLIN : 0u) | (up_.in_pipe > 0 ? EPOLLOUT : 0u);
-    if (application != application_events_) loop_.modify(application_.get(), application_events_ = application);
-    if (upstream != upstream_events_) loop_.modify(upstream_.get(), upstream_events_ = upstream);
+    if (application != application_events_ && !is_application_hung_up_)
+        loop_.modify(application_.get(), application_events_ = application);
+    if (upstream != upstream_events_ && !is_upstream_hung_up_) loop_.modify(upstream_.get(), upstream_events_ = upstream);
 }
 
 void Relay::finish(Outcome outcome, int socket_to_reset) {

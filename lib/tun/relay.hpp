@@ -2,6 +2,7 @@
 // the SOCKS connection), zero-copy through a pipe per direction with splice(2). A full pipe
 // stops reading from its source, so a slow reader never makes memory grow. An end-of-stream
 // becomes a half-close on the other side; a reset becomes a reset (TUN.md §3.6).
+// The process must ignore SIGPIPE: splice(2) into a socket its peer reset raises it.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +56,7 @@ private:
     std::uint32_t application_events_ = 0, upstream_events_ = 0;
     bool is_finished_ = false;
     bool has_moved_ = false;  // in this wake-up
+    bool is_application_hung_up_ = false, is_upstream_hung_up_ = false;  // no longer watched
 };
 
 }  // namespace psi::tun

@@ -57,18 +57,6 @@ void set_timeouts(int fd) {
     check(::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) == 0, "SO_SNDTIMEO");
 }
 
-// The unit tests share one process, and the kill switch's tests move it into a network namespace
-// of its own whose loopback is down; bring it up there (it is up everywhere else: no change).
-void ensure_loopback_is_up() {
-    UniqueFd socket(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    ifreq request{};
-    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-    if (!socket.is_open() || ::ioctl(socket.get(), SIOCGIFFLAGS, &request) != 0) return;
-    if (request.ifr_flags & IFF_UP) return;
-    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
-    ::ioctl(socket.get(), SIOCSIFFLAGS, &request);
-}
-
 // Both ends of a TCP connection over 127.0.0.1; with `buffer_size`, small fixed socket buffers
 // on both (set before the connection exists, so the window follows them).
 struct TcpPair {
@@ -76,7 +64,6 @@ struct TcpPair {
 };
 
 TcpPair tcp_pair(int buffer_size = 0) {
-    ensure_loopback_is_up();
     UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     check(listener.is_open(), "socket");
     if (buffer_size > 0) set_buffer_sizes(listener.get(), buffer_size);
@@ -438,6 +425,55 @@ TEST_F(RelayTest, ASlowApplicationStopsTheRelayReadingFromUpstream) {
     EXPECT_TRUE(received == stream.substr(0, sent)) << "the stream arrived altered";
     EXPECT_EQ(counters_.down, sent);
     EXPECT_EQ(counters_.up, 0u);
+}
+
+// Both sides half-closed while the application's last bytes still wait for a slow far end:
+// the application socket hangs up (both directions shut), yet nothing may be lost.
+TEST_F(RelayTest, BothHalfClosesWithDataStillQueuedLoseNothing) {
+    EventLoop loop;
+    TcpPair application_pair = tcp_pair();
+    TcpPair upstream_pair = tcp_pair(4096);  // a far end that can take little at a time
+    UniqueFd application = std::move(application_pair.client);
+    UniqueFd far_end = std::move(upstream_pair.client);
+    set_nonblocking(application_pair.server.get());
+    set_nonblocking(upstream_pair.server.get());
+    const timeval timeout{4, 0};
+    for (int fd : {application.get(), far_end.get()}) {
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    }
+
+    RelayCounters counters;
+    std::optional<Relay::Outcome> outcome;
+    auto relay = std::make_unique<Relay>(loop, std::move(application_pair.server), std::move(upstream_pair.server),
+                                         counters, [&](Relay::Outcome result) {
+                                             outcome = result;
+                                             loop.stop();
+                                         });
+    loop.every(5000ms, [&] { loop.stop(); });
+
+    std::string request(100 << 10, 'r');
+    ReadToEnd response, at_far_end;
+    std::thread script([&] {
+        send_all(far_end.get(), "response");
+        ::shutdown(far_end.get(), SHUT_WR);
+        response = read_to_end(application.get());  // the relay shut the application side
+        send_all(application.get(), request);       // more than the far end takes at once
+        ::shutdown(application.get(), SHUT_WR);
+        std::this_thread::sleep_for(200ms);          // the far end is slow to read
+        at_far_end = read_to_end(far_end.get());
+    });
+    loop.run();
+    relay.reset();
+    script.join();
+
+    EXPECT_EQ(response.bytes, "response");
+    EXPECT_EQ(response.error, 0);
+    EXPECT_EQ(at_far_end.bytes.size(), request.size()) << "bytes lost";
+    EXPECT_EQ(at_far_end.error, 0) << std::strerror(at_far_end.error);
+    EXPECT_EQ(outcome, Relay::Outcome::closed) << "outcome " << (outcome ? static_cast<int>(*outcome) : -1)
+                                               << " (0 closed, 1 reset, 2 failed)";
+    EXPECT_EQ(counters.up, request.size());
 }
 
 }  // namespace
