@@ -52,6 +52,18 @@ bool is_forwardable(const IpAddress& address) {
     return !is_zero_prefix;
 }
 
+std::optional<Endpoint> proxy_destination(const EngineSettings& settings, const Endpoint& destination) {
+    const bool is_v4 = destination.address.version == IpVersion::v4;
+    if (destination.address == (is_v4 ? settings.dns_ipv4 : settings.dns_ipv6)) {
+        if (destination.port != 53) return std::nullopt;
+        return Endpoint{settings.dns_resolver, 53};
+    }
+    const bool is_inside_tun = is_v4 ? is_in_network(destination.address, settings.tun_address_ipv4, settings.tun_prefix_ipv4)
+                                     : is_in_network(destination.address, settings.tun_address_ipv6, settings.tun_prefix_ipv6);
+    if (is_inside_tun || !is_forwardable(destination.address) || destination.port == 0) return std::nullopt;
+    return destination;
+}
+
 proxy::SocksAddress socks_address_of(const Endpoint& endpoint) {
     return {endpoint.address.version == IpVersion::v4 ? proxy::AddressType::ipv4 : proxy::AddressType::ipv6,
             endpoint.address.text(), endpoint.port};

@@ -74,6 +74,10 @@ IpAddress parse_ip_address(const std::string& text, const std::string& what);
 bool is_in_network(const IpAddress& address, const IpAddress& network, int prefix_length);
 // Unicast and not loopback, link-local or unspecified: what may be passed on to the proxy.
 bool is_forwardable(const IpAddress& address);
+// Where what an application sends to `destination` goes through the proxy: port 53 of the
+// in-tunnel DNS addresses to the resolver; nowhere (nullopt) for their other ports, the TUN's
+// own networks, loopback, link-local, multicast or port 0; anything else to itself.
+std::optional<Endpoint> proxy_destination(const EngineSettings& settings, const Endpoint& destination);
 proxy::SocksAddress socks_address_of(const Endpoint& endpoint);
 // nullopt for a domain name or a malformed address.
 std::optional<Endpoint> endpoint_of(const proxy::SocksAddress& address);

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tun/engine_context.hpp"
+
 #include "tun/packet.hpp"
 
 namespace psi::tun {
@@ -17,15 +19,7 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-Endpoint endpoint(const std::string& address, std::uint16_t port) {
-    Endpoint result;
-    result.port = port;
-    const bool is_v6 = address.find(':') != std::string::npos;
-    result.address.version = is_v6 ? IpVersion::v6 : IpVersion::v4;
-    if (inet_pton(is_v6 ? AF_INET6 : AF_INET, address.c_str(), result.address.bytes.data()) != 1)
-        throw std::invalid_argument("not an address: " + address);
-    return result;
-}
+Endpoint endpoint(const std::string& address, std::uint16_t port) { return {parse_ip_address(address, "test"), port}; }
 
 PacketView parsed(const Bytes& packet) {
     const auto result = parse_packet(packet);

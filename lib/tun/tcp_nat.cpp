@@ -166,22 +166,8 @@ void TcpNat::from_listener(std::span<std::uint8_t> packet, const PacketView& vie
     output_.send(packet.first(view.total_length), &header);
 }
 
-std::optional<Endpoint> TcpNat::proxy_target(const Endpoint& destination) const {
-    const IpAddress& dns = destination.address.version == IpVersion::v4 ? settings_.dns_ipv4 : settings_.dns_ipv6;
-    if (destination.address == dns) {
-        if (destination.port != 53) return std::nullopt;
-        return Endpoint{settings_.dns_resolver, 53};  // DNS over TCP to the in-tunnel resolver
-    }
-    const bool is_inside_tun =
-        destination.address.version == IpVersion::v4
-            ? is_in_network(destination.address, settings_.tun_address_ipv4, settings_.tun_prefix_ipv4)
-            : is_in_network(destination.address, settings_.tun_address_ipv6, settings_.tun_prefix_ipv6);
-    if (is_inside_tun || !is_forwardable(destination.address) || destination.port == 0) return std::nullopt;
-    return destination;
-}
-
 void TcpNat::start_flow(std::span<const std::uint8_t> packet, const PacketView& view, const VnetHeader& header) {
-    const auto target = proxy_target(view.destination);
+    const auto target = proxy_destination(settings_, view.destination);
     if (!target) {
         stats_.count(Drop::bad_destination);
         output_.send(build_tcp_reset(view));

@@ -59,7 +59,6 @@ private:
     void on_handshake(std::uint16_t port);
     void refuse(std::span<const std::uint8_t> syn, proxy::SocksReply reply);
     void forget(std::uint16_t port, Clock::time_point now);
-    std::optional<Endpoint> proxy_target(const Endpoint& destination) const;
     const Listener& listener_for(IpVersion version) const { return version == IpVersion::v4 ? ipv4_ : ipv6_; }
     const IpAddress& nat_source_for(IpVersion version) const {
         return version == IpVersion::v4 ? settings_.nat_source_ipv4 : settings_.nat_source_ipv6;

@@ -37,23 +37,8 @@ UdpRelay::~UdpRelay() {
     while (!sessions_.empty()) close(sessions_.begin()->first);
 }
 
-bool UdpRelay::is_dns(const Endpoint& destination) const {
-    return destination.port == 53 &&
-           (destination.address == settings_.dns_ipv4 || destination.address == settings_.dns_ipv6);
-}
-
-std::optional<Endpoint> UdpRelay::real_destination(const Endpoint& destination) const {
-    if (is_dns(destination)) return Endpoint{settings_.dns_resolver, 53};
-    const bool is_inside_tun =
-        destination.address.version == IpVersion::v4
-            ? is_in_network(destination.address, settings_.tun_address_ipv4, settings_.tun_prefix_ipv4)
-            : is_in_network(destination.address, settings_.tun_address_ipv6, settings_.tun_prefix_ipv6);
-    if (is_inside_tun || !is_forwardable(destination.address) || destination.port == 0) return std::nullopt;
-    return destination;
-}
-
 void UdpRelay::on_packet(std::span<const std::uint8_t> packet, const PacketView& view) {
-    const auto destination = real_destination(view.destination);
+    const auto destination = proxy_destination(settings_, view.destination);
     if (!destination) {
         stats_.count(Drop::bad_destination);
         if (may_answer_with_icmp_error(packet, view)) output_.send(build_unreachable(packet, view, Unreachable::port));

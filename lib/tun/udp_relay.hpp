@@ -46,8 +46,6 @@ private:
         bool is_dns_only = true;
     };
 
-    std::optional<Endpoint> real_destination(const Endpoint& destination) const;
-    bool is_dns(const Endpoint& destination) const;
     Session* session_for(const Endpoint& application);
     void on_control(const Endpoint& application);
     void associated(const Endpoint& application, Session& session);
