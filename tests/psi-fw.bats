@@ -383,13 +383,14 @@ EOF
     assert_success
     assert_output --partial "verified: nothing leaves outside the tunnel"
     assert_output --regexp 'ok +dns-ipv6 +bound to eth0 +rejected by the kill switch'
+    assert_output --regexp 'ok +udp-ipv4 +bound to eth0 +rejected by the kill switch'
     refute_output --partial FAIL
     assert_equal "$(leaked_packets)" 0
 
     run psi_fw verify --json --probe-ipv4 "$LAB_INET_IP4" --probe-ipv6 "$LAB_INET_IP6" --probe-port 8080
     assert_success
     [ "$(jq -r '.secure' <<<"$output")" = true ]
-    [ "$(jq '[.probes[] | select(.passed)] | length' <<<"$output")" -eq 8 ]
+    [ "$(jq '[.probes[] | select(.passed)] | length' <<<"$output")" -eq 12 ]
 }
 
 @test "status names each difference and exits 3; up restores the expected table" {

@@ -23,6 +23,7 @@ namespace psi::fw {
 namespace {
 
 constexpr int timeout_ms = 1000;
+constexpr int tunnel_timeout_ms = 5000;  // a query through a real tunnel crosses the world
 
 // What a probe saw, passed from the unprivileged child as its exit status.
 enum Outcome : int {
@@ -33,15 +34,18 @@ enum Outcome : int {
     other_error = 14,
 };
 
+enum class Kind { tcp, udp, dns };
+
 struct Probe {
     const char* name;
     int family;
-    bool is_dns;
+    Kind kind;
 };
 
 constexpr std::array probes = {
-    Probe{"tcp-ipv4", AF_INET, false}, Probe{"tcp-ipv6", AF_INET6, false},
-    Probe{"dns-ipv4", AF_INET, true}, Probe{"dns-ipv6", AF_INET6, true},
+    Probe{"tcp-ipv4", AF_INET, Kind::tcp}, Probe{"tcp-ipv6", AF_INET6, Kind::tcp},
+    Probe{"udp-ipv4", AF_INET, Kind::udp}, Probe{"udp-ipv6", AF_INET6, Kind::udp},
+    Probe{"dns-ipv4", AF_INET, Kind::dns}, Probe{"dns-ipv6", AF_INET6, Kind::dns},
 };
 
 // A DNS query for "example.com" A.
@@ -77,30 +81,32 @@ Outcome classify(int error) {
     }
 }
 
-bool wait_for(int fd, short events) {
+bool wait_for(int fd, short events, int timeout) {
     pollfd entry{fd, events, 0};
     int ready;
-    while ((ready = ::poll(&entry, 1, timeout_ms)) < 0 && errno == EINTR) {
+    while ((ready = ::poll(&entry, 1, timeout)) < 0 && errno == EINTR) {
     }
     return ready > 0;
 }
 
+// A UDP probe sends the same bytes as a DNS one: to a port other than 53 they are just a datagram.
 Outcome probe_once(const Probe& probe, const sockaddr_storage& address, socklen_t length,
-                   const std::string& device) {
-    UniqueFd fd(::socket(probe.family, (probe.is_dns ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0));
+                   const std::string& device, int timeout) {
+    const bool is_datagram = probe.kind != Kind::tcp;
+    UniqueFd fd(::socket(probe.family, (is_datagram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0));
     if (!fd.is_open()) return other_error;
     if (!device.empty() &&
         ::setsockopt(fd.get(), SOL_SOCKET, SO_BINDTODEVICE, device.c_str(), static_cast<socklen_t>(device.size())) != 0)
         return other_error;
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0 && errno != EINPROGRESS)
         return classify(errno);
-    if (probe.is_dns) {
+    if (is_datagram) {
         if (::send(fd.get(), dns_query, sizeof dns_query, 0) < 0) return classify(errno);
-        if (!wait_for(fd.get(), POLLIN)) return timed_out;
+        if (!wait_for(fd.get(), POLLIN, timeout)) return timed_out;
         char reply[512];
         return ::recv(fd.get(), reply, sizeof reply, 0) < 0 ? classify(errno) : answered;
     }
-    if (!wait_for(fd.get(), POLLOUT)) return timed_out;
+    if (!wait_for(fd.get(), POLLOUT, timeout)) return timed_out;
     int error = 0;
     socklen_t error_length = sizeof error;
     ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &error_length);
@@ -108,14 +114,14 @@ Outcome probe_once(const Probe& probe, const sockaddr_storage& address, socklen_
 }
 
 Outcome run_as_user(const UserIdentity& user, const Probe& probe, const sockaddr_storage& address,
-                    socklen_t length, const std::string& device) {
+                    socklen_t length, const std::string& device, int timeout = timeout_ms) {
     pid_t child = ::fork();
     if (child < 0) throw_system_error("cannot fork a probe", errno);
     if (child == 0) {
         int outcome = other_error;
         try {
             drop_privileges(user);
-            outcome = probe_once(probe, address, length, device);
+            outcome = probe_once(probe, address, length, device, timeout);
         } catch (const std::exception&) {
         }
         ::_exit(outcome);
@@ -194,11 +200,17 @@ ProbeResult judge(const Probe& probe, const std::string& device, Outcome outcome
     return result;
 }
 
+
+UserIdentity probe_user(const ProbeTargets& targets) {
+    const UserIdentity user = lookup_user(targets.probe_user);
+    if (user.uid == 0) throw Error("--probe-user: the probes must run as a user other than root", exit_status::usage);
+    return user;
+}
+
 }  // namespace
 
 std::vector<ProbeResult> run_leak_probes(const ProbeTargets& targets, const std::string& tun_name) {
-    const UserIdentity user = lookup_user(targets.probe_user);
-    if (user.uid == 0) throw Error("--probe-user: the probes must run as a user other than root", exit_status::usage);
+    const UserIdentity user = probe_user(targets);
     socklen_t unused = 0;
     make_address(AF_INET, targets.ipv4, 0, unused);
     make_address(AF_INET6, targets.ipv6, 0, unused);
@@ -211,13 +223,31 @@ std::vector<ProbeResult> run_leak_probes(const ProbeTargets& targets, const std:
         for (const Probe& probe : probes) {
             socklen_t length = 0;
             const std::string& target = probe.family == AF_INET ? targets.ipv4 : targets.ipv6;
-            sockaddr_storage address = make_address(probe.family, target, probe.is_dns ? 53 : targets.tcp_port, length);
+            sockaddr_storage address =
+                make_address(probe.family, target, probe.kind == Kind::dns ? 53 : targets.tcp_port, length);
             const std::uint64_t before = escaped.packets();
             const Outcome outcome = run_as_user(user, probe, address, length, device);
             results.push_back(judge(probe, device, outcome, escaped.packets() > before));
         }
     }
     return results;
+}
+
+ProbeResult run_tunnel_probe(const ProbeTargets& targets, const std::string& dns_address) {
+    const UserIdentity user = probe_user(targets);
+    const bool is_v4 = dns_address.find(':') == std::string::npos;
+    const Probe probe{is_v4 ? "tunnel-dns-ipv4" : "tunnel-dns-ipv6", is_v4 ? AF_INET : AF_INET6, Kind::dns};
+    socklen_t length = 0;
+    const sockaddr_storage address = make_address(probe.family, dns_address, 53, length);
+    const Outcome outcome = run_as_user(user, probe, address, length, "", tunnel_timeout_ms);
+    ProbeResult result{probe.name, "", outcome == answered, ""};
+    switch (outcome) {
+        case answered: result.verdict = "answered through the tunnel"; break;
+        case timed_out: result.verdict = "no answer: the tunnel does not carry traffic"; break;
+        case other_error: result.verdict = "the probe could not run"; break;
+        default: result.verdict = "refused: nothing carries the TUN's traffic";
+    }
+    return result;
 }
 
 }  // namespace psi::fw
