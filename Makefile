@@ -117,7 +117,7 @@ unit: all
 	$(BUILD)/unit-tests
 
 bench: deps
-	$(MAKE) -j$(JOBS) all $(BUILD)/bench/servers_bench
+	$(MAKE) -j$(JOBS) all $(BUILD)/bench/servers_bench $(BUILD)/bench/socks5_relay $(BUILD)/bench/rr
 	tests/bench/run
 
 install: deps
