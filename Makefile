@@ -21,7 +21,7 @@ LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto
 
 BUILD    := build
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
-PROGRAMS := psi-fw psi-servers psi-tun
+PROGRAMS := psi-fw psi-servers psi-tun psi-diagnose
 
 LIB_SOURCES  := $(filter-out %_test.cpp,$(wildcard lib/*/*.cpp))
 TEST_SOURCES := $(wildcard lib/*/*_test.cpp)

@@ -185,21 +185,24 @@ private:
     NftContext nft_;
 };
 
+// A packet counted outside loopback and the TUN fails a probe whatever it saw. An answer with
+// nothing counted came through the tunnel: that is the tunnel working, unless the probe was
+// bound to an uplink, where no answer may come at all.
 ProbeResult judge(const Probe& probe, const std::string& device, Outcome outcome, bool has_escaped) {
     ProbeResult result{probe.name, device, false, ""};
-    if (outcome == answered) {
-        result.verdict = "answered: traffic leaves outside the tunnel";
-    } else if (outcome == other_error) {
+    if (outcome == other_error) {
         result.verdict = "the probe could not run";
-    } else if (has_escaped) {
-        result.verdict = "a packet got past the kill switch";
+    } else if (has_escaped || (outcome == answered && !device.empty())) {
+        result.verdict = outcome == answered ? "answered: traffic leaves outside the tunnel"
+                                             : "a packet got past the kill switch";
     } else {
         result.passed = true;
-        result.verdict = outcome == no_route ? "no route: nothing can leave" : "rejected by the kill switch";
+        result.verdict = outcome == answered  ? "answered through the tunnel"
+                         : outcome == no_route ? "no route: nothing can leave"
+                                               : "rejected by the kill switch";
     }
     return result;
 }
-
 
 UserIdentity probe_user(const ProbeTargets& targets) {
     const UserIdentity user = lookup_user(targets.probe_user);
