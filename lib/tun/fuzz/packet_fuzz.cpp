@@ -1,8 +1,10 @@
-// libFuzzer target for the packet parser and the NAT rewrite (TUN.md §3.2-3.4). The input is read
-// as one packet from the TUN. Nothing may crash; a parsed view must describe bytes inside the
-// packet; a TCP or UDP packet rewritten to other endpoints must parse to those endpoints and to
-// nothing else new, keep valid checksums valid, come back byte for byte when rewritten back, and,
-// once its checksums are made right, match a full recomputation exactly.
+// libFuzzer target for the packet parser, the NAT rewrite (TUN.md §3.2-3.4) and the packets the
+// engine answers with. The input is read as one packet from the TUN. Nothing may crash; a parsed
+// view must describe bytes inside the packet; a TCP or UDP packet rewritten to other endpoints
+// must parse to those endpoints and to nothing else new, keep valid checksums valid, come back
+// byte for byte when rewritten back, and, once its checksums are made right, match a full
+// recomputation exactly, in complete and in partial (vnet NEEDS_CSUM) mode. Every answer (an ICMP
+// unreachable, a TCP reset) must parse, carry valid checksums and stay within its size limit.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +14,7 @@
 
 #include "core/error.hpp"
 #include "tun/packet.hpp"
+#include "tun/packet_builder.hpp"
 
 namespace {
 
@@ -169,6 +172,68 @@ void check_rewrite(const Bytes& original, const PacketView& view) {
     if (incremental != full) fail("the incremental update differs from a full recomputation");
 }
 
+// The kernel's completion of a partial checksum: the segment's sum over what the field holds.
+void complete_partial_checksum(Bytes& packet, const PacketView& view) {
+    const std::size_t segment_length = view.total_length - view.ip_header_length;
+    const std::uint16_t checksum =
+        internet_checksum(std::span<const std::uint8_t>(packet).subspan(view.ip_header_length, segment_length));
+    set_u16(packet, transport_checksum_offset(view), checksum);
+}
+
+void check_partial_rewrite(const Bytes& original, const PacketView& view) {
+    if (view.protocol == ip_protocol::udp) return;  // UDP from applications is never NAT'd
+    // The field as the kernel leaves it for CHECKSUM_PARTIAL: the pseudo-header's sum, not inverted.
+    Bytes partial = original;
+    recompute_checksums(partial, view);
+    set_u16(partial, transport_checksum_offset(view), 0);
+    std::uint32_t pseudo_header = view.protocol + static_cast<std::uint32_t>(view.total_length - view.ip_header_length);
+    for (std::size_t i = 0; i < 2 * address_size(view.version); i += 2)
+        pseudo_header += get_u16(partial, source_offset(view.version) + i);
+    while (pseudo_header >> 16) pseudo_header = (pseudo_header & 0xffff) + (pseudo_header >> 16);
+    set_u16(partial, transport_checksum_offset(view), static_cast<std::uint16_t>(pseudo_header));
+    rewrite_endpoints(partial, view, fixed_endpoint(view.version, true), fixed_endpoint(view.version, false),
+                      TransportChecksum::partial);
+    const PacketView after = parse_or_fail(partial, "the partially rewritten packet does not parse");
+    complete_partial_checksum(partial, after);
+    if (!has_valid_checksums(partial, after)) fail("a completed partial checksum is not valid after the rewrite");
+}
+
+void check_answer(const Bytes& answer, const PacketView& asked, std::uint8_t protocol, std::size_t limit) {
+    const PacketView view = parse_or_fail(answer, "an answer does not parse");
+    if (view.protocol != protocol) fail("an answer of the wrong protocol");
+    if (view.source.address != asked.destination.address || view.destination.address != asked.source.address)
+        fail("an answer not from the destination to the source");
+    if (answer.size() > limit) fail("an answer over its size limit");
+    if (protocol == ip_protocol::icmpv6 || protocol == ip_protocol::icmp) {
+        // ICMPv6's checksum covers the pseudo-header; ICMP's only the message.
+        const std::span<const std::uint8_t> message = std::span<const std::uint8_t>(answer).subspan(view.ip_header_length);
+        std::uint32_t partial = 0;
+        if (protocol == ip_protocol::icmpv6) {
+            partial = protocol + static_cast<std::uint32_t>(message.size());
+            for (std::size_t i = 0; i < 32; i += 2) partial += get_u16(answer, 8 + i);
+        }
+        if (internet_checksum(message, partial) != 0) fail("an ICMP answer with a bad checksum");
+        if (view.version == IpVersion::v4 && internet_checksum(std::span<const std::uint8_t>(answer).first(20)) != 0)
+            fail("an ICMP answer with a bad IPv4 header checksum");
+    } else if (!has_valid_checksums(answer, view)) {
+        fail("a reset with bad checksums");
+    }
+}
+
+void check_answers(const Bytes& packet, const PacketView& view) {
+    may_answer_with_icmp_error(packet, view);
+    const bool is_v4 = view.version == IpVersion::v4;
+    for (const Unreachable reason : {Unreachable::network, Unreachable::host, Unreachable::port,
+                                     Unreachable::administratively_prohibited})
+        check_answer(build_unreachable(packet, view, reason), view, is_v4 ? ip_protocol::icmp : ip_protocol::icmpv6,
+                     is_v4 ? 576 : 1280);
+    if (view.protocol == ip_protocol::tcp) {
+        const Bytes reset = build_tcp_reset(view);
+        check_answer(reset, view, ip_protocol::tcp, 60);
+        if (!(parse_or_fail(reset, "a reset does not parse").tcp_flags & tcp_flag::rst)) fail("a reset without RST");
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -181,9 +246,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const PacketView& view = std::get<PacketView>(result);
     check_view(view, size);
     has_valid_checksums(packet, view);
-    if (view.protocol != ip_protocol::tcp && view.protocol != ip_protocol::udp) return 0;
     try {
+        check_answers(packet, view);
+        if (view.protocol != ip_protocol::tcp && view.protocol != ip_protocol::udp) return 0;
         check_rewrite(packet, view);
+        check_partial_rewrite(packet, view);
     } catch (const psi::Error& error) {
         // A view from parse_packet always fits its packet.
         std::fprintf(stderr, "packet_fuzz: %s\n", error.what());
