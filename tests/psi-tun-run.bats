@@ -264,3 +264,21 @@ except OSError as error:
     assert_failure 1
     assert_output "psi-tun: error: OtherTUN does not exist: run psi-tun up first"
 }
+
+@test "psi-tun down under a running engine: it stops with a clear error, and nothing leaves" {
+    proxy_start
+    engine_start
+    local pid=$ENGINE_PID status=0
+    psi_tun down
+    lab__wait_for 5 lab__gone "$pid"
+    wait "$pid" || status=$?
+    ENGINE_PID=
+    [ "$status" -eq 1 ]
+    grep -q "psi-tun: error: PsiphonTUN went away (psi-tun down, or deleted): the engine stops" "$LAB_DIR/engine.err"
+    # The routes are gone with the TUN; the kill switch keeps the user inside.
+    lab_capture_start
+    [[ $(probe tcp "$LAB_INET_IP4" 8080) =~ ^(refused|prohibited|unreachable)$ ]]
+    lab_capture_stop
+    assert_equal "$(lab_capture_count "$(lab_leak_filter)")" 0
+    psi_tun up >/dev/null
+}

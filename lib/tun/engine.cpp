@@ -55,6 +55,8 @@ void Engine::on_readable() {
         const ssize_t length = ::read(tun_.get(), buffer_.data(), buffer_.size());
         if (length < 0) {
             if (errno == EAGAIN || errno == EINTR) return;
+            if (errno == EBADFD || errno == EIO)
+                throw Error(settings_.tun_name + " went away (psi-tun down, or deleted): the engine stops");
             throw_system_error("cannot read from " + settings_.tun_name, errno);
         }
         ++stats_.packets_read;
