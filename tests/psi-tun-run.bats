@@ -282,3 +282,31 @@ except OSError as error:
     assert_equal "$(lab_capture_count "$(lab_leak_filter)")" 0
     psi_tun up >/dev/null
 }
+
+@test "a local program posing as a NAT leg (bound to the NAT source) neither reaches the listener nor stops the engine" {
+    proxy_start --delay-connect 2
+    engine_start
+    local port6
+    port6=$(lab_client ss -Hltn "src [fd42:42:42::1]" | awk '{print $4}' | head -1 | sed 's/.*://')
+    [ -n "$port6" ]
+    # A flow waits for the proxy on the first NAT port (1024) while the impostor connects from it.
+    as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/" >"$LAB_DIR/victim.html" &
+    local victim=$!
+    sleep 0.5
+    run lab_as_user nobody /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND
+s.bind(("fd42:42:42::3", 1024))
+s.settimeout(2)
+try:
+    s.connect(("fd42:42:42::1", int(sys.argv[1]))); print("connected")
+except OSError as error:
+    print("failed", error)
+' "$port6"
+    refute_output connected
+    wait "$victim"
+    grep -q "hello from inet" "$LAB_DIR/victim.html"
+    lab__ours "$ENGINE_PID"
+    [ "$(as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/")" = "hello from inet" ]
+}

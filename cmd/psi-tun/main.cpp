@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <initializer_list>
 #include <string>
 
 #include "core/cli.hpp"
@@ -10,36 +11,44 @@
 #include "core/log.hpp"
 #include "core/output.hpp"
 #include "tun/engine_run.hpp"
+#include "tun/engine_stats.hpp"
 #include "tun/tun_network.hpp"
 
 namespace {
 
-std::string megabytes(const psi::json::Value* bytes) {
+// The counters as a person reads them. The file comes from the tunnel user: only numbers and
+// the drop reasons psi knows are shown, whatever else it holds.
+std::int64_t number(const psi::json::Value& document, std::initializer_list<const char*> path) {
+    const psi::json::Value* value = &document;
+    for (const char* key : path) {
+        if (value->type() != psi::json::Type::object || !(value = value->find(key))) return 0;
+    }
+    return value->type() == psi::json::Type::number ? value->as_integer() : 0;
+}
+
+std::string megabytes(std::int64_t bytes) {
     char text[32];
-    std::snprintf(text, sizeof text, "%.1f MB", bytes ? static_cast<double>(bytes->as_integer()) / 1e6 : 0.0);
+    std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
     return text;
 }
 
-std::int64_t number(const psi::json::Value& object, const char* group, const char* key) {
-    const psi::json::Value* inner = object.find(group);
-    const psi::json::Value* value = inner ? inner->find(key) : nullptr;
-    return value ? value->as_integer() : 0;
-}
-
 void print_stats(const psi::json::Value& document) {
-    const psi::json::Value& stats = *document.find("stats");
     std::printf("packet engine (pid %lld): %lld TCP flows open (%lld since start), %lld UDP sessions\n",
-                static_cast<long long>(document.find("pid")->as_integer()),
-                static_cast<long long>(number(stats, "tcp", "flowsActive")),
-                static_cast<long long>(number(stats, "tcp", "flowsOpened")),
-                static_cast<long long>(number(stats, "udp", "sessionsActive")));
-    std::printf("TCP %s up, %s down; UDP %s up, %s down\n", megabytes(stats.find("tcp")->find("bytesUp")).c_str(),
-                megabytes(stats.find("tcp")->find("bytesDown")).c_str(),
-                megabytes(stats.find("udp")->find("bytesUp")).c_str(),
-                megabytes(stats.find("udp")->find("bytesDown")).c_str());
+                static_cast<long long>(number(document, {"pid"})),
+                static_cast<long long>(number(document, {"stats", "tcp", "flowsActive"})),
+                static_cast<long long>(number(document, {"stats", "tcp", "flowsOpened"})),
+                static_cast<long long>(number(document, {"stats", "udp", "sessionsActive"})));
+    std::printf("TCP %s up, %s down; UDP %s up, %s down\n",
+                megabytes(number(document, {"stats", "tcp", "bytesUp"})).c_str(),
+                megabytes(number(document, {"stats", "tcp", "bytesDown"})).c_str(),
+                megabytes(number(document, {"stats", "udp", "bytesUp"})).c_str(),
+                megabytes(number(document, {"stats", "udp", "bytesDown"})).c_str());
     std::string dropped;
-    for (const auto& [reason, count] : stats.find("dropped")->as_object())
-        if (count.as_integer() != 0) dropped += " " + std::to_string(count.as_integer()) + " " + reason;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(psi::tun::Drop::count_); ++i) {
+        const char* reason = psi::tun::drop_name(static_cast<psi::tun::Drop>(i));
+        if (const std::int64_t count = number(document, {"stats", "dropped", reason}))
+            dropped += " " + std::to_string(count) + " " + reason;
+    }
     if (!dropped.empty()) std::printf("not passed on:%s\n", dropped.c_str());
 }
 

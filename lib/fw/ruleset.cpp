@@ -84,6 +84,12 @@ Chain input_chain(const Policy& policy) {
     const std::string tun = quoted(policy.tun_name);
     Chain chain{"input", "input", "filter", "drop", {}};
     auto& rules = chain.rules;
+    if (policy.mode == Mode::tunnel) {
+        // The engine's NAT source is never a local address: from loopback it is a local program
+        // posing as a NAT leg (bound with IP_FREEBIND) to reach the engine's listener.
+        rules.push_back({"loopback-not-nat-source-ipv4", "iif \"lo\" ip saddr " + policy.nat_source_ipv4 + " drop"});
+        rules.push_back({"loopback-not-nat-source-ipv6", "iif \"lo\" ip6 saddr " + policy.nat_source_ipv6 + " drop"});
+    }
     rules.push_back({"loopback", "iif \"lo\" accept"});
     if (policy.mode == Mode::tunnel) {
         rules.push_back({"tunnel-user-connections", "ct mark " + mark_text() + " accept"});

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 
@@ -18,6 +19,7 @@ constexpr std::size_t max_outgoing = 64 * 1024;  // queries waiting for the conn
 constexpr std::size_t max_incoming = 2 * (65535 + 2);
 constexpr auto query_timeout = 10s;
 constexpr auto idle_timeout = 30s;
+constexpr std::size_t max_servers = 16;  // resolvers asked over TCP at once
 
 std::uint16_t message_id(std::span<const std::uint8_t> message) {
     return static_cast<std::uint16_t>(message[0] << 8 | message[1]);
@@ -35,9 +37,13 @@ DnsOverTcp::~DnsOverTcp() {
 void DnsOverTcp::query(const Endpoint& application, const Endpoint& apparent, const Endpoint& server,
                        std::span<const std::uint8_t> message) {
     if (message.size() < dns_header_size || message.size() > 65535) return;
+    if (!connections_.count(server) && connections_.size() >= max_servers) {
+        stats_.count(Drop::too_many_pending);
+        return;
+    }
     Connection& connection = connection_to(server);
     if (connection.outgoing.size() + message.size() + 2 > max_outgoing || connection.pending.size() >= 65535) {
-        stats_.count(Drop::udp_too_large);
+        stats_.count(Drop::too_many_pending);
         return;
     }
     std::uint16_t id = connection.next_id;
@@ -105,18 +111,20 @@ bool DnsOverTcp::flush(Connection& connection) {
     return true;
 }
 
+// Answers are passed on as they complete, also those that came just before the server closed.
 bool DnsOverTcp::read_answers(Connection& connection) {
     std::array<char, 16384> buffer{};
     for (;;) {
         const ssize_t received = ::recv(connection.socket.get(), buffer.data(), buffer.size(), 0);
-        if (received == 0) return false;
-        if (received < 0) {
-            if (errno == EAGAIN || errno == EINTR) break;
-            return false;
-        }
+        if (received < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+        if (received <= 0) return false;
         connection.incoming.append(buffer.data(), static_cast<std::size_t>(received));
+        pass_on_answers(connection);
         if (connection.incoming.size() > max_incoming) return false;
     }
+}
+
+void DnsOverTcp::pass_on_answers(Connection& connection) {
     while (connection.incoming.size() >= 2) {
         const std::size_t length = static_cast<unsigned char>(connection.incoming[0]) << 8 |
                                    static_cast<unsigned char>(connection.incoming[1]);
@@ -137,7 +145,6 @@ bool DnsOverTcp::read_answers(Connection& connection) {
         stats_.udp_bytes_down += message.size();
         connection.last_active = Clock::now();
     }
-    return true;
 }
 
 void DnsOverTcp::close(const Endpoint& server) {
@@ -152,8 +159,11 @@ void DnsOverTcp::close(const Endpoint& server) {
 void DnsOverTcp::collect_garbage(Clock::time_point now) {
     std::vector<Endpoint> idle;
     for (auto& [server, connection] : connections_) {
-        std::erase_if(connection->pending, [&](const auto& entry) { return now - entry.second.sent >= query_timeout; });
-        if (connection->pending.empty() && now - connection->last_active >= idle_timeout) idle.push_back(server);
+        // A query unanswered this long: the connection is stuck (or never came up); start anew.
+        const bool is_stuck = std::any_of(connection->pending.begin(), connection->pending.end(),
+                                          [&](const auto& entry) { return now - entry.second.sent >= query_timeout; });
+        if (is_stuck || (connection->pending.empty() && now - connection->last_active >= idle_timeout))
+            idle.push_back(server);
     }
     for (const Endpoint& server : idle) close(server);
 }

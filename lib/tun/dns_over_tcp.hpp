@@ -47,6 +47,7 @@ private:
     void on_event(const Endpoint& server);
     bool flush(Connection& connection);
     bool read_answers(Connection& connection);
+    void pass_on_answers(Connection& connection);
     void watch(const Endpoint& server, Connection& connection);
     void close(const Endpoint& server);
 

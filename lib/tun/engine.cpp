@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "tun/packet_builder.hpp"
 #include "tun/tun_device.hpp"
 
@@ -66,7 +67,14 @@ void Engine::on_readable() {
         }
         VnetHeader header{};
         std::memcpy(&header, buffer_.data(), vnet_header_size);
-        handle(std::span(buffer_).subspan(vnet_header_size, static_cast<std::size_t>(length) - vnet_header_size), header);
+        try {
+            handle(std::span(buffer_).subspan(vnet_header_size, static_cast<std::size_t>(length) - vnet_header_size),
+                   header);
+        } catch (const Error& error) {
+            // One packet the engine cannot handle costs that packet, never the engine.
+            stats_.count(Drop::malformed);
+            log::debug(std::string("dropped a packet: ") + error.what());
+        }
     }
 }
 

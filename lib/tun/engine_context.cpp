@@ -1,6 +1,9 @@
 #include "tun/engine_context.hpp"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -44,11 +47,13 @@ bool is_in_network(const IpAddress& address, const IpAddress& network, int prefi
 
 bool is_forwardable(const IpAddress& address) {
     const auto& b = address.bytes;
-    if (address.version == IpVersion::v4) return b[0] != 0 && b[0] != 127 && b[0] < 224;
-    if (b[0] == 0xff) return false;                       // multicast
+    if (address.version == IpVersion::v4)
+        return b[0] != 0 && b[0] != 127 && b[0] < 224 && !(b[0] == 169 && b[1] == 254);  // link-local
+    if (b[0] == 0xff) return false;                           // multicast
     if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;  // link-local
-    bool is_zero_prefix = true;                           // ::, ::1
-    for (std::size_t i = 0; i < 15; ++i) is_zero_prefix = is_zero_prefix && b[i] == 0;
+    // ::, ::1, and IPv4-mapped or -compatible addresses (::ffff:127.0.0.1 is loopback too).
+    bool is_zero_prefix = true;
+    for (std::size_t i = 0; i < 10; ++i) is_zero_prefix = is_zero_prefix && b[i] == 0;
     return !is_zero_prefix;
 }
 
@@ -76,6 +81,28 @@ std::optional<Endpoint> endpoint_of(const proxy::SocksAddress& address) {
     if (inet_pton(family, address.host.c_str(), endpoint.address.bytes.data()) != 1) return std::nullopt;
     endpoint.address.version = address.type == proxy::AddressType::ipv4 ? IpVersion::v4 : IpVersion::v6;
     endpoint.port = address.port;
+    return endpoint;
+}
+
+}  // namespace psi::tun
+
+namespace psi::tun {
+
+std::optional<Endpoint> endpoint_of_socket(const sockaddr_storage& address) {
+    Endpoint endpoint;
+    if (address.ss_family == AF_INET) {
+        const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+        endpoint.address.version = IpVersion::v4;
+        std::memcpy(endpoint.address.bytes.data(), &v4->sin_addr, 4);
+        endpoint.port = ntohs(v4->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+        const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+        endpoint.address.version = IpVersion::v6;
+        std::memcpy(endpoint.address.bytes.data(), &v6->sin6_addr, 16);
+        endpoint.port = ntohs(v6->sin6_port);
+    } else {
+        return std::nullopt;
+    }
     return endpoint;
 }
 

@@ -81,5 +81,7 @@ std::optional<Endpoint> proxy_destination(const EngineSettings& settings, const 
 proxy::SocksAddress socks_address_of(const Endpoint& endpoint);
 // nullopt for a domain name or a malformed address.
 std::optional<Endpoint> endpoint_of(const proxy::SocksAddress& address);
+// nullopt for a family other than IPv4 and IPv6.
+std::optional<Endpoint> endpoint_of_socket(const sockaddr_storage& address);
 
 }  // namespace psi::tun

@@ -38,7 +38,8 @@ TEST(ProxyDestination, NeverTheTunsNetworksLoopbackLinkLocalMulticastOrPortZero)
     for (const auto& [address, port] : std::vector<std::pair<std::string, std::uint16_t>>{
              {"10.200.3.1", 80}, {"10.200.3.3", 80}, {"10.200.3.255", 80}, {"fd42:42:42::1", 80}, {"fd42:42:42::99", 80},
              {"127.0.0.1", 80}, {"0.0.0.0", 80}, {"224.0.0.251", 5353}, {"255.255.255.255", 67}, {"::1", 80},
-             {"::", 80}, {"fe80::1", 80}, {"ff02::fb", 5353}, {"198.51.100.10", 0}}) {
+             {"::", 80}, {"fe80::1", 80}, {"ff02::fb", 5353}, {"198.51.100.10", 0}, {"169.254.169.254", 80},
+             {"::ffff:127.0.0.1", 80}, {"::ffff:198.51.100.10", 80}, {"::127.0.0.1", 80}}) {
         EXPECT_EQ(proxy_destination(settings, endpoint(address, port)), std::nullopt) << address << " port " << port;
     }
 }

@@ -158,6 +158,10 @@ int run_engine(const Config& config, const RunOptions& options) {
         if (tun_owner(settings.tun_name) != static_cast<long>(user.uid))
             throw Error(settings.tun_name + " is not a TUN of " + user.name + "'s (psi-tun up makes it so)");
         tun = attach_tun(settings.tun_name);
+        // The device may have been deleted and made anew between the check and the attach (root's
+        // attach would then have created a fresh one): check what was attached.
+        if (!is_persistent(tun.get()) || tun_owner(settings.tun_name) != static_cast<long>(user.uid))
+            throw Error(settings.tun_name + " changed while the engine attached to it; run psi-tun up");
         prepare_engine_directory(config, user);
         drop_privileges(user);
     } else {

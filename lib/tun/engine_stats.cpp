@@ -12,9 +12,12 @@ const char* drop_name(Drop reason) {
         case Drop::held_syn: return "heldSyn";
         case Drop::bad_destination: return "badDestination";
         case Drop::nat_ports_exhausted: return "natPortsExhausted";
+        case Drop::too_many_pending: return "tooManyPending";
         case Drop::proxy_refused: return "proxyRefused";
         case Drop::udp_unsupported: return "udpUnsupported";
         case Drop::udp_too_large: return "udpTooLarge";
+        case Drop::udp_send_failed: return "udpSendFailed";
+        case Drop::bad_reply_source: return "badReplySource";
         case Drop::udp_sessions_full: return "udpSessionsFull";
         case Drop::tun_write_failed: return "tunWriteFailed";
         case Drop::count_: break;

@@ -20,9 +20,12 @@ enum class Drop : std::size_t {
     held_syn,             // a SYN retransmitted while its SOCKS connect was pending
     bad_destination,      // multicast, loopback, or the TUN's own network
     nat_ports_exhausted,
+    too_many_pending,     // a SYN while 2048 flows already wait for the proxy: reset
     proxy_refused,        // the SOCKS proxy could not connect: reset or ICMP to the app
     udp_unsupported,      // UDP when the proxy has no UDP ASSOCIATE (DNS still goes over TCP)
     udp_too_large,
+    udp_send_failed,
+    bad_reply_source,     // a UDP reply the relay says came from where none can come from
     udp_sessions_full,
     tun_write_failed,
     count_,

@@ -28,6 +28,9 @@ constexpr auto connect_timeout = 75s;
 // A closed flow's mapping lives on for the last FIN/ACK and TIME_WAIT segments.
 constexpr auto closed_linger = 120s;
 constexpr int listen_backlog = 4096;
+// Flows waiting for the proxy at once: more are reset, so that no local program can hold every
+// NAT port (or descriptor) with SYNs to destinations that never answer.
+constexpr std::size_t max_connecting_flows = 2048;
 constexpr int not_sent_low_water = 128 * 1024;  // TUN.md §3.6: no bufferbloat across three buffers
 
 bool is_pure_syn(const PacketView& view) {
@@ -50,22 +53,6 @@ sockaddr_storage socket_address(const Endpoint& endpoint, socklen_t& length) {
         length = sizeof(sockaddr_in6);
     }
     return storage;
-}
-
-Endpoint endpoint_of_socket_address(const sockaddr_storage& storage) {
-    Endpoint endpoint;
-    if (storage.ss_family == AF_INET) {
-        const auto* v4 = reinterpret_cast<const sockaddr_in*>(&storage);
-        endpoint.address.version = IpVersion::v4;
-        std::memcpy(endpoint.address.bytes.data(), &v4->sin_addr, 4);
-        endpoint.port = ntohs(v4->sin_port);
-    } else {
-        const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-        endpoint.address.version = IpVersion::v6;
-        std::memcpy(endpoint.address.bytes.data(), &v6->sin6_addr, 16);
-        endpoint.port = ntohs(v6->sin6_port);
-    }
-    return endpoint;
 }
 
 void set_option(int socket, int level, int name, int value) { ::setsockopt(socket, level, name, &value, sizeof value); }
@@ -111,7 +98,7 @@ TcpNat::Listener TcpNat::open_listener(const IpAddress& address) {
     sockaddr_storage bound{};
     length = sizeof bound;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
-    listener.address = endpoint_of_socket_address(bound);
+    listener.address = *endpoint_of_socket(bound);
     return listener;
 }
 
@@ -156,9 +143,13 @@ void TcpNat::from_application(std::span<std::uint8_t> packet, const PacketView& 
     }
 }
 
+// Only the listener's side of a NAT leg we injected: a local process that binds the NAT source
+// (IP_FREEBIND) and connects to the listener makes it answer into the TUN too.
 void TcpNat::from_listener(std::span<std::uint8_t> packet, const PacketView& view, const VnetHeader& header) {
     const Flow* flow = table_.flow_of(view.destination.port);
-    if (!flow) {
+    const auto state = flows_.find(view.destination.port);
+    if (!flow || flow->application.address.version != view.version || state == flows_.end() ||
+        state->second.phase == Phase::connecting) {
         stats_.count(Drop::no_flow);
         return;
     }
@@ -170,6 +161,11 @@ void TcpNat::start_flow(std::span<const std::uint8_t> packet, const PacketView& 
     const auto target = proxy_destination(settings_, view.destination);
     if (!target) {
         stats_.count(Drop::bad_destination);
+        output_.send(build_tcp_reset(view));
+        return;
+    }
+    if (connecting_flows_ >= max_connecting_flows) {
+        stats_.count(Drop::too_many_pending);
         output_.send(build_tcp_reset(view));
         return;
     }
@@ -187,6 +183,7 @@ void TcpNat::start_flow(std::span<const std::uint8_t> packet, const PacketView& 
     state.held_header = header;
     state.handshake = std::make_unique<proxy::SocksHandshake>(settings_.socks, proxy::SocksCommand::connect,
                                                               socks_address_of(*target));
+    ++connecting_flows_;
     ++stats_.tcp_flows_opened;
     const std::uint16_t nat_port = *port;
     if (state.handshake->step() == proxy::SocksHandshake::Step::failed) {
@@ -220,6 +217,7 @@ void TcpNat::on_handshake(std::uint16_t port) {
     proxy_health_.reached();
     state.upstream = state.handshake->release();
     state.handshake.reset();
+    --connecting_flows_;  // forget() counts the ones that fail
     set_option(state.upstream.get(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, not_sent_low_water);
     auto parsed = parse_packet(state.held_syn);
     const auto* view = std::get_if<PacketView>(&parsed);
@@ -260,13 +258,14 @@ void TcpNat::on_accept(int listener) {
         UniqueFd accepted(::accept4(listener, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!accepted.is_open()) {
             if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
-            if (errno == EMFILE || errno == ENFILE) {
-                log::warning("out of file descriptors: new connections wait");
-                return;
-            }
-            throw_system_error("accept", errno);
+            // Out of descriptors or memory: the pending connection would wake the loop at once,
+            // forever. Stop watching the listeners until the next garbage collection.
+            if (!are_listeners_paused_)
+                log::warning(std::string("cannot accept connections: ") + std::strerror(errno) + "; waiting");
+            pause_listeners();
+            return;
         }
-        const Endpoint from = endpoint_of_socket_address(peer);
+        const Endpoint from = endpoint_of_socket(peer).value_or(Endpoint{});
         // Only the NAT legs we injected: a local process connecting to the listener directly
         // gets nothing (TUN.md §3.1).
         const auto found = flows_.find(from.port);
@@ -299,13 +298,28 @@ void TcpNat::on_accept(int listener) {
 void TcpNat::forget(std::uint16_t port, Clock::time_point now) {
     const auto found = flows_.find(port);
     if (found != flows_.end()) {
-        if (found->second.handshake) loop_.remove(found->second.handshake->fd());
+        if (found->second.handshake) {
+            loop_.remove(found->second.handshake->fd());
+            if (found->second.phase == Phase::connecting) --connecting_flows_;
+        }
         flows_.erase(found);
     }
     table_.release(port, now);
 }
 
+void TcpNat::pause_listeners() {
+    if (are_listeners_paused_) return;
+    are_listeners_paused_ = true;
+    loop_.modify(ipv4_.socket.get(), 0);
+    loop_.modify(ipv6_.socket.get(), 0);
+}
+
 void TcpNat::collect_garbage(Clock::time_point now) {
+    if (are_listeners_paused_) {
+        are_listeners_paused_ = false;
+        loop_.modify(ipv4_.socket.get(), EPOLLIN);
+        loop_.modify(ipv6_.socket.get(), EPOLLIN);
+    }
     std::vector<std::uint16_t> expired;
     for (auto& [port, state] : flows_) {
         const auto age = now - state.since;

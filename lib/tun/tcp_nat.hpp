@@ -59,6 +59,7 @@ private:
     void on_handshake(std::uint16_t port);
     void refuse(std::span<const std::uint8_t> syn, proxy::SocksReply reply);
     void forget(std::uint16_t port, Clock::time_point now);
+    void pause_listeners();
     const Listener& listener_for(IpVersion version) const { return version == IpVersion::v4 ? ipv4_ : ipv6_; }
     const IpAddress& nat_source_for(IpVersion version) const {
         return version == IpVersion::v4 ? settings_.nat_source_ipv4 : settings_.nat_source_ipv6;
@@ -73,6 +74,8 @@ private:
     NatTable table_;
     std::unordered_map<std::uint16_t, FlowState> flows_;
     Listener ipv4_, ipv6_;
+    std::size_t connecting_flows_ = 0;
+    bool are_listeners_paused_ = false;
 };
 
 }  // namespace psi::tun

@@ -59,6 +59,11 @@ UniqueFd attach_tun(const std::string& name, UniqueFd tun_file) {
     return tun_file;
 }
 
+bool is_persistent(int tun_file) {
+    ifreq request{};
+    return ::ioctl(tun_file, TUNGETIFF, &request) == 0 && (request.ifr_flags & IFF_PERSIST);
+}
+
 bool create_persistent_tun(const std::string& name, uid_t owner, gid_t group) {
     if (interface_exists(name)) {
         const long current = tun_owner(name);

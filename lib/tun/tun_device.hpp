@@ -22,6 +22,9 @@ bool create_persistent_tun(const std::string& name, uid_t owner, gid_t group);
 // `tun_file` is an open /dev/net/tun, or empty to open it here.
 UniqueFd attach_tun(const std::string& name, UniqueFd tun_file = {});
 
+// Whether the device `tun_file` is attached to is persistent (TUNGETIFF).
+bool is_persistent(int tun_file);
+
 // The virtio-net header's size (the default of TUNSETVNETHDRSZ).
 inline constexpr std::size_t vnet_header_size = 10;
 

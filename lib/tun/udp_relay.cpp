@@ -21,6 +21,15 @@ constexpr std::size_t max_payload = 65507 - 22;  // what still fits with the SOC
 constexpr auto idle_timeout = 60s;
 constexpr auto dns_idle_timeout = 15s;
 constexpr auto unsupported_retry = 60s;         // then ask the proxy for UDP again
+constexpr auto associate_timeout = 10s;
+constexpr std::size_t max_reply_payload = 65535 - 20 - 8;  // what an IPv4 datagram can carry
+
+bool is_loopback(const IpAddress& address) {
+    if (address.version == IpVersion::v4) return address.bytes[0] == 127;
+    for (std::size_t i = 0; i < 15; ++i)
+        if (address.bytes[i] != 0) return false;
+    return address.bytes[15] == 1;
+}
 
 bool is_unspecified(const IpAddress& address) {
     for (std::size_t i = 0; i < (address.version == IpVersion::v4 ? 4u : 16u); ++i)
@@ -86,7 +95,7 @@ UdpRelay::Session* UdpRelay::session_for(const Endpoint& application) {
                                                                                 : proxy::AddressType::ipv4,
                                   "", 0};
     session->handshake = std::make_unique<proxy::SocksHandshake>(settings_.socks, proxy::SocksCommand::udp_associate, any);
-    session->last_active = Clock::now();
+    session->last_active = session->started = Clock::now();
     Session& ref = *session;
     sessions_[application] = std::move(session);
     ++stats_.udp_sessions_opened;
@@ -134,7 +143,14 @@ void UdpRelay::associated(const Endpoint& application, Session& session) {
     sockaddr_storage relay = settings_.socks.address;
     socklen_t relay_length = settings_.socks.length;
     const auto relay_endpoint = endpoint_of(bound);
-    if (relay_endpoint && !is_unspecified(relay_endpoint->address)) {
+    // The relay must be the proxy itself or on loopback: a relay elsewhere would carry the
+    // applications' datagrams outside the tunnel, with the tunnel user's right to pass.
+    if (!relay_endpoint || !is_acceptable_relay(*relay_endpoint)) {
+        proxy_health_.failed("the SOCKS proxy named a UDP relay that is neither itself nor on loopback");
+        stats_.count(Drop::proxy_refused);
+        return close(application);
+    }
+    if (!is_unspecified(relay_endpoint->address)) {
         relay = {};
         if (relay_endpoint->address.version == IpVersion::v4) {
             auto* v4 = reinterpret_cast<sockaddr_in*>(&relay);
@@ -166,7 +182,7 @@ void UdpRelay::associated(const Endpoint& application, Session& session) {
 void UdpRelay::send(Session& session, const Datagram& datagram) {
     const std::string payload(datagram.payload.begin(), datagram.payload.end());
     const std::string bytes = proxy::encode_udp_datagram({socks_address_of(datagram.destination), payload});
-    if (::send(session.socket.get(), bytes.data(), bytes.size(), 0) < 0) stats_.count(Drop::udp_too_large);
+    if (::send(session.socket.get(), bytes.data(), bytes.size(), 0) < 0) stats_.count(Drop::udp_send_failed);
 }
 
 void UdpRelay::on_datagrams(const Endpoint& application) {
@@ -180,7 +196,13 @@ void UdpRelay::on_datagrams(const Endpoint& application) {
         const auto datagram = proxy::parse_udp_datagram(std::string_view(buffer.data(), static_cast<std::size_t>(received)));
         if (!datagram) continue;
         auto source = endpoint_of(datagram->destination);
-        if (!source) continue;
+        // Replies come from the far end, never from this machine's TUN networks or anywhere
+        // unroutable, whatever the relay says.
+        if (!source || proxy_destination(settings_, *source) != source ||
+            datagram->payload.size() > max_reply_payload) {
+            stats_.count(Drop::bad_reply_source);
+            continue;
+        }
         // The resolver's answer comes from the DNS address the application asked, which for an
         // IPv6 socket may hide an IPv4 resolver.
         if (const auto apparent = session.apparent_source.find(*source); apparent != session.apparent_source.end())
@@ -224,10 +246,17 @@ void UdpRelay::close(const Endpoint& application) {
     sessions_.erase(found);
 }
 
+bool UdpRelay::is_acceptable_relay(const Endpoint& relay) const {
+    if (is_unspecified(relay.address) || is_loopback(relay.address)) return true;
+    const auto proxy = endpoint_of_socket(settings_.socks.address);
+    return proxy && proxy->address == relay.address;
+}
+
 void UdpRelay::collect_garbage(Clock::time_point now) {
     std::vector<Endpoint> idle;
     for (const auto& [application, session] : sessions_)
-        if (now - session->last_active >= (session->is_dns_only ? dns_idle_timeout : idle_timeout))
+        if (now - session->last_active >= (session->is_dns_only ? dns_idle_timeout : idle_timeout) ||
+            (session->handshake && now - session->started >= associate_timeout))
             idle.push_back(application);
     for (const Endpoint& application : idle) close(application);
     dns_over_tcp_.collect_garbage(now);

@@ -42,7 +42,7 @@ private:
         UniqueFd socket;                                   // datagrams to and from the relay
         std::deque<Datagram> queued;                       // sent once associated
         std::map<Endpoint, Endpoint> apparent_source;      // resolver -> the DNS address asked
-        Clock::time_point last_active;
+        Clock::time_point started, last_active;
         bool is_dns_only = true;
     };
 
@@ -53,6 +53,7 @@ private:
     void on_datagrams(const Endpoint& application);
     void unsupported(const Endpoint& application, Session& session);
     void close(const Endpoint& application);
+    bool is_acceptable_relay(const Endpoint& relay) const;
 
     EventLoop& loop_;
     const EngineSettings& settings_;
