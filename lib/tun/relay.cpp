@@ -13,6 +13,7 @@ namespace {
 // Rounds per wake-up and direction, so that one busy flow cannot starve the others; level-
 // triggered readiness brings the loop back for the rest.
 constexpr int pump_rounds = 8;
+constexpr int bulk_pipe_size = 1 << 20;
 
 void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
     int ends[2];
@@ -33,8 +34,10 @@ Relay::Relay(EventLoop& loop, UniqueFd application, UniqueFd upstream, RelayCoun
     : loop_(loop), application_(std::move(application)), upstream_(std::move(upstream)), done_(std::move(done)) {
     make_pipe(up_.pipe_read, up_.pipe_write);
     make_pipe(down_.pipe_read, down_.pipe_write);
-    const int capacity = ::fcntl(up_.pipe_write.get(), F_GETPIPE_SZ);
-    if (capacity > 0) pipe_capacity_ = static_cast<std::size_t>(capacity);
+    for (Direction* direction : {&up_, &down_}) {
+        const int capacity = ::fcntl(direction->pipe_write.get(), F_GETPIPE_SZ);
+        direction->capacity = capacity > 0 ? static_cast<std::size_t>(capacity) : 4096;
+    }
     up_.from = application_.get();
     up_.to = upstream_.get();
     up_.counter = &counters.up;
@@ -95,11 +98,12 @@ void Relay::on_event(int socket, std::uint32_t events) {
 Relay::Fault Relay::pump(Direction& direction) {
     for (int round = 0; round < pump_rounds; ++round) {
         bool has_moved = false;
-        if (direction.wants_read(pipe_capacity_)) {
+        if (direction.wants_read()) {
             const ssize_t read = ::splice(direction.from, nullptr, direction.pipe_write.get(), nullptr,
-                                          pipe_capacity_ - direction.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                                          direction.capacity - direction.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (read > 0) {
                 direction.in_pipe += static_cast<std::size_t>(read);
+                if (direction.in_pipe == direction.capacity) grow(direction);
                 has_moved = true;
             } else if (read == 0) {
                 direction.is_source_done = true;
@@ -129,9 +133,19 @@ Relay::Fault Relay::pump(Direction& direction) {
     return Fault::none;
 }
 
+// A pipe that fills up carries a bulk flow: it grows once, so that each splice(2) moves more.
+// Interactive flows keep the default, and the tunnel user's pipe budget (pipe-user-pages-soft)
+// goes to the flows that use it; past the budget the kernel refuses and the size stays.
+void Relay::grow(Direction& direction) {
+    if (direction.has_grown) return;
+    direction.has_grown = true;
+    const int capacity = ::fcntl(direction.pipe_write.get(), F_SETPIPE_SZ, bulk_pipe_size);
+    if (capacity > 0) direction.capacity = static_cast<std::size_t>(capacity);
+}
+
 void Relay::update_interest() {
-    const std::uint32_t application = (up_.wants_read(pipe_capacity_) ? EPOLLIN : 0u) | (down_.in_pipe > 0 ? EPOLLOUT : 0u);
-    const std::uint32_t upstream = (down_.wants_read(pipe_capacity_) ? EPOLLIN : 0u) | (up_.in_pipe > 0 ? EPOLLOUT : 0u);
+    const std::uint32_t application = (up_.wants_read() ? EPOLLIN : 0u) | (down_.in_pipe > 0 ? EPOLLOUT : 0u);
+    const std::uint32_t upstream = (down_.wants_read() ? EPOLLIN : 0u) | (up_.in_pipe > 0 ? EPOLLOUT : 0u);
     if (application != application_events_ && !is_application_hung_up_)
         loop_.modify(application_.get(), application_events_ = application);
     if (upstream != upstream_events_ && !is_upstream_hung_up_) loop_.modify(upstream_.get(), upstream_events_ = upstream);

@@ -35,23 +35,25 @@ private:
         int to = -1;
         UniqueFd pipe_read, pipe_write;
         std::size_t in_pipe = 0;
+        std::size_t capacity = 0;     // of the pipe
+        bool has_grown = false;
         bool is_source_done = false;  // end of stream read
         bool is_shut = false;         // passed on as a half-close
         std::uint64_t* counter = nullptr;
-        bool wants_read(std::size_t capacity) const { return !is_source_done && in_pipe < capacity; }
+        bool wants_read() const { return !is_source_done && in_pipe < capacity; }
         bool is_finished() const { return is_shut; }
     };
     enum class Fault { none, source_reset, destination_reset };
 
     void on_event(int socket, std::uint32_t events);
     Fault pump(Direction& direction);
+    static void grow(Direction& direction);
     void update_interest();
     void finish(Outcome outcome, int socket_to_reset);
 
     EventLoop& loop_;
     UniqueFd application_, upstream_;
     Direction up_, down_;
-    std::size_t pipe_capacity_ = 65536;
     Done done_;
     std::uint32_t application_events_ = 0, upstream_events_ = 0;
     bool is_finished_ = false;

@@ -398,7 +398,7 @@ TEST_F(RelayTest, ASlowApplicationStopsTheRelayReadingFromUpstream) {
 
     // What can sit between the two: the far end's send buffer, the relay's receive buffer, its
     // pipe, its send buffer and the application's receive buffer (plus a little slack).
-    const std::size_t pipe_capacity = 65536;  // the relay's pipe, at its default size
+    const std::size_t pipe_capacity = 1 << 20;  // the relay's pipe, grown once for a bulk flow
     const std::size_t slack = 65536;
     const std::size_t bound = static_cast<std::size_t>(socket_option(far_end_.get(), SO_SNDBUF) +
                                                        relay_ends_buffered_ +
