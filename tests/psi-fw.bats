@@ -446,6 +446,35 @@ EOF
     grep -q 'psi-fw --config .* boot$' "$unit"
 }
 
+@test "watch restores the kill switch at once when it is flushed, deleted or changed; the user stays inside" {
+    local pid restored
+    lab__spawn "$LAB_CLIENT" watch "$PSI_FW" --config "$LAB_DIR/psi.conf" watch
+    pid=$LAB_LAST_PID
+    lab__wait_for 5 psi_fw status
+    lab_client nft flush ruleset
+    lab__wait_for 2 psi_fw status
+    lab_client nft delete table inet psiphon_filter
+    lab__wait_for 2 psi_fw status
+    lab_client nft insert rule inet psiphon_filter output meta skuid "$DESKTOP_UID" accept
+    lab__wait_for 2 psi_fw status
+    lab_client nft add table inet other
+    lab_client nft add chain inet other output '{ type filter hook output priority 0; policy accept; }'
+    psi_fw status
+    lab_capture_start
+    assert_all_rejected "$DESKTOP_UID"
+    lab_capture_stop
+    assert_equal "$(leaked_packets)" 0
+    restored=$(grep -c "restored" "$LAB_DIR/watch.err")
+    [ "$restored" -eq 3 ] || { cat "$LAB_DIR/watch.err"; false; }
+    grep -q "the kill switch was removed by someone else; restored (tunnel)" "$LAB_DIR/watch.err"
+    grep -q "the kill switch was changed by someone else (.*); restored" "$LAB_DIR/watch.err"
+    # Stopped, it leaves the kill switch as it is; another tool's table was never touched.
+    lab__stop "$pid" TERM
+    psi_fw status
+    lab_client nft list table inet other >/dev/null
+    lab_client nft delete table inet other
+}
+
 @test "help, version, and one-line errors for bad usage" {
     run "$PSI_FW" --version
     assert_success

@@ -10,6 +10,7 @@
 #include "core/output.hpp"
 #include "fw/kill_switch.hpp"
 #include "fw/leak_probe.hpp"
+#include "fw/watchdog.hpp"
 
 namespace {
 
@@ -165,7 +166,7 @@ int main(int argc, char** argv) {
                  "psi-fw"};
     add_common_options(app, options.common);
     app.require_subcommand(1);
-    app.footer("Examples:\n  psi-fw up\n  psi-fw status --json\n  psi-fw print | nft -c -f -\n"
+    app.footer("Examples:\n  psi-fw up\n  psi-fw status --json\n  psi-fw watch &\n  psi-fw print | nft -c -f -\n"
                "Exit status: 0 ok, 1 failure (previous rules kept), 2 usage, 3 not secure.\n"
                "See psi-fw(8) and psi.conf(5).");
 
@@ -175,7 +176,9 @@ int main(int argc, char** argv) {
     auto* verify = app.add_subcommand("verify", "status, then probe as another user: TCP and DNS must be rejected");
     auto* print = app.add_subcommand("print", "Print the nft script that up would load");
     auto* boot = app.add_subcommand("boot", "Load the blocked policy (early boot, before the network)");
-    for (auto* command : {up, print, boot, status, verify})
+    auto* watch = app.add_subcommand("watch", "Keep the kill switch in place: restore it at once when anyone removes or changes it");
+    watch->add_flag("--boot", options.is_boot_policy, "Keep the blocked policy instead of the tunnel policy");
+    for (auto* command : {up, print, boot, status, verify, watch})
         command->add_flag("--allow-lan", options.is_allow_lan, "Also allow the private LAN ranges (not DNS)");
     print->add_flag("--boot", options.is_boot_policy, "Print the blocked policy that boot loads");
     verify->add_option("--probe-ipv4", options.probe_targets.ipv4, "IPv4 address the probes try")->capture_default_str();
@@ -191,6 +194,8 @@ int main(int argc, char** argv) {
         if (*down) return command_down(options);
         if (*status) return command_status(options);
         if (*verify) return command_verify(options);
+        if (*watch)
+            return fw::Watchdog(load(options), options.is_boot_policy ? fw::Mode::blocked : fw::Mode::tunnel).run();
         return command_print(options);
     });
 }

@@ -16,18 +16,26 @@ std::string KillSwitch::script(Mode mode) const {
 
 Change KillSwitch::apply(Mode mode) {
     const Table table = build_table(make_policy(config_, mode));
-    // Rendering the expected table needs a private namespace; if that is refused, the table is
-    // still loaded (protection first) and the failure to compare is reported afterwards.
+    // Rendering the expected table needs a private namespace and takes tens of milliseconds: with
+    // no table in the kernel (at boot, or after someone removed it) the rules are loaded first
+    // and checked after. If rendering is refused, the table is still loaded (protection first)
+    // and the failure to compare is reported afterwards.
+    const bool was_loaded = read_kernel_table().has_value();
     std::optional<ListedTable> expected;
     std::string render_error;
-    try {
-        expected = render_expected({table}).front();
-    } catch (const Error& error) {
-        render_error = error.what();
-    }
-    if (auto current = read_kernel_table(); expected && current && compare_tables(*expected, *current).empty()) {
-        log::debug(std::string("the kernel already holds the ") + mode_name(mode) + " policy");
-        return Change::unchanged;
+    const auto render = [&] {
+        try {
+            expected = render_expected({table}).front();
+        } catch (const Error& error) {
+            render_error = error.what();
+        }
+    };
+    if (was_loaded) {
+        render();
+        if (auto current = read_kernel_table(); expected && current && compare_tables(*expected, *current).empty()) {
+            log::debug(std::string("the kernel already holds the ") + mode_name(mode) + " policy");
+            return Change::unchanged;
+        }
     }
 
     const auto start = std::chrono::steady_clock::now();
@@ -36,6 +44,7 @@ Change KillSwitch::apply(Mode mode) {
     log::debug(std::string("loaded the ") + mode_name(mode) + " policy in one transaction (" +
                std::to_string(elapsed.count()) + " ms)");
 
+    if (!was_loaded) render();
     if (!expected) throw Error("the kill switch is loaded but could not be checked: " + render_error);
     auto loaded = read_kernel_table();
     if (!loaded) throw Error("the kill switch table is absent right after loading it");
