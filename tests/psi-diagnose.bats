@@ -127,9 +127,17 @@ stack_up() {
     [ "$(verdict config)" = true ]
 }
 
-@test "the engine stopped: the probe through the tunnel fails, and still nothing leaks" {
+@test "the engine stopped: the probe through the tunnel fails, and still nothing leaks; an impostor does not count" {
     stack_up
     lab__stop "${STARTED##* }" TERM
+    # Any program can be named psi-tun and started with "run": it is not the engine.
+    mkdir -p "$LAB_DIR/fake" && chmod o+x "$LAB_DIR"
+    printf '#!/bin/sh\nsleep 60\n' >"$LAB_DIR/fake/psi-tun"
+    chmod -R o+rx "$LAB_DIR/fake"
+    lab__spawn "$LAB_CLIENT" impostor setpriv --reuid="$TUNNEL_USER" --regid=psiphon-group --clear-groups \
+        --inh-caps=-all --bounding-set=-all --no-new-privs "$LAB_DIR/fake/psi-tun" run
+    STARTED="$STARTED $LAB_LAST_PID"
+    lab__wait_for 2 grep -q "^psi-tun$" "/proc/$LAB_LAST_PID/comm"
     run --separate-stderr diagnose --json
     assert_failure 3
     [ "$(verdict "packet engine")" = false ]

@@ -77,8 +77,9 @@ int main(int argc, char** argv) {
         checks.push_back(diagnose::check_tun(config));
         checks.push_back(diagnose::check_routing(config));
         checks.push_back(diagnose::check_dns(config));
-        for (auto& check : diagnose::check_processes(config)) checks.push_back(std::move(check));
-        for (auto& check : diagnose::check_files(config, programs_directory())) checks.push_back(std::move(check));
+        const std::string programs = programs_directory();
+        for (auto& check : diagnose::check_processes(config, programs)) checks.push_back(std::move(check));
+        for (auto& check : diagnose::check_files(config, programs)) checks.push_back(std::move(check));
         if (!is_without_probes)
             for (auto& check : diagnose::check_leaks(config, targets)) checks.push_back(std::move(check));
 

@@ -132,6 +132,7 @@ struct ProcessInfo {
     long pid = 0;
     std::string command;  // comm
     std::string arguments;
+    std::string executable;  // what /proc/PID/exe points at
     uid_t uid = 0;
     bool has_no_capabilities = false;
 };
@@ -152,6 +153,9 @@ std::vector<ProcessInfo> processes(const std::string& proc) {
             std::replace(arguments.begin(), arguments.end(), '\0', ' ');
             info.arguments = arguments;
             info.uid = static_cast<uid_t>(std::stoul(status_field(status, "Uid")));
+            char target[4096] = {};
+            const ssize_t length = ::readlink((proc + "/" + name + "/exe").c_str(), target, sizeof target - 1);
+            if (length > 0) info.executable.assign(target, static_cast<std::size_t>(length));
             const std::string zero = "0000000000000000";
             info.has_no_capabilities = status_field(status, "CapEff") == zero && status_field(status, "CapPrm") == zero &&
                                        status_field(status, "CapBnd") == zero && status_field(status, "CapAmb") == zero &&
@@ -266,13 +270,17 @@ Check check_dns(const Config& config, const std::string& resolv_conf) {
     return passed(name, resolv_conf + " names only the in-tunnel resolver (" + join(servers) + ")");
 }
 
-std::vector<Check> check_processes(const Config& config, const std::string& proc) {
+std::vector<Check> check_processes(const Config& config, const std::string& programs_directory,
+                                   const std::string& proc) {
     const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
     const std::vector<ProcessInfo> all = processes(proc);
     std::vector<Check> checks;
     const auto find = [&](const std::string& command, const std::string& argument) -> const ProcessInfo* {
+        // Any user can name a process "psi-tun": only the installed program counts.
         for (const ProcessInfo& process : all)
-            if (process.command == command && process.arguments.find(argument) != std::string::npos) return &process;
+            if (process.command == command && process.arguments.find(argument) != std::string::npos &&
+                process.executable == programs_directory + "/" + command)
+                return &process;
         return nullptr;
     };
     const auto expect = [&](const std::string& name, const ProcessInfo* process, const std::string& fix) {

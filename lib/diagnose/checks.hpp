@@ -29,7 +29,9 @@ Check check_routing(const Config& config);
 Check check_dns(const Config& config, const std::string& resolv_conf = "/etc/resolv.conf");
 // The packet engine and psi-connect run as the tunnel user; every process of the tunnel user
 // has no capability at all and no_new_privs.
-std::vector<Check> check_processes(const Config& config, const std::string& proc = "/proc");
+// Only processes of the programs in `programs_directory` count.
+std::vector<Check> check_processes(const Config& config, const std::string& programs_directory,
+                                   const std::string& proc = "/proc");
 // The config is root's and private, the programs root's and writable by no one else, the
 // state directories owned as DESIGN §2 says.
 std::vector<Check> check_files(const Config& config, const std::string& programs_directory);
