@@ -28,7 +28,11 @@ std::uint16_t message_id(std::span<const std::uint8_t> message) {
 }  // namespace
 
 DnsOverTcp::DnsOverTcp(const EngineContext& context)
-    : loop_(context.loop), settings_(context.settings), output_(context.output), stats_(context.stats), proxy_health_(context.proxy_health) {}
+    : loop_(context.loop),
+      settings_(context.settings),
+      output_(context.output),
+      stats_(context.stats),
+      proxy_health_(context.proxy_health) {}
 
 DnsOverTcp::~DnsOverTcp() {
     while (!connections_.empty()) close(connections_.begin()->first);

@@ -19,7 +19,6 @@ using namespace std::chrono_literals;
 // A TSO superpacket is up to 64 KiB of TCP after a 40-byte IPv6 header.
 constexpr std::size_t buffer_size = vnet_header_size + 65535 + 40 + 64;
 constexpr int packets_per_wakeup = 64;  // then the sockets get their turn
-constexpr int icmp_per_second = 100;
 
 }  // namespace
 
@@ -27,7 +26,7 @@ Engine::Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings)
     : loop_(loop),
       tun_(std::move(tun)),
       settings_(std::move(settings)),
-      context_{loop_, settings_, *this, stats_, proxy_health_},
+      context_{loop_, settings_, *this, stats_, proxy_health_, icmp_budget_},
       buffer_(buffer_size) {
     tcp_ = std::make_unique<TcpNat>(context_);
     udp_ = std::make_unique<UdpRelay>(context_);
@@ -90,17 +89,8 @@ void Engine::handle(std::span<std::uint8_t> packet, const VnetHeader& header) {
     if (view.protocol == ip_protocol::tcp) return tcp_->on_packet(packet, view, header);
     if (view.protocol == ip_protocol::udp) return udp_->on_packet(packet, view);
     stats_.count(Drop::not_tcp_or_udp);
-    if (may_answer_with_icmp_error(packet, view) && may_send_icmp(Clock::now()))
+    if (icmp_budget_.allows(packet, view))
         send(build_unreachable(packet, view, Unreachable::administratively_prohibited));
-}
-
-// The kernel limits its own ICMP errors; ours are limited the same way.
-bool Engine::may_send_icmp(Clock::time_point now) {
-    if (now - icmp_window_ >= 1s) {
-        icmp_window_ = now;
-        icmp_in_window_ = 0;
-    }
-    return ++icmp_in_window_ <= icmp_per_second;
 }
 
 void Engine::send(std::span<const std::uint8_t> packet, const VnetHeader* header) {

@@ -28,19 +28,17 @@ public:
 private:
     void on_readable();
     void handle(std::span<std::uint8_t> packet, const VnetHeader& header);
-    bool may_send_icmp(Clock::time_point now);
 
     EventLoop& loop_;
     UniqueFd tun_;
     EngineSettings settings_;
     EngineStats stats_;
     ProxyHealth proxy_health_;
+    IcmpBudget icmp_budget_;
     EngineContext context_;
     std::unique_ptr<TcpNat> tcp_;
     std::unique_ptr<UdpRelay> udp_;
     std::vector<std::uint8_t> buffer_;
-    Clock::time_point icmp_window_{};
-    int icmp_in_window_ = 0;
 };
 
 }  // namespace psi::tun

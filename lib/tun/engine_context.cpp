@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "tun/packet_builder.hpp"
 
 namespace psi::tun {
 
@@ -20,6 +21,17 @@ void ProxyHealth::reached() {
     if (!is_down_) return;
     is_down_ = false;
     log::info("the SOCKS proxy answers again");
+}
+
+bool IcmpBudget::allows(std::span<const std::uint8_t> packet, const PacketView& view) {
+    using namespace std::chrono_literals;
+    if (!may_answer_with_icmp_error(packet, view)) return false;
+    const Clock::time_point now = Clock::now();
+    if (now - window_ >= 1s) {
+        window_ = now;
+        sent_in_window_ = 0;
+    }
+    return ++sent_in_window_ <= 100;
 }
 
 IpAddress parse_ip_address(const std::string& text, const std::string& what) {

@@ -60,6 +60,18 @@ private:
     bool is_down_ = false;
 };
 
+// The engine's own ICMP errors, limited like the kernel limits its own: at most 100 a second.
+class IcmpBudget {
+public:
+    // Whether an error about `packet` may be sent now: it may be answered at all
+    // (may_answer_with_icmp_error) and the budget of this second is not spent.
+    bool allows(std::span<const std::uint8_t> packet, const PacketView& view);
+
+private:
+    Clock::time_point window_{};
+    int sent_in_window_ = 0;
+};
+
 // What every part of the engine works with; the engine owns all of it.
 struct EngineContext {
     EventLoop& loop;
@@ -67,6 +79,7 @@ struct EngineContext {
     PacketOutput& output;
     EngineStats& stats;
     ProxyHealth& proxy_health;
+    IcmpBudget& icmp_budget;
 };
 
 // Throws psi::Error naming `what` when `text` is not an IPv4 or IPv6 address.

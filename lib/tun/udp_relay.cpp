@@ -40,7 +40,13 @@ bool is_unspecified(const IpAddress& address) {
 }  // namespace
 
 UdpRelay::UdpRelay(const EngineContext& context)
-    : loop_(context.loop), settings_(context.settings), output_(context.output), stats_(context.stats), proxy_health_(context.proxy_health), dns_over_tcp_(context) {}
+    : loop_(context.loop),
+      settings_(context.settings),
+      output_(context.output),
+      stats_(context.stats),
+      proxy_health_(context.proxy_health),
+      icmp_budget_(context.icmp_budget),
+      dns_over_tcp_(context) {}
 
 UdpRelay::~UdpRelay() {
     while (!sessions_.empty()) close(sessions_.begin()->first);
@@ -50,7 +56,7 @@ void UdpRelay::on_packet(std::span<const std::uint8_t> packet, const PacketView&
     const auto destination = proxy_destination(settings_, view.destination);
     if (!destination) {
         stats_.count(Drop::bad_destination);
-        if (may_answer_with_icmp_error(packet, view)) output_.send(build_unreachable(packet, view, Unreachable::port));
+        if (icmp_budget_.allows(packet, view)) output_.send(build_unreachable(packet, view, Unreachable::port));
         return;
     }
     if (view.payload_length > max_payload) {
@@ -64,7 +70,7 @@ void UdpRelay::on_packet(std::span<const std::uint8_t> packet, const PacketView&
     if (!is_udp_usable) {
         if (destination->port == 53) return dns_over_tcp_.query(view.source, view.destination, *destination, payload);
         stats_.count(Drop::udp_unsupported);
-        if (may_answer_with_icmp_error(packet, view)) output_.send(build_unreachable(packet, view, Unreachable::port));
+        if (icmp_budget_.allows(packet, view)) output_.send(build_unreachable(packet, view, Unreachable::port));
         return;
     }
     Session* session = session_for(view.source);

@@ -60,6 +60,7 @@ private:
     PacketOutput& output_;
     EngineStats& stats_;
     ProxyHealth& proxy_health_;
+    IcmpBudget& icmp_budget_;
     DnsOverTcp dns_over_tcp_;
     std::map<Endpoint, std::unique_ptr<Session>> sessions_;
     Clock::time_point udp_unsupported_until_{};
