@@ -310,3 +310,23 @@ except OSError as error:
     lab__ours "$ENGINE_PID"
     [ "$(as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/")" = "hello from inet" ]
 }
+
+@test "UDP larger than the TUN's MTU leaves in fragments and is put back together, IPv4 and IPv6" {
+    proxy_start
+    engine_start
+    local address
+    for address in "$LAB_INET_IP4" "$LAB_INET_IP6"; do
+        run as_user /usr/bin/python3 -c '
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.settimeout(3)
+message = bytes(range(256)) * 16  # 4096 bytes: three pieces at MTU 1500
+s.sendto(message, (sys.argv[1], 7200))
+print("echoed" if s.recv(65535) == message else "different")
+' "$address"
+        assert_output echoed
+    done
+    run --separate-stderr psi_tun stats --json
+    [ "$(jq '.stats.fragments.reassembled' <<<"$output")" -ge 2 ]
+}

@@ -35,6 +35,7 @@ Engine::Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings)
         const Clock::time_point now = Clock::now();
         tcp_->collect_garbage(now);
         udp_->collect_garbage(now);
+        for (std::size_t expired = fragments_.expire(now); expired > 0; --expired) stats_.count(Drop::fragment);
     });
 }
 
@@ -78,6 +79,14 @@ void Engine::on_readable() {
 }
 
 void Engine::handle(std::span<std::uint8_t> packet, const VnetHeader& header) {
+    if (Reassembler::is_fragment(packet)) {
+        ++stats_.fragments;
+        if (auto whole = fragments_.add(packet, Clock::now())) {
+            ++stats_.datagrams_reassembled;
+            handle(*whole, VnetHeader{});
+        }
+        return;
+    }
     const auto parsed = parse_packet(packet);
     if (const auto* error = std::get_if<PacketError>(&parsed)) {
         stats_.count(*error == PacketError::fragment            ? Drop::fragment

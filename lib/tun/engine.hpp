@@ -11,6 +11,7 @@
 #include "core/unique_fd.hpp"
 #include "tun/engine_context.hpp"
 #include "tun/engine_stats.hpp"
+#include "tun/reassembly.hpp"
 #include "tun/tcp_nat.hpp"
 #include "tun/udp_relay.hpp"
 
@@ -38,6 +39,7 @@ private:
     EngineContext context_;
     std::unique_ptr<TcpNat> tcp_;
     std::unique_ptr<UdpRelay> udp_;
+    Reassembler fragments_;
     std::vector<std::uint8_t> buffer_;
 };
 

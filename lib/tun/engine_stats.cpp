@@ -41,6 +41,7 @@ json::Value EngineStats::to_json() const {
                              {"bytesUp", udp_bytes_up},
                              {"bytesDown", udp_bytes_down}}},
         {"dnsQueriesOverTcp", dns_queries_over_tcp},
+        {"fragments", json::Object{{"received", fragments}, {"reassembled", datagrams_reassembled}}},
         {"dropped", std::move(dropped)},
     };
 }

@@ -13,7 +13,7 @@ namespace psi::tun {
 
 enum class Drop : std::size_t {
     malformed,            // not a parsable IPv4/IPv6 packet
-    fragment,             // IP fragments (UDP larger than the MTU); not reassembled
+    fragment,             // a datagram whose fragments never all came (or overlapped)
     extension_headers,    // IPv6 extension headers
     not_tcp_or_udp,       // ICMP and other protocols: answered with admin-prohibited
     no_flow,              // a TCP segment of no known flow: answered with a reset
@@ -44,6 +44,7 @@ struct EngineStats {
     std::uint64_t udp_datagrams_up = 0, udp_datagrams_down = 0;
     std::uint64_t udp_bytes_up = 0, udp_bytes_down = 0;
     std::uint64_t dns_queries_over_tcp = 0;
+    std::uint64_t fragments = 0, datagrams_reassembled = 0;
     std::array<std::uint64_t, static_cast<std::size_t>(Drop::count_)> drops{};
 
     void count(Drop reason) { ++drops[static_cast<std::size_t>(reason)]; }
