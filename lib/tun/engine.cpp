@@ -81,7 +81,7 @@ void Engine::on_readable() {
 void Engine::handle(std::span<std::uint8_t> packet, const VnetHeader& header) {
     if (Reassembler::is_fragment(packet)) {
         ++stats_.fragments;
-        if (auto whole = fragments_.add(packet, Clock::now())) {
+        if (auto whole = fragments_.add(packet, Clock::now()); whole && !Reassembler::is_fragment(*whole)) {
             ++stats_.datagrams_reassembled;
             handle(*whole, VnetHeader{});
         }

@@ -57,6 +57,7 @@ std::optional<Piece> read_piece(std::span<const std::uint8_t> packet) {
         const std::uint16_t fragment = u16(packet, 42);
         piece.version = IpVersion::v6;
         piece.protocol = packet[40];
+        if (piece.protocol == ipv6_fragment_header) return std::nullopt;  // a fragment of a fragment
         piece.offset = static_cast<std::size_t>(fragment >> 3) * 8;
         piece.has_more = (fragment & 1) != 0;
         piece.id = static_cast<std::uint32_t>(u16(packet, 44)) << 16 | u16(packet, 46);

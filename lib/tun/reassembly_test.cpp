@@ -149,6 +149,11 @@ TEST(Reassembler, RefusesMalformedPiecesAndLeavesWholePacketsAlone) {
     far[6] = 0x1f;
     far[7] = 0xff;
     EXPECT_FALSE(reassembler.add(far, {}));
+    // An IPv6 fragment whose next header is another Fragment header (found by the fuzz target:
+    // put back together, it would be a fragment again, and again).
+    Bytes nested = fragment(datagram("fd42:42:42::1", "2001:db8::1", 2000), 0, 1448, 4);
+    nested[40] = 44;
+    EXPECT_FALSE(reassembler.add(nested, {}));
     EXPECT_EQ(reassembler.pending(), 0u);
 }
 

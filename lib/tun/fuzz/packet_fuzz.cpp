@@ -5,6 +5,7 @@
 // byte for byte when rewritten back, and, once its checksums are made right, match a full
 // recomputation exactly, in complete and in partial (vnet NEEDS_CSUM) mode. Every answer (an ICMP
 // unreachable, a TCP reset) must parse, carry valid checksums and stay within its size limit.
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include "core/error.hpp"
 #include "tun/packet.hpp"
 #include "tun/packet_builder.hpp"
+#include "tun/reassembly.hpp"
 
 namespace {
 
@@ -238,6 +240,22 @@ void check_answers(const Bytes& packet, const PacketView& view) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const Bytes packet(data, data + size);
+    // Fragments: kept across inputs, so pieces of earlier inputs meet later ones. A datagram put
+    // back together must be one whole packet that parses.
+    static Reassembler reassembler;
+    static Reassembler::Clock::time_point now{};
+    now += std::chrono::milliseconds(100);
+    if (Reassembler::is_fragment(packet)) {
+        if (const auto whole = reassembler.add(packet, now)) {
+            if (Reassembler::is_fragment(*whole)) fail("a reassembled datagram is still a fragment");
+            if (!std::holds_alternative<PacketView>(parse_packet(*whole)) &&
+                std::get<PacketError>(parse_packet(*whole)) != PacketError::bad_transport_header &&
+                std::get<PacketError>(parse_packet(*whole)) != PacketError::extension_headers &&
+                std::get<PacketError>(parse_packet(*whole)) != PacketError::truncated)
+                fail("a reassembled datagram does not parse as one whole packet");
+        }
+        reassembler.expire(now);
+    }
     const auto result = parse_packet(packet);
     if (const auto* error = std::get_if<PacketError>(&result)) {
         if (packet_error_name(*error)[0] == '?') fail("an error without a name");
