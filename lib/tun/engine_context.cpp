@@ -96,6 +96,24 @@ std::optional<Endpoint> endpoint_of(const proxy::SocksAddress& address) {
     return endpoint;
 }
 
+sockaddr_storage socket_address_of(const Endpoint& endpoint, socklen_t& length) {
+    sockaddr_storage storage{};
+    if (endpoint.address.version == IpVersion::v4) {
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(endpoint.port);
+        std::memcpy(&v4->sin_addr, endpoint.address.bytes.data(), 4);
+        length = sizeof(sockaddr_in);
+    } else {
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(endpoint.port);
+        std::memcpy(&v6->sin6_addr, endpoint.address.bytes.data(), 16);
+        length = sizeof(sockaddr_in6);
+    }
+    return storage;
+}
+
 }  // namespace psi::tun
 
 namespace psi::tun {

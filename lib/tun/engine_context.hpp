@@ -96,5 +96,6 @@ proxy::SocksAddress socks_address_of(const Endpoint& endpoint);
 std::optional<Endpoint> endpoint_of(const proxy::SocksAddress& address);
 // nullopt for a family other than IPv4 and IPv6.
 std::optional<Endpoint> endpoint_of_socket(const sockaddr_storage& address);
+sockaddr_storage socket_address_of(const Endpoint& endpoint, socklen_t& length);
 
 }  // namespace psi::tun

@@ -7,14 +7,17 @@
 #include <optional>
 
 #include "core/error.hpp"
+#include "tun/wire.hpp"
 
 namespace psi::tun {
 namespace {
 
-constexpr std::size_t ipv4_header_size = 20;  // without options
-constexpr std::size_t ipv6_header_size = 40;
-constexpr std::size_t tcp_header_size = 20;   // without options
-constexpr std::size_t udp_header_size = 8;
+using wire::address_size;
+using wire::ipv4_header_size;
+using wire::ipv6_header_size;
+using wire::load_u16;
+using wire::tcp_header_size;
+using wire::udp_header_size;
 
 // Offsets inside the headers, for the rewrite.
 constexpr std::size_t ipv4_checksum_offset = 10;
@@ -26,7 +29,6 @@ constexpr std::size_t udp_checksum_offset = 6;
 constexpr std::uint16_t ipv4_more_fragments = 0x2000;
 constexpr std::uint16_t ipv4_fragment_offset_mask = 0x1fff;
 
-std::size_t address_size(IpVersion version) { return version == IpVersion::v4 ? 4 : 16; }
 
 // The one cursor every header is read through. A read past the end yields zeros and marks the
 // reader short, so a parser reads a whole header and then asks once whether it was all there.
@@ -164,14 +166,7 @@ std::span<Byte> checked_subspan(std::span<Byte> bytes, std::size_t offset, std::
     return bytes.subspan(offset, count);
 }
 
-std::uint16_t load_u16(std::span<const std::uint8_t> two_bytes) {
-    return static_cast<std::uint16_t>(two_bytes[0] << 8 | two_bytes[1]);
-}
-
-void store_u16(std::span<std::uint8_t> two_bytes, std::uint16_t value) {
-    two_bytes[0] = static_cast<std::uint8_t>(value >> 8);
-    two_bytes[1] = static_cast<std::uint8_t>(value & 0xff);
-}
+void store_u16(std::span<std::uint8_t> two_bytes, std::uint16_t value) { wire::store_u16(two_bytes, 0, value); }
 
 // The sum of the pseudo-header (RFC 793, RFC 768, RFC 8200 §8.1) of a TCP or UDP segment.
 std::uint32_t pseudo_header_sum(std::span<const std::uint8_t> packet, const PacketView& view) {

@@ -3,20 +3,21 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "tun/wire.hpp"
 
 namespace psi::tun {
 namespace {
 
 constexpr std::uint8_t default_ttl = 64;
-constexpr std::size_t ipv4_header_size = 20;
-constexpr std::size_t ipv6_header_size = 40;
-constexpr std::size_t tcp_header_size = 20;
-constexpr std::size_t udp_header_size = 8;
+using wire::address_size;
+using wire::ipv4_header_size;
+using wire::ipv6_header_size;
+using wire::store_u16;
+using wire::tcp_header_size;
+using wire::udp_header_size;
 constexpr std::size_t icmp_header_size = 8;
 constexpr std::size_t ipv4_error_limit = 576;   // RFC 1812 §4.3.2.3
 constexpr std::size_t ipv6_error_limit = 1280;  // RFC 4443 §2.4 (c)
-
-std::size_t address_size(IpVersion version) { return version == IpVersion::v4 ? 4 : 16; }
 
 class PacketWriter {
 public:
@@ -38,11 +39,6 @@ public:
 private:
     std::vector<std::uint8_t>& bytes_;
 };
-
-void store_u16(std::vector<std::uint8_t>& bytes, std::size_t offset, std::uint16_t value) {
-    bytes[offset] = static_cast<std::uint8_t>(value >> 8);
-    bytes[offset + 1] = static_cast<std::uint8_t>(value & 0xff);
-}
 
 // The pseudo-header's sum (RFC 793, RFC 8200 §8.1): both addresses, the protocol, the length.
 std::uint32_t pseudo_header_sum(const IpAddress& source, const IpAddress& destination, std::uint8_t protocol,

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tun/wire.hpp"
+
 namespace psi::tun {
 namespace {
 
@@ -9,17 +11,11 @@ using namespace std::chrono_literals;
 
 constexpr std::size_t max_pending = 64;
 constexpr auto lifetime = 10s;
-constexpr std::size_t max_payload = 65535 - 20;  // what one IPv4 packet carries after its header
+constexpr std::size_t max_payload = 65535 - wire::ipv4_header_size;  // what one IPv4 packet carries
 constexpr std::uint8_t ipv6_fragment_header = 44;
 
-std::uint16_t u16(std::span<const std::uint8_t> bytes, std::size_t offset) {
-    return static_cast<std::uint16_t>(bytes[offset] << 8 | bytes[offset + 1]);
-}
-
-void store_u16(std::vector<std::uint8_t>& bytes, std::size_t offset, std::uint16_t value) {
-    bytes[offset] = static_cast<std::uint8_t>(value >> 8);
-    bytes[offset + 1] = static_cast<std::uint8_t>(value & 0xff);
-}
+using wire::load_u16;
+using wire::store_u16;
 
 struct Piece {
     IpVersion version = IpVersion::v4;
@@ -38,11 +34,11 @@ std::optional<Piece> read_piece(std::span<const std::uint8_t> packet) {
     const int version = packet[0] >> 4;
     if (version == 4) {
         const std::size_t header = static_cast<std::size_t>(packet[0] & 0x0f) * 4;
-        const std::size_t total = u16(packet, 2);
+        const std::size_t total = load_u16(packet, 2);
         if (header < 20 || total < header || total > packet.size()) return std::nullopt;
-        const std::uint16_t fragment = u16(packet, 6);
+        const std::uint16_t fragment = load_u16(packet, 6);
         piece.version = IpVersion::v4;
-        piece.id = u16(packet, 4);
+        piece.id = load_u16(packet, 4);
         piece.protocol = packet[9];
         piece.offset = static_cast<std::size_t>(fragment & 0x1fff) * 8;
         piece.has_more = (fragment & 0x2000) != 0;
@@ -52,15 +48,15 @@ std::optional<Piece> read_piece(std::span<const std::uint8_t> packet) {
         piece.data = packet.subspan(header, total - header);
     } else if (version == 6) {
         if (packet.size() < 48 || packet[6] != ipv6_fragment_header) return std::nullopt;
-        const std::size_t total = 40 + static_cast<std::size_t>(u16(packet, 4));
+        const std::size_t total = 40 + static_cast<std::size_t>(load_u16(packet, 4));
         if (total < 48 || total > packet.size()) return std::nullopt;
-        const std::uint16_t fragment = u16(packet, 42);
+        const std::uint16_t fragment = load_u16(packet, 42);
         piece.version = IpVersion::v6;
         piece.protocol = packet[40];
         if (piece.protocol == ipv6_fragment_header) return std::nullopt;  // a fragment of a fragment
         piece.offset = static_cast<std::size_t>(fragment >> 3) * 8;
         piece.has_more = (fragment & 1) != 0;
-        piece.id = static_cast<std::uint32_t>(u16(packet, 44)) << 16 | u16(packet, 46);
+        piece.id = static_cast<std::uint32_t>(load_u16(packet, 44)) << 16 | load_u16(packet, 46);
         piece.source.version = piece.destination.version = IpVersion::v6;
         std::copy_n(packet.begin() + 8, 16, piece.source.bytes.begin());
         std::copy_n(packet.begin() + 24, 16, piece.destination.bytes.begin());
@@ -103,7 +99,7 @@ std::vector<std::uint8_t> whole_packet(const Piece& first, std::span<const std::
 
 bool Reassembler::is_fragment(std::span<const std::uint8_t> packet) {
     if (packet.size() < 20) return false;
-    if (packet[0] >> 4 == 4) return (u16(packet, 6) & 0x3fff) != 0;
+    if (packet[0] >> 4 == 4) return (load_u16(packet, 6) & 0x3fff) != 0;
     return packet[0] >> 4 == 6 && packet.size() >= 48 && packet[6] == ipv6_fragment_header;
 }
 

@@ -37,24 +37,6 @@ bool is_pure_syn(const PacketView& view) {
     return (view.tcp_flags & (tcp_flag::syn | tcp_flag::ack | tcp_flag::rst)) == tcp_flag::syn;
 }
 
-sockaddr_storage socket_address(const Endpoint& endpoint, socklen_t& length) {
-    sockaddr_storage storage{};
-    if (endpoint.address.version == IpVersion::v4) {
-        auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(endpoint.port);
-        std::memcpy(&v4->sin_addr, endpoint.address.bytes.data(), 4);
-        length = sizeof(sockaddr_in);
-    } else {
-        auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(endpoint.port);
-        std::memcpy(&v6->sin6_addr, endpoint.address.bytes.data(), 16);
-        length = sizeof(sockaddr_in6);
-    }
-    return storage;
-}
-
 void set_option(int socket, int level, int name, int value) { ::setsockopt(socket, level, name, &value, sizeof value); }
 
 }  // namespace
@@ -91,7 +73,7 @@ TcpNat::Listener TcpNat::open_listener(const IpAddress& address) {
     if (!is_v4) set_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     set_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     socklen_t length = 0;
-    sockaddr_storage bind_address = socket_address(Endpoint{address, 0}, length);
+    sockaddr_storage bind_address = socket_address_of(Endpoint{address, 0}, length);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&bind_address), length) != 0)
         throw_system_error("cannot bind the TCP listener to " + address.text(), errno);
     if (::listen(fd, listen_backlog) != 0) throw_system_error("cannot listen on " + address.text(), errno);

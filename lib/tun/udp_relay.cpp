@@ -145,9 +145,6 @@ void UdpRelay::associated(const Endpoint& application, Session& session) {
     session.control = session.handshake->release();
     session.handshake.reset();
     loop_.modify(session.control.get(), EPOLLIN);
-    // A relay address of 0.0.0.0 or :: means "the proxy's own address".
-    sockaddr_storage relay = settings_.socks.address;
-    socklen_t relay_length = settings_.socks.length;
     const auto relay_endpoint = endpoint_of(bound);
     // The relay must be the proxy itself or on loopback: a relay elsewhere would carry the
     // applications' datagrams outside the tunnel, with the tunnel user's right to pass.
@@ -156,27 +153,13 @@ void UdpRelay::associated(const Endpoint& application, Session& session) {
         stats_.count(Drop::proxy_refused);
         return close(application);
     }
-    if (!is_unspecified(relay_endpoint->address)) {
-        relay = {};
-        if (relay_endpoint->address.version == IpVersion::v4) {
-            auto* v4 = reinterpret_cast<sockaddr_in*>(&relay);
-            v4->sin_family = AF_INET;
-            std::memcpy(&v4->sin_addr, relay_endpoint->address.bytes.data(), 4);
-            relay_length = sizeof(sockaddr_in);
-        } else {
-            auto* v6 = reinterpret_cast<sockaddr_in6*>(&relay);
-            v6->sin6_family = AF_INET6;
-            std::memcpy(&v6->sin6_addr, relay_endpoint->address.bytes.data(), 16);
-            relay_length = sizeof(sockaddr_in6);
-        }
-    }
-    const std::uint16_t port = htons(bound.port);
-    if (relay.ss_family == AF_INET)
-        reinterpret_cast<sockaddr_in*>(&relay)->sin_port = port;
-    else
-        reinterpret_cast<sockaddr_in6*>(&relay)->sin6_port = port;
+    // A relay address of 0.0.0.0 or :: means "the proxy's own address".
+    Endpoint relay_at = *relay_endpoint;
+    if (is_unspecified(relay_at.address)) relay_at.address = endpoint_of_socket(settings_.socks.address)->address;
+    socklen_t relay_length = 0;
+    const sockaddr_storage relay = socket_address_of(relay_at, relay_length);
     session.socket.reset(::socket(relay.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!session.socket.is_open() || ::connect(session.socket.get(), reinterpret_cast<sockaddr*>(&relay), relay_length) != 0) {
+    if (!session.socket.is_open() || ::connect(session.socket.get(), reinterpret_cast<const sockaddr*>(&relay), relay_length) != 0) {
         log::warning(std::string("cannot reach the proxy's UDP relay: ") + std::strerror(errno));
         return close(application);
     }

@@ -1,0 +1,30 @@
+// What every part of the engine that reads or writes IP, TCP and UDP headers shares: their
+// fixed sizes, and 16-bit fields in network byte order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "tun/packet.hpp"
+
+namespace psi::tun::wire {
+
+inline constexpr std::size_t ipv4_header_size = 20;  // without options
+inline constexpr std::size_t ipv6_header_size = 40;  // without extension headers
+inline constexpr std::size_t tcp_header_size = 20;   // without options
+inline constexpr std::size_t udp_header_size = 8;
+
+inline std::size_t address_size(IpVersion version) { return version == IpVersion::v4 ? 4 : 16; }
+
+// The caller has checked that bytes[offset] and bytes[offset + 1] exist.
+inline std::uint16_t load_u16(std::span<const std::uint8_t> bytes, std::size_t offset = 0) {
+    return static_cast<std::uint16_t>(bytes[offset] << 8 | bytes[offset + 1]);
+}
+
+inline void store_u16(std::span<std::uint8_t> bytes, std::size_t offset, std::uint16_t value) {
+    bytes[offset] = static_cast<std::uint8_t>(value >> 8);
+    bytes[offset + 1] = static_cast<std::uint8_t>(value & 0xff);
+}
+
+}  // namespace psi::tun::wire
