@@ -116,6 +116,28 @@ teardown() {
 EOF
 }
 
+@test "fetch: a list that verifies but holds no usable entry fails, changes nothing, and is fetched again next time" {
+    "$TOOLS/make_entries.py" --count 4 >"$LAB_DIR/seed.txt"
+    psi_servers import "$LAB_DIR/seed.txt"
+    cp "$STORE" "$LAB_DIR/before"
+    printf 'not hex at all\n0000\n' >"$LAB_DIR/useless.txt"
+    "$TOOLS/make_package.py" --key "$LAB_DIR/key/private.pem" --data "$LAB_DIR/useless.txt" \
+        --out "$LAB_DIR/list.package" 2>/dev/null
+    lab__spawn "$LAB_INET" list-server /usr/bin/python3 "$TOOLS/list_server.py" --cert "$LAB_DIR/pki/server.pem" \
+        --key "$LAB_DIR/pki/server.key" --file "$LAB_DIR/list.package" --port 443 --bind "$LAB_INET_IP4" \
+        --mode normal --log "$LAB_DIR/server.log"
+    LIST_SERVER_PID=$LAB_LAST_PID
+    lab__wait_for 5 grep -q listening "$LAB_DIR/list-server.out"
+    local attempt
+    for attempt in 1 2; do
+        run psi_servers fetch
+        assert_failure 1
+        assert_output --partial "the remote list verified, but none of its 2 entries could be used"
+        cmp "$STORE" "$LAB_DIR/before"
+    done
+    list_server_stop
+}
+
 @test "fetch: a slow-loris server and an endless body are cut off" {
     cp "$STORE" "$LAB_DIR/before" 2>/dev/null || true
     serve_package 3 slow

@@ -145,8 +145,7 @@ int command_import(const Options& options, const Config& config) {
     const ImportReport report = import_entry_stream(
         store, input,
         ImportOptions{*source, now_seconds(), options.is_forced, entry_signature_key(config)});
-    const ImportCounts& counts = report.counts;
-    if (counts.added + counts.updated + counts.unchanged == 0 && report.skipped_count() > 0) {
+    if (report.is_all_skipped()) {
         report_import(options, report, "imported");
         throw Error("no valid entry in the input; the store is unchanged", exit_status::failure);
     }

@@ -25,6 +25,8 @@ struct ImportReport {
     ImportCounts counts;
     std::map<std::string, std::size_t> skipped;  // reason -> lines
     std::size_t skipped_count() const;
+    // Lines came, and not one of them was an entry: the input is bad, not merely known.
+    bool is_all_skipped() const { return counts.added + counts.updated + counts.unchanged == 0 && skipped_count() > 0; }
 };
 
 ImportReport import_entry_lines(Store& store, std::string_view text, const ImportOptions& options);

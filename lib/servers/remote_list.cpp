@@ -71,6 +71,11 @@ FetchReport fetch_remote_list(Store& store, const RemoteListSettings& settings, 
     const std::string data =
         open_authenticated_package(downloaded.body, settings.public_key, PackageLimits{4 * settings.max_bytes});
     report.imported = import_entry_lines(store, data, ImportOptions{Source::remote, now, false, settings.entry_signature_key});
+    // Recording the ETag would make every later fetch a 304: a list none of whose entries could
+    // be used (a wrong ServerEntrySignaturePublicKey, say) must be fetched again once that is fixed.
+    if (report.imported.is_all_skipped())
+        throw Error("the remote list verified, but none of its " + std::to_string(report.imported.skipped_count()) +
+                    " entries could be used (" + report.imported.skipped.begin()->first + "); the store is unchanged");
     store.remote.etag = downloaded.etag;
     store.remote.last_success = now;
     return report;
