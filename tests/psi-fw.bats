@@ -32,6 +32,8 @@ teardown() {
     psi_fw down >/dev/null || true
 }
 
+fw_policy_is() { [ "$(psi_fw status --json 2>/dev/null | jq -r .policy)" = "$1" ]; }
+
 @test "1: default drop, v4 and v6, every protocol, for other users and root; control sees them" {
     lab_capture_start
     assert_all_answered "$DESKTOP_UID"
@@ -473,6 +475,25 @@ EOF
     psi_fw status
     lab_client nft list table inet other >/dev/null
     lab_client nft delete table inet other
+}
+
+@test "watch keeps the blocked policy while the tunnel user does not exist, instead of what someone left" {
+    local pid
+    printf '{\n  "TunnelUser": "psi-no-such-user"\n}\n' >"$LAB_DIR/gone.conf"
+    chmod 600 "$LAB_DIR/gone.conf"
+    lab_client nft add table inet psiphon_filter
+    lab__spawn "$LAB_CLIENT" watch-gone "$PSI_FW" --config "$LAB_DIR/gone.conf" watch
+    pid=$LAB_LAST_PID
+    lab__wait_for 5 fw_policy_is blocked
+    lab_client nft flush ruleset
+    lab__wait_for 2 fw_policy_is blocked
+    lab__ours "$pid"
+    grep -q "psi-no-such-user.*keeping the blocked policy instead" "$LAB_DIR/watch-gone.err"
+    lab__stop "$pid" TERM
+    lab_capture_start
+    assert_all_rejected "$DESKTOP_UID"
+    lab_capture_stop
+    assert_equal "$(leaked_packets)" 0
 }
 
 @test "help, version, and one-line errors for bad usage" {

@@ -61,17 +61,22 @@ void print_status(const fw::KillSwitchStatus& status, const Config& config) {
     for (const auto& difference : status.differences) std::printf("  %s\n", difference.c_str());
 }
 
-int command_apply(const Options& options, fw::Mode mode) {
-    Config config;
+// At boot a broken config must not leave the machine open: the blocked policy is loaded with
+// the default settings instead.
+Config load_for(const Options& options, fw::Mode mode) {
     try {
-        config = load(options);
+        return load(options);
     } catch (const Error& error) {
-        // At boot a broken config must not leave the machine open: block with defaults.
         if (mode != fw::Mode::blocked) throw;
         log::warning(std::string(error.what()) + "; loading the blocked policy with default settings");
-        config = Config{};
+        Config config;
         config.allow_lan = options.is_allow_lan;
+        return config;
     }
+}
+
+int command_apply(const Options& options, fw::Mode mode) {
+    const Config config = load_for(options, mode);
     fw::KillSwitch kill_switch(config);
     const fw::Change change = kill_switch.apply(mode);
     const bool is_changed = change == fw::Change::applied;
@@ -194,8 +199,10 @@ int main(int argc, char** argv) {
         if (*down) return command_down(options);
         if (*status) return command_status(options);
         if (*verify) return command_verify(options);
-        if (*watch)
-            return fw::Watchdog(load(options), options.is_boot_policy ? fw::Mode::blocked : fw::Mode::tunnel).run();
+        if (*watch) {
+            const fw::Mode mode = options.is_boot_policy ? fw::Mode::blocked : fw::Mode::tunnel;
+            return fw::Watchdog(load_for(options, mode), mode).run();
+        }
         return command_print(options);
     });
 }

@@ -23,7 +23,12 @@ std::int64_t number(const psi::json::Value& document, std::initializer_list<cons
     for (const char* key : path) {
         if (value->type() != psi::json::Type::object || !(value = value->find(key))) return 0;
     }
-    return value->type() == psi::json::Type::number ? value->as_integer() : 0;
+    if (value->type() != psi::json::Type::number) return 0;
+    try {
+        return value->as_integer();
+    } catch (const psi::Error&) {
+        return 0;  // not a whole number
+    }
 }
 
 std::string megabytes(std::int64_t bytes) {

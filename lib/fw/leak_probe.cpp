@@ -129,7 +129,9 @@ Outcome run_as_user(const UserIdentity& user, const Probe& probe, const sockaddr
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
-    return WIFEXITED(status) ? static_cast<Outcome>(WEXITSTATUS(status)) : other_error;
+    // Only the outcomes a probe reports count; anything else (a crash, an exit of its own) is no pass.
+    if (!WIFEXITED(status) || WEXITSTATUS(status) < answered || WEXITSTATUS(status) > other_error) return other_error;
+    return static_cast<Outcome>(WEXITSTATUS(status));
 }
 
 std::vector<std::string> uplinks(const std::string& tun_name) {

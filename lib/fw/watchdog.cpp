@@ -44,15 +44,31 @@ void drain(int socket) {
 
 }  // namespace
 
+// The tunnel policy names its user; while that user does not exist (deleted, say) it cannot be
+// loaded, and the blocked policy is kept instead of whatever someone else left in place.
+Mode Watchdog::policy_to_keep() {
+    if (mode_ == Mode::blocked) return mode_;
+    try {
+        make_policy(config_, Mode::tunnel);
+        is_fallback_reported_ = false;
+        return Mode::tunnel;
+    } catch (const Error& error) {
+        if (!is_fallback_reported_) log::error(std::string(error.what()) + "; keeping the blocked policy instead");
+        is_fallback_reported_ = true;
+        return Mode::blocked;
+    }
+}
+
 bool Watchdog::restore_if_needed(bool is_first) {
+    const Mode mode = policy_to_keep();
     KillSwitch kill_switch(config_);
     const KillSwitchStatus status = kill_switch.status();
-    if (status.is_intact() && status.mode == mode_) return false;
-    kill_switch.apply(mode_);
+    if (status.is_intact() && status.mode == mode) return false;
+    kill_switch.apply(mode);
     if (is_first) return true;
     ++restorations_;
     if (!status.is_loaded)
-        log::warning(std::string("the kill switch was removed by someone else; restored (") + mode_name(mode_) + ")");
+        log::warning(std::string("the kill switch was removed by someone else; restored (") + mode_name(mode) + ")");
     else
         log::warning("the kill switch was changed by someone else (" + (status.differences.empty()
                                                                             ? std::string("its policy")
@@ -69,25 +85,30 @@ int Watchdog::run() {
     UniqueFd signal_fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!signal_fd.is_open()) throw_system_error("cannot receive signals", errno);
 
+    // Failing to restore (a kernel that refuses the table) is logged and tried again on the
+    // next event or tick; the watchdog itself never gives up while it runs, not even at start.
+    bool is_first = true;
+    const auto check = [this, &is_first] {
+        try {
+            restore_if_needed(is_first);
+        } catch (const std::exception& error) {
+            log::error(std::string("cannot restore the kill switch: ") + error.what());
+        }
+        is_first = false;
+    };
     // Listen first, then load: a change between the two is not missed.
     const UniqueFd events = open_nftables_events();
-    restore_if_needed(true);
+    check();
     log::info(std::string("watching the kill switch (") + mode_name(mode_) + ")");
 
     EventLoop loop;
-    // Failing to restore (a kernel that refuses the table) is logged and tried again on the
-    // next event or tick; the watchdog itself never gives up while it runs.
-    const auto check = [this] {
-        try {
-            restore_if_needed(false);
-        } catch (const Error& error) {
-            log::error(std::string("cannot restore the kill switch: ") + error.what());
-        }
-    };
+    // The events of our own restoration are drained; a check after them catches a change that
+    // someone made meanwhile, whose events went with ours.
     loop.add(events.get(), EPOLLIN, [&](std::uint32_t) {
         drain(events.get());
         check();
-        drain(events.get());  // the events of our own restoration
+        drain(events.get());
+        check();
     });
     loop.every(5000ms, check);
     loop.add(signal_fd.get(), EPOLLIN, [&](std::uint32_t) {

@@ -18,10 +18,12 @@ public:
 
 private:
     bool restore_if_needed(bool is_first);
+    Mode policy_to_keep();
 
     Config config_;
     Mode mode_;
     unsigned restorations_ = 0;
+    bool is_fallback_reported_ = false;
 };
 
 }  // namespace psi::fw
