@@ -18,13 +18,15 @@
 #include "core/process.hpp"
 #include "fw/kill_switch.hpp"
 #include "fw/policy.hpp"
+#include "tun/resolver.hpp"
 #include "tun/tun_device.hpp"
 #include "tun/tun_network.hpp"
 
 namespace psi::diagnose {
 namespace {
 
-constexpr const char* ip_tool = "/usr/sbin/ip";
+using tun::ip_tool;
+using tun::resolvectl_tool;
 
 Check passed(std::string name, std::string detail) { return {std::move(name), true, std::move(detail), ""}; }
 Check failed(std::string name, std::string detail, std::string fix) {
@@ -253,8 +255,8 @@ Check check_dns(const Config& config, const std::string& resolv_conf) {
     }
     if (servers == std::vector<std::string>{"127.0.0.53"}) {
         // systemd-resolved: the TUN's link must hold the in-tunnel resolver and route every domain.
-        const ProcessResult dns = run_process({"/usr/bin/resolvectl", "dns", config.tun_name});
-        const ProcessResult domain = run_process({"/usr/bin/resolvectl", "domain", config.tun_name});
+        const ProcessResult dns = run_process({resolvectl_tool, "dns", config.tun_name});
+        const ProcessResult domain = run_process({resolvectl_tool, "domain", config.tun_name});
         if (dns.exit_code != 0 || dns.output.find(config.tun_dns_ipv4) == std::string::npos)
             return failed(name, "systemd-resolved does not send queries to " + config.tun_dns_ipv4 + " on " + config.tun_name,
                           "psi-tun up");
