@@ -164,8 +164,9 @@ void check_psiphon_value(std::string_view source, std::string_view key, const js
         if (key == name) read_string(source, key, value);
     for (const char* name : port_keys) {
         if (key != name) continue;
-        if (!value.is_number() || value.as_double() != static_cast<double>(static_cast<long>(value.as_double())) ||
-            value.as_double() < 0 || value.as_double() > 65535)
+        // Range first: a number like 1e400 must never be converted to an integer.
+        const double number = value.is_number() ? value.as_double() : -1;
+        if (!(number >= 0 && number <= 65535) || number != static_cast<double>(static_cast<long>(number)))
             fail_at(source, value, key, "must be a port number from 0 to 65535");
     }
     for (const char* name : string_list_keys) {

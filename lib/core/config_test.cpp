@@ -62,6 +62,8 @@ TEST(Config, BadValuesNameTheKeyAndLine) {
     EXPECT_EQ(error_of("{\"TunDnsIPv4\": \"10.9.0.2\"}"), "psi.conf line 1: TunDnsIPv4 must lie inside TunAddressIPv4");
     EXPECT_EQ(error_of("{\n\"TunAddressIPv6\": \"fd00:1::1/64\"}"), "psi.conf line 2: TunDnsIPv6 must lie inside TunAddressIPv6");
     EXPECT_EQ(error_of("{\"LocalSocksProxyPort\": \"abc\"}"), "psi.conf line 1: LocalSocksProxyPort must be a port number from 0 to 65535");
+    EXPECT_EQ(error_of("{\"LocalSocksProxyPort\": 1e400}"), "psi.conf line 1: LocalSocksProxyPort must be a port number from 0 to 65535");
+    EXPECT_EQ(error_of("{\"LocalSocksProxyPort\": 80.5}"), "psi.conf line 1: LocalSocksProxyPort must be a port number from 0 to 65535");
     EXPECT_EQ(error_of("{\"LocalHttpProxyPort\": 70000}"), "psi.conf line 1: LocalHttpProxyPort must be a port number from 0 to 65535");
     EXPECT_EQ(error_of("{\"LimitTunnelProtocols\": [\"OSSH\", 1]}"), "psi.conf line 1: LimitTunnelProtocols must be a list of strings");
     EXPECT_EQ(error_of("{\"BootstrapDNSServers\": [\"resolver\"]}"), "psi.conf line 1: BootstrapDNSServers must list IP addresses");
