@@ -38,10 +38,8 @@ FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
 FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/tun/%,$(filter-out lib/core/cli.cpp lib/tun/engine_run.cpp,$(LIB_SOURCES)))
 FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
 
-# libssh: Debian's source package of the installed libssh-dev with third_party/libssh's patch,
-# built static into $(BUILD)/libssh/install (third_party/libssh/README.md). Not yet part of
-# `all`: nothing links it until psi-connect lands, and the mirror must serve that exact source
-# version (LIBSSH_VERSION=<v> builds another one on purpose).
+# libssh: Debian's source package of libssh 0.11 (Debian 13's, with its security fixes) with
+# third_party/libssh's patch, built static into $(BUILD)/libssh/install (third_party/libssh/README.md).
 LIBSSH_DIR   := $(BUILD)/libssh
 LIBSSH_STAMP := $(LIBSSH_DIR)/stamp
 LIBSSH_LIB   := $(LIBSSH_DIR)/install/lib/libssh.a

@@ -3,17 +3,27 @@
 #
 #   third_party/libssh/build.sh OUTPUT_DIR        (psi's Makefile uses build/libssh)
 #
-# Fetches the source package of the installed libssh-dev (same source version) with apt-get source,
+# Fetches Debian's source package of libssh from the libssh 0.11 series of Debian 13 (trixie and
+# trixie-security), the newest version the system's mirrors serve, never older than MIN_VERSION,
 # through a private apt configuration under OUTPUT_DIR/apt whose deb-src entries are derived from
-# the system's own apt sources, so the system's apt configuration and state are never touched.
-# Unpacks it with dpkg-source (Debian's patches applied), applies psi-extensions.patch, and installs
-# OUTPUT_DIR/install/lib/libssh.a and OUTPUT_DIR/install/include/libssh/*.h.
-# OUTPUT_DIR/stamp records what was built; while it matches, the script does nothing.
-# Environment: LIBSSH_VERSION overrides the source version (default: that of the installed libssh-dev).
+# the system's own apt sources (same mirrors and keys, the suites of trixie), so the system's apt
+# configuration and state are never touched. Unpacks it with dpkg-source (Debian's patches
+# applied), applies psi-extensions.patch, and installs OUTPUT_DIR/install/lib/libssh.a and
+# OUTPUT_DIR/install/include/libssh/*.h. OUTPUT_DIR/stamp records what was built; while it
+# matches, the script does nothing (and does not go online).
+# Environment: LIBSSH_VERSION builds exactly that source version instead.
 set -euo pipefail
 
 die() { echo "libssh: error: $*" >&2; exit 1; }
 say() { echo "libssh: $*"; }
+
+# Why trixie's and not bookworm's: the mirrors serve no source for bookworm's current security
+# update (0.10.6-0+deb12u3), and deb12u2 lacks its fixes. Debian 13's 0.11.5-0+deb13u1 carries the
+# same fixes (upstream's 0.11.4 and 0.11.5 security releases) and builds on Debian 12 unchanged.
+source_name=libssh
+series=0.11
+min_version=0.11.5-0+deb13u1
+release=trixie
 
 [ $# -eq 1 ] || die "usage: $0 OUTPUT_DIR"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,28 +32,14 @@ patch_file=$here/psi-extensions.patch
 mkdir -p "$1" || die "cannot create $1"
 out=$(cd "$1" && pwd)
 
-for tool in apt-get apt-cache apt-config dpkg-query dpkg-source dpkg-buildflags cmake ninja cc patch sha256sum awk; do
+for tool in apt-get apt-cache apt-config dpkg dpkg-source dpkg-buildflags cmake ninja cc patch sha256sum awk; do
     command -v "$tool" >/dev/null || die "'$tool' not found; install the build dependencies (make deps)"
 done
 
-# --- What to build -----------------------------------------------------------------------------
-source_name=libssh
-if [ -n "${LIBSSH_VERSION:-}" ]; then
-    version=$LIBSSH_VERSION
-else
-    installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${source:Package} ${source:Version}' libssh-dev 2>/dev/null) ||
-        installed=
-    read -r status source_name version <<<"$installed" || true
-    [ "${status:-}" = ii ] || die "libssh-dev is not installed (make deps), or set LIBSSH_VERSION"
-fi
-[ -n "$version" ] || die "cannot determine the version of libssh-dev"
-upstream_version=${version#*:}
-upstream_version=${upstream_version%-*}
-
 stamp=$out/stamp
 lib=$out/install/lib/libssh.a
-key="$source_name $version patch=$(sha256sum <"$patch_file" | cut -c1-16) script=$(sha256sum <"${BASH_SOURCE[0]}" | cut -c1-16)"
-if [ -f "$stamp" ] && [ -f "$lib" ] && [ "$(cat "$stamp")" = "$key" ]; then
+key="$source_name ${LIBSSH_VERSION:-$series>=$min_version} patch=$(sha256sum <"$patch_file" | cut -c1-16) script=$(sha256sum <"${BASH_SOURCE[0]}" | cut -c1-16)"
+if [ -f "$stamp" ] && [ -f "$lib" ] && [ "$(head -n 1 "$stamp")" = "$key" ]; then
     touch "$stamp"   # up to date; a newer mtime on the inputs must not make make call us again
     exit 0
 fi
@@ -89,8 +85,12 @@ CONF
 } >"$apt_dir/apt.conf"
 
 # deb-src entries derived from the system's sources: every "deb" entry (one-line format) or stanza
-# (deb822 format) becomes the matching "deb-src" one, options (signed-by, ...) kept. Files are read
-# as apt reads them: Dir::Etc::sourcelist, then *.list and *.sources in Dir::Etc::sourceparts.
+# (deb822 format) becomes the matching "deb-src" one, options (signed-by, ...) kept, and each
+# suite of the system's release (bookworm, bookworm-security, ...) becomes the same suite of
+# $release (trixie, trixie-security, ...). Files are read as apt reads them:
+# Dir::Etc::sourcelist, then *.list and *.sources in Dir::Etc::sourceparts.
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+[ -n "$codename" ] || die "cannot read this system's release codename (VERSION_CODENAME in /etc/os-release)"
 eval "$(apt-config shell system_list Dir::Etc::sourcelist/f system_parts Dir::Etc::sourceparts/d)"
 one_line=()
 deb822=()
@@ -107,14 +107,22 @@ if [ -d "${system_parts:-}" ]; then
     done
 fi
 if [ ${#one_line[@]} -gt 0 ]; then
-    awk '{ sub(/#.*/, ""); $1 = $1 }
-         $1 == "deb" || $1 == "deb-src" { $1 = "deb-src"; print }' \
-        "${one_line[@]}" | awk '!seen[$0]++' >"$apt_dir/sources.list"
+    awk -v from="$codename" -v to="$release" '
+         { sub(/#.*/, ""); $1 = $1 }
+         $1 == "deb" || $1 == "deb-src" {
+             $1 = "deb-src"
+             suite = 3
+             if ($2 ~ /^\[/) { while (suite <= NF && $(suite - 1) !~ /\]$/) suite++; suite++ }
+             if (index($suite, from) == 1 && (length($suite) == length(from) || substr($suite, length(from) + 1, 1) == "-"))
+                 $suite = to substr($suite, length(from) + 1)
+             print
+         }' "${one_line[@]}" | awk '!seen[$0]++' >"$apt_dir/sources.list"
 else
     : >"$apt_dir/sources.list"
 fi
 if [ ${#deb822[@]} -gt 0 ]; then
-    awk 'function flush() {
+    awk -v from="$codename" -v to="$release" '
+         function flush() {
              if (n && is_deb) { if (out++) print ""; for (i = 1; i <= n; i++) print lines[i] }
              n = 0; is_deb = 0; in_types = 0
          }
@@ -129,6 +137,17 @@ if [ ${#deb822[@]} -gt 0 ]; then
                  if (value ~ /(^|[ \t])deb(-src)?([ \t]|$)/) { is_deb = 1; lines[++n] = "Types: deb-src" }
                  next
              }
+             if (field == "suites") {
+                 count = split(substr($0, index($0, ":") + 1), words, /[ \t]+/)
+                 line = "Suites:"
+                 for (i = 1; i <= count; i++) {
+                     if (words[i] == "") continue
+                     if (words[i] == from || index(words[i], from "-") == 1) words[i] = to substr(words[i], length(from) + 1)
+                     line = line " " words[i]
+                 }
+                 lines[++n] = line
+                 next
+             }
              lines[++n] = $0
          }
          END { flush() }' "${deb822[@]}" >"$apt_dir/sources.list.d/system.sources"
@@ -138,23 +157,40 @@ fi
 
 apt_private() { APT_CONFIG=$apt_dir/apt.conf "$@"; }
 
-# --- Fetch and unpack --------------------------------------------------------------------------
-say "fetching the source of $source_name $version (apt log: $logs/apt-update.log)"
+# --- Choose the version, fetch and unpack --------------------------------------------------------
+say "looking up $source_name $series in $release's sources (apt log: $logs/apt-update.log)"
 # A source without deb-src indexes (a third-party repository) must not stop the build: apt-get
-# update's status is ignored; apt-get source below says clearly if the package cannot be found.
+# update's status is ignored; the version lookup below says clearly if the package cannot be found.
 apt_private apt-get -q update >"$logs/apt-update.log" 2>&1 ||
     say "warning: apt-get update reported errors (see $logs/apt-update.log)"
+listed=$(apt_private apt-cache showsrc --only-source "$source_name" 2>/dev/null | sed -n 's/^Version: //p' | sort -u)
+if [ -n "${LIBSSH_VERSION:-}" ]; then
+    version=$LIBSSH_VERSION
+else
+    version=
+    for candidate in $listed; do
+        upstream=${candidate#*:}
+        upstream=${upstream%-*}
+        [ "${upstream%.*}" = "$series" ] || continue
+        dpkg --compare-versions "$candidate" ge "$min_version" || continue
+        if [ -z "$version" ] || dpkg --compare-versions "$candidate" gt "$version"; then
+            version=$candidate
+        fi
+    done
+    [ -n "$version" ] || die "the system's mirrors list no source of $source_name $series at or above $min_version" \
+        "in $release (versions listed: $(echo $listed | tr '\n' ' ')${listed:+; }log: $logs/apt-update.log)"
+fi
+upstream_version=${version#*:}
+upstream_version=${upstream_version%-*}
 
+say "fetching the source of $source_name $version"
 src=$out/src
 rm -rf "$src"
 mkdir -p "$src"
 if ! (cd "$src" && apt_private apt-get -q source --download-only "$source_name=$version") >"$logs/apt-source.log" 2>&1; then
     grep '^E:' "$logs/apt-source.log" | head -n 3 >&2 || true
-    listed=$(apt_private apt-cache showsrc --only-source "$source_name" 2>/dev/null |
-        sed -n 's/^Version: //p' | sort -u | paste -sd ' ' -)
-    die "cannot download the source package $source_name $version from the system's apt sources" \
-        "(versions they list: ${listed:-none}; log: $logs/apt-source.log)." \
-        "Another version lacks the fixes of the installed one; to build one anyway: LIBSSH_VERSION=<version>"
+    die "cannot download the source package $source_name $version from the system's mirrors" \
+        "(versions listed: $(echo $listed | tr '\n' ' '); log: $logs/apt-source.log)"
 fi
 dscs=("$src/${source_name}"_*.dsc)
 dsc=${dscs[0]}
@@ -203,5 +239,5 @@ run build cmake --build "$cmake_dir" -- "${jobs[@]}"
 run install cmake --install "$cmake_dir"
 [ -f "$lib" ] || die "the build did not produce $lib"
 
-echo "$key" >"$stamp"
-say "installed $lib"
+printf '%s\n%s\n' "$key" "$version" >"$stamp"
+say "installed $lib ($source_name $version)"
