@@ -16,15 +16,15 @@ DESTDIR      ?=
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
-CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Ilib -DPSI_VERSION='"$(VERSION)"' -MMD -MP
+CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Ilib -I$(BUILD)/libssh/install/include -DPSI_VERSION='"$(VERSION)"' -MMD -MP
 LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto
 
 BUILD    := build
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
-PROGRAMS := psi-fw psi-servers psi-tun psi-diagnose
+PROGRAMS := psi-fw psi-servers psi-connect psi-tun psi-diagnose
 
 LIB_SOURCES  := $(filter-out %_test.cpp,$(wildcard lib/*/*.cpp))
-TEST_SOURCES := $(wildcard lib/*/*_test.cpp)
+TEST_SOURCES := $(wildcard lib/*/*_test.cpp) third_party/libssh/extensions_test.cpp
 LIB_OBJECTS  := $(LIB_SOURCES:%.cpp=$(BUILD)/%.o)
 TEST_OBJECTS := $(TEST_SOURCES:%.cpp=$(BUILD)/%.o)
 BINARIES     := $(PROGRAMS:%=$(BUILD)/%)
@@ -47,6 +47,9 @@ LIBSSH_LIB   := $(LIBSSH_DIR)/install/lib/libssh.a
 .PHONY: all deps check unit bats bench fuzz fuzz-build libssh libssh-check install uninstall clean
 all: $(BINARIES) $(BUILD)/unit-tests
 
+# Whatever includes libssh's headers waits for the patched build.
+$(filter $(BUILD)/lib/connect/% $(BUILD)/third_party/%,$(LIB_OBJECTS) $(TEST_OBJECTS)) $(BUILD)/cmd/psi-connect/main.o: | $(LIBSSH_LIB)
+
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
@@ -54,14 +57,14 @@ $(BUILD)/%.o: %.cpp
 $(BUILD)/libpsi.a: $(LIB_OBJECTS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/psi-%: $(BUILD)/cmd/psi-%/main.o $(BUILD)/libpsi.a
-	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/psi-%: $(BUILD)/cmd/psi-%/main.o $(BUILD)/libpsi.a $(LIBSSH_LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -pthread -o $@
 
-$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libpsi.a
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libpsi.a $(LIBSSH_LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -pthread -o $@
 
-$(BUILD)/unit-tests: $(TEST_OBJECTS) $(BUILD)/libpsi.a
+$(BUILD)/unit-tests: $(TEST_OBJECTS) $(BUILD)/libpsi.a $(LIBSSH_LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lgtest -lgtest_main -pthread -o $@
 
 $(BUILD)/fuzz/obj/%.o: %.cpp
@@ -95,12 +98,8 @@ $(LIBSSH_LIB): $(LIBSSH_STAMP) ;
 libssh: deps $(LIBSSH_LIB)
 
 # The two functions the patch adds, against an SSH server written in the test itself.
-$(BUILD)/libssh-tests: third_party/libssh/extensions_test.cpp $(BUILD)/libpsi.a $(LIBSSH_LIB)
-	$(CXX) $(CXXFLAGS) -I$(LIBSSH_DIR)/install/include $< $(BUILD)/libpsi.a $(LIBSSH_LIB) $(LDLIBS) \
-		-lgtest -lgtest_main -pthread -o $@
-
-libssh-check: libssh $(BUILD)/libssh-tests
-	$(BUILD)/libssh-tests
+libssh-check: all
+	$(BUILD)/unit-tests --gtest_filter='LibsshExtensions.*'
 
 # Every Debian package the build, the tests and the benchmarks need; idempotent.
 deps:

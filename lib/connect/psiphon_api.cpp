@@ -88,9 +88,13 @@ std::string password_payload(std::string_view session_id, std::string_view ssh_p
     return payload.dump();
 }
 
-std::string handshake_request(const ClientIdentity& identity, std::string_view relay_protocol) {
+std::string handshake_request(const ClientIdentity& identity, std::string_view relay_protocol,
+                              std::string_view server_secret, std::string_view session_id) {
     json::Value parameters = base_parameters(identity, relay_protocol);
     if (!identity.egress_region.empty()) parameters.set("egress_region", identity.egress_region);
+    parameters.set("server_secret", std::string(server_secret));
+    parameters.set("client_session_id", std::string(session_id));
+    parameters.set("session_id", std::string(session_id));
     return parameters.dump();
 }
 

@@ -29,7 +29,10 @@ std::string make_session_id();
 // {"SessionId":"<32 hex>","SshPassword":"<password>"} (SponsorId only when it is 16 hex).
 std::string password_payload(std::string_view session_id, std::string_view ssh_password, std::string_view sponsor_id);
 
-std::string handshake_request(const ClientIdentity& identity, std::string_view relay_protocol);
+// Also carries server_secret (the entry's webServerSecret), client_session_id and session_id:
+// older servers require the first two, newer ones ignore all three (PROTOCOL.md §11).
+std::string handshake_request(const ClientIdentity& identity, std::string_view relay_protocol,
+                              std::string_view server_secret, std::string_view session_id);
 
 struct HandshakeResponse {
     std::vector<std::string> homepages;

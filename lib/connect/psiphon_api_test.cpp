@@ -40,13 +40,17 @@ TEST(PsiphonApi, PasswordPayloadMatchesWhatPsiphondAccepted) {
 
 TEST(PsiphonApi, HandshakeCarriesEveryRequiredParameterAsStrings) {
     ClientIdentity identity{"FFFFFFFFFFFFFFFF", "FFFFFFFFFFFFFFFF", "1", "Linux", ""};
-    json::Value request = json::parse(handshake_request(identity, "OSSH"));
-    for (const char* key : {"propagation_channel_id", "sponsor_id", "client_version", "client_platform", "relay_protocol"})
+    const std::string session = "00112233445566778899aabbccddeeff";
+    json::Value request = json::parse(handshake_request(identity, "OSSH", "s3cret", session));
+    for (const char* key : {"propagation_channel_id", "sponsor_id", "client_version", "client_platform", "relay_protocol",
+                            "server_secret", "client_session_id", "session_id"})
         ASSERT_TRUE(request.find(key) && request.find(key)->is_string()) << key;
     EXPECT_EQ(request.find("relay_protocol")->as_string(), "OSSH");
     EXPECT_EQ(request.find("egress_region"), nullptr);
+    EXPECT_EQ(request.find("server_secret")->as_string(), "s3cret");
+    EXPECT_EQ(request.find("client_session_id")->as_string(), session);
     identity.egress_region = "DE";
-    EXPECT_EQ(json::parse(handshake_request(identity, "SSH")).find("egress_region")->as_string(), "DE");
+    EXPECT_EQ(json::parse(handshake_request(identity, "SSH", "s3cret", session)).find("egress_region")->as_string(), "DE");
 }
 
 TEST(PsiphonApi, HandshakeReplyGivesHomepagesServersAndRegion) {

@@ -66,7 +66,8 @@ void EventLoop::run() {
     is_running_ = true;
     std::array<epoll_event, 256> events{};
     while (is_running_) {
-        const int count = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+        const int count =
+            ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), deferred_.empty() ? -1 : 0);
         if (count < 0) {
             if (errno == EINTR) continue;
             throw_system_error("epoll_wait", errno);
@@ -79,6 +80,9 @@ void EventLoop::run() {
             const std::shared_ptr<Handler> handler = found->second.handler;  // survives its own removal
             (*handler)(events[i].events);
         }
+        std::vector<std::function<void()>> deferred;
+        deferred.swap(deferred_);
+        for (auto& call : deferred) call();
     }
 }
 

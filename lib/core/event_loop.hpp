@@ -31,6 +31,9 @@ public:
     // Calls `tick` every `period` until the loop ends.
     void every(std::chrono::milliseconds period, std::function<void()> tick);
 
+    // Calls `call` once, after the events of the current round (never from inside the caller).
+    void defer(std::function<void()> call) { deferred_.push_back(std::move(call)); }
+
     // Runs until stop(); exceptions from callbacks propagate out of run().
     void run();
     void stop() { is_running_ = false; }
@@ -45,6 +48,7 @@ private:
     std::unordered_map<int, Watch> watches_;
     std::uint32_t next_generation_ = 1;
     std::vector<UniqueFd> timers_;
+    std::vector<std::function<void()>> deferred_;
     bool is_running_ = false;
 };
 

@@ -216,6 +216,28 @@ TEST(EventLoopTest, EveryTicksAtItsPeriod) {
     EXPECT_LT(slow, fast);  // each timer keeps its own period
 }
 
+TEST(EventLoopTest, DeferredCallsRunAfterTheRoundInOrderWithoutBlocking) {
+    EventLoop loop;
+    Pipe pipe = make_pipe();
+    std::vector<std::string> order;
+    loop.add(pipe.read_end.get(), EPOLLIN, [&](std::uint32_t) {
+        char byte;
+        (void)::read(pipe.read_end.get(), &byte, 1);
+        loop.defer([&] {
+            order.push_back("first");
+            loop.defer([&] {
+                order.push_back("nested");
+                loop.stop();
+            });
+        });
+        loop.defer([&] { order.push_back("second"); });
+        order.push_back("handler");
+    });
+    write_byte(pipe.write_end.get());
+    loop.run();  // nothing else ever becomes ready: the nested call must not wait for an event
+    EXPECT_EQ(order, (std::vector<std::string>{"handler", "first", "second", "nested"}));
+}
+
 TEST(EventLoopTest, StopEndsTheRoundAndRunCanResume) {
     EventLoop loop;
     std::array<Pipe, 2> pipes = {make_pipe(), make_pipe()};

@@ -102,4 +102,12 @@ std::string current_capabilities() {
     return result;
 }
 
+void raise_open_file_limit(rlim_t wanted) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (::geteuid() == 0 && limit.rlim_max < wanted) limit.rlim_max = wanted;
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+}
+
 }  // namespace psi

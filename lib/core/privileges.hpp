@@ -1,6 +1,7 @@
 // Dropping from root to an unprivileged user with an explicit, usually empty, capability set.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -31,6 +32,10 @@ void drop_privileges(const UserIdentity& identity, const std::vector<cap_value_t
 // placed there could lead it to read or write elsewhere): when running as root and
 // `directory` belongs to another user, become that user, with no capability, for good.
 void become_owner_of(const std::string& directory);
+
+// Raises the soft limit of open files to the hard one; as root (before dropping privileges),
+// first the hard one to at least `wanted`. A proxy holds two descriptors per connection.
+void raise_open_file_limit(rlim_t wanted);
 
 // The capabilities of the calling thread, as cap_to_text shows them ("=" when empty).
 std::string current_capabilities();

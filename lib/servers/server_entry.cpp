@@ -219,6 +219,8 @@ bool verify_ed25519(const std::string& public_key, std::string_view message, std
 
 }  // namespace
 
+std::string ServerEntry::string_value(std::string_view name) const { return string_field(fields, name); }
+
 std::string ServerEntry::ip_address() const { return string_field(fields, "ipAddress"); }
 
 std::string ServerEntry::region() const { return string_field(fields, "region"); }

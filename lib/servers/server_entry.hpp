@@ -17,6 +17,7 @@ namespace psi::servers {
 struct ServerEntry {
     json::Value fields;  // the entry's JSON object, in its original key order
 
+    std::string string_value(std::string_view name) const;  // "" when absent or not a string
     std::string ip_address() const;             // "" when absent
     std::string region() const;                 // "" when absent
     std::int64_t configuration_version() const; // 0 when absent

@@ -58,14 +58,6 @@ bool owns_engine_directory(const Config& config) {
     return ::lstat(engine_directory(config).c_str(), &info) == 0 && S_ISDIR(info.st_mode) && info.st_uid == ::geteuid();
 }
 
-void raise_open_file_limit() {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
-    if (::geteuid() == 0 && limit.rlim_max < wanted_open_files) limit.rlim_max = wanted_open_files;
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-}
-
 // Reads a small file of the tunnel user's without following a link it may have put there.
 std::string read_engine_file(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
@@ -146,7 +138,7 @@ int run_engine(const Config& config, const RunOptions& options) {
     if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) throw_system_error("cannot block signals", errno);
     ::signal(SIGPIPE, SIG_IGN);  // splice(2) into a socket the peer closed raises it
 
-    raise_open_file_limit();
+    raise_open_file_limit(wanted_open_files);
     UniqueFd tun;
     if (::geteuid() == 0) {
         // Attach as root, then become the tunnel user for good, with no capability: the engine

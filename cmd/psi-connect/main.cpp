@@ -1,0 +1,302 @@
+// psi-connect: connects to one of the Psiphon servers it is given (OSSH or SSH through the
+// patched libssh), keeps the tunnel up, and serves a SOCKS5 proxy on loopback. Notices on
+// stdout as JSON lines in Psiphon's format; people's messages on stderr.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "connect/dial.hpp"
+#include "connect/establish.hpp"
+#include "connect/notice.hpp"
+#include "connect/psiphon_api.hpp"
+#include "connect/socks_server.hpp"
+#include "connect/tunnel_session.hpp"
+#include "core/atomic_file.hpp"
+#include "core/cli.hpp"
+#include "core/error.hpp"
+#include "core/event_loop.hpp"
+#include "core/log.hpp"
+#include "core/privileges.hpp"
+#include "servers/server_entry.hpp"
+
+namespace {
+
+using namespace psi;
+using namespace psi::connect;
+using Clock = std::chrono::steady_clock;
+
+constexpr rlim_t wanted_open_files = 65536;
+
+struct Options {
+    std::string entries = "-";
+    int socks_port = -1;  // -1: LocalSocksProxyPort, else 1081
+    bool is_handshake = true;
+    std::string identity_file;
+    std::string discovered_file;
+    std::vector<std::string> protocols;
+    int parallel = 4;
+    int dial_timeout = 20;
+    int keepalive = 0;       // 0: every 60-120 s
+    int establish_timeout = -1;  // -1: EstablishTunnelTimeoutSeconds, else 300; 0: forever
+};
+
+std::vector<std::string> config_strings(const Config& config, const char* key) {
+    std::vector<std::string> values;
+    if (const json::Value* value = config.document.find(key); value && value->is_array())
+        for (const json::Value& item : value->as_array())
+            if (item.is_string()) values.push_back(item.as_string());
+    return values;
+}
+
+int config_integer(const Config& config, const char* key, int fallback) {
+    const json::Value* value = config.document.find(key);
+    return value && value->is_number() ? static_cast<int>(value->as_double()) : fallback;
+}
+
+// Every (entry, protocol) pair to try, in the entries' order, OSSH before SSH.
+std::vector<Candidate> candidates_from(const std::string& text, const std::vector<std::string>& protocols) {
+    const servers::DecodedList decoded = servers::decode_entry_list(text);
+    for (const auto& [reason, count] : decoded.skipped)
+        log::warning("skipped " + std::to_string(count) + " entry line(s): " + reason);
+    std::vector<Candidate> candidates;
+    for (const servers::ServerEntry& entry : decoded.entries)
+        for (const std::string& protocol : entry.protocols(protocols)) candidates.push_back(Candidate{entry, protocol});
+    return candidates;
+}
+
+class Connector {
+public:
+    Connector(const Options& options, const Config& config, std::vector<Candidate> candidates)
+        : options_(options),
+          config_(config),
+          candidates_(std::move(candidates)),
+          socks_(loop_, static_cast<std::uint16_t>(options.socks_port),
+                 [this]() { return session_ && !session_->has_failed() ? session_.get() : nullptr; }, totals_) {
+        settings_.is_handshake = options.is_handshake;
+        settings_.identity_file = options.identity_file;
+        settings_.timeout = std::chrono::seconds(options.dial_timeout);
+        settings_.session_id = make_session_id();
+        if (options.is_handshake) settings_.identity = client_identity(config);
+        if (options.keepalive > 0) {
+            keepalive_.min_interval = keepalive_.max_interval = std::chrono::seconds(options.keepalive);
+            keepalive_.timeout = std::min(keepalive_.timeout, std::chrono::seconds(options.keepalive));
+        }
+    }
+
+    int run(int signal_fd) {
+        notices_.emit("ListeningSocksProxyPort", json::Object{{"port", static_cast<std::int64_t>(socks_.port())}});
+        log::info("SOCKS5 proxy on 127.0.0.1:" + std::to_string(socks_.port()));
+        loop_.add(signal_fd, EPOLLIN, [this, signal_fd](std::uint32_t) {
+            signalfd_siginfo info{};
+            (void)!::read(signal_fd, &info, sizeof info);
+            loop_.stop();
+        });
+        loop_.every(std::chrono::milliseconds(1000), [this] { tick(); });
+        establishing_since_ = Clock::now();
+        start_establishing();
+        loop_.run();
+        shut_down();
+        return exit_code_;
+    }
+
+private:
+    void start_establishing() {
+        if (candidates_.empty()) {
+            fail_for_good("no usable server entry (each needs an OSSH or SSH port and capability)");
+            return;
+        }
+        establisher_ = std::make_unique<Establisher>(candidates_, settings_, static_cast<std::size_t>(options_.parallel));
+        loop_.add(establisher_->descriptor(), EPOLLIN, [this](std::uint32_t) { on_established(); });
+    }
+
+    void on_established() {
+        loop_.remove(establisher_->descriptor());
+        std::unique_ptr<Tunnel> tunnel = establisher_->take_tunnel();
+        const std::vector<std::string> failures = establisher_->failures();
+        establisher_.reset();
+        if (!tunnel) {
+            for (const std::string& failure : failures) log::warning(failure);
+            notices_.emit("Warning", json::Object{{"message", "no server could be reached (" +
+                                                                   std::to_string(failures.size()) + " tried)"}});
+            retry_at_ = Clock::now() + retry_delay_;
+            retry_delay_ = std::min(retry_delay_ * 2, std::chrono::seconds(30));
+            return;
+        }
+        retry_delay_ = std::chrono::seconds(2);
+        prefer(tunnel->candidate());
+        announce(*tunnel);
+        session_ = std::make_unique<TunnelSession>(loop_, std::move(tunnel), keepalive_,
+                                                   [this](const std::string& reason) { on_tunnel_failed(reason); });
+        notices_.emit("Tunnels", json::Object{{"count", std::int64_t{1}}});
+    }
+
+    // The server that worked is tried first next time (affinity), with its protocol.
+    void prefer(const Candidate& winner) {
+        const auto same = [&](const Candidate& candidate) {
+            return candidate.protocol == winner.protocol && candidate.entry.ip_address() == winner.entry.ip_address();
+        };
+        std::stable_partition(candidates_.begin(), candidates_.end(), same);
+    }
+
+    void announce(const Tunnel& tunnel) {
+        const Candidate& candidate = tunnel.candidate();
+        log::info("tunnel up: " + candidate.label());
+        notices_.emit("ActiveTunnel", json::Object{{"protocol", candidate.protocol}});
+        notices_.emit("ConnectedServerRegion", json::Object{{"serverRegion", candidate.entry.region()}});
+        const HandshakeResponse& handshake = tunnel.handshake();
+        if (!handshake.client_region.empty())
+            notices_.emit("ClientRegion", json::Object{{"regionCode", handshake.client_region}});
+        for (const std::string& url : handshake.homepages) notices_.emit("Homepage", json::Object{{"url", url}});
+        save_discovered(handshake.encoded_server_list);
+    }
+
+    // Entries the handshake handed out, where psi-servers import reads them.
+    void save_discovered(const std::vector<std::string>& lines) {
+        if (options_.discovered_file.empty() || lines.empty()) return;
+        std::string text;
+        for (const std::string& line : lines) text += line + "\n";
+        try {
+            write_file_atomically(options_.discovered_file, text, 0600);
+        } catch (const Error& error) {
+            log::warning(std::string("cannot save the discovered servers: ") + error.what());
+        }
+    }
+
+    void on_tunnel_failed(const std::string& reason) {
+        log::warning(reason);
+        notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});
+        // The session goes once nothing of it runs any more; then establishment starts again.
+        loop_.defer([this] {
+            socks_.close_all();
+            session_.reset();
+            establishing_since_ = Clock::now();
+            start_establishing();
+        });
+    }
+
+    void tick() {
+        socks_.tick();
+        if (session_) session_->tick();
+        if (!session_ && !establisher_ && Clock::now() >= retry_at_) {
+            const int limit = options_.establish_timeout;
+            if (limit > 0 && Clock::now() - establishing_since_ >= std::chrono::seconds(limit)) {
+                fail_for_good("no tunnel came up within " + std::to_string(limit) + " s");
+                return;
+            }
+            start_establishing();
+        }
+    }
+
+    void fail_for_good(const std::string& reason) {
+        log::error(reason);
+        notices_.emit("Error", json::Object{{"message", reason}});
+        exit_code_ = exit_status::failure;
+        loop_.stop();
+    }
+
+    void shut_down() {
+        if (establisher_) {
+            loop_.remove(establisher_->descriptor());
+            establisher_.reset();
+        }
+        socks_.close_all();
+        if (session_) {
+            session_.reset();
+            notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});
+        }
+        notices_.emit("Exiting");
+    }
+
+    const Options& options_;
+    const Config& config_;
+    std::vector<Candidate> candidates_;
+    EventLoop loop_;
+    NoticeWriter notices_;
+    RelayTotals totals_;
+    DialSettings settings_;
+    KeepaliveSettings keepalive_;
+    std::unique_ptr<TunnelSession> session_;
+    SocksServer socks_;
+    std::unique_ptr<Establisher> establisher_;
+    Clock::time_point retry_at_{};
+    Clock::time_point establishing_since_{};
+    std::chrono::seconds retry_delay_{2};
+    int exit_code_ = exit_status::ok;
+};
+
+UniqueFd block_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (const int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, signal);
+    if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) throw_system_error("cannot block signals", errno);
+    ::signal(SIGPIPE, SIG_IGN);
+    UniqueFd fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!fd.is_open()) throw_system_error("cannot receive signals", errno);
+    return fd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CommonOptions common;
+    Options options;
+    CLI::App app{"psi-connect: a Psiphon tunnel (OSSH or SSH) to one of the given servers, with a SOCKS5 proxy\n"
+                 "on loopback. Notices go to stdout as JSON lines; messages to stderr.",
+                 "psi-connect"};
+    add_common_options(app, common);
+    app.add_option("--entries", options.entries, "Server entry lines, FILE or - for stdin (psi-servers pick)")
+        ->capture_default_str();
+    app.add_option("--socks", options.socks_port, "SOCKS5 port on 127.0.0.1 (LocalSocksProxyPort, else 1081; 0: any)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("--discovered", options.discovered_file, "Write the servers the handshake hands out to FILE");
+    app.add_option("--protocols", options.protocols, "Tunnel protocols to use, in order (LimitTunnelProtocols)")
+        ->check(CLI::IsMember({"OSSH", "SSH"}))
+        ->delimiter(',');
+    app.add_option("--parallel", options.parallel, "Servers dialled at once")->check(CLI::Range(1, 32))->capture_default_str();
+    app.add_option("--dial-timeout", options.dial_timeout, "Seconds for one server to come up")
+        ->check(CLI::Range(1, 300))
+        ->capture_default_str();
+    app.add_option("--establish-timeout", options.establish_timeout,
+                   "Seconds to keep trying before giving up (EstablishTunnelTimeoutSeconds, else 300; 0: forever)")
+        ->check(CLI::Range(0, 86400));
+    app.add_option("--keepalive", options.keepalive, "Seconds between keepalives (default: 60-120 at random)")
+        ->check(CLI::Range(1, 3600));
+    app.add_flag("!--no-handshake", options.is_handshake, "A generic SSH server: no Psiphon handshake");
+    app.add_option("--identity", options.identity_file, "Public-key authentication with this private key (generic SSH)")
+        ->check(CLI::ExistingFile);
+    app.footer("Examples:\n  psi-servers pick | psi-connect --entries -\n"
+               "  psi-connect --entries servers.txt --socks 1080 --protocols OSSH\n"
+               "  psi-connect --entries my-sshd.txt --no-handshake --identity ~/.ssh/id_ed25519\n"
+               "Exit status: 0 stopped by a signal, 1 no tunnel could be kept up, 2 usage. See psi-connect(8).");
+
+    return run_program(app, argc, argv, common, [&]() -> int {
+        const Config config = load_config_from(common);
+        if (options.socks_port < 0) options.socks_port = config_integer(config, "LocalSocksProxyPort", 1081);
+        if (options.establish_timeout < 0)
+            options.establish_timeout = config_integer(config, "EstablishTunnelTimeoutSeconds", 300);
+        if (options.protocols.empty()) options.protocols = config_strings(config, "LimitTunnelProtocols");
+        if (options.protocols.empty()) options.protocols = {"OSSH", "SSH"};
+        if (options.is_handshake) client_identity(config);  // a bad identity is a usage error, before anything else
+
+        // Everything root may read is read first; then the tunnel user, with no capability,
+        // before any network socket exists.
+        const std::string text = options.entries == "-" ? read_all(STDIN_FILENO, "standard input", 64 << 20)
+                                                        : read_file(options.entries);
+        raise_open_file_limit(wanted_open_files);
+        if (::geteuid() == 0) drop_privileges(lookup_user(config.tunnel_user, config.tunnel_group));
+        if (::geteuid() == 0) throw Error("psi-connect never runs as root");
+
+        initialize_libssh();
+        UniqueFd signal_fd = block_signals();
+        Connector connector(options, config, candidates_from(text, options.protocols));
+        return connector.run(signal_fd.get());
+    });
+}

@@ -1,0 +1,82 @@
+// One attempt to bring up a tunnel to one server over one protocol (PROTOCOL.md §3-5): TCP to the
+// entry's port; for OSSH the obfuscation shim; SSH with the server's host key compared byte for
+// byte with the entry's sshHostKey; password auth with the JSON payload; then psiphon-handshake.
+// Blocking, in the caller's thread; cancel() from any thread ends it early.
+#pragma once
+
+#include <libssh/libssh.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "connect/ossh_pump.hpp"
+#include "connect/psiphon_api.hpp"
+#include "core/unique_fd.hpp"
+#include "servers/server_entry.hpp"
+
+namespace psi::connect {
+
+struct Candidate {
+    servers::ServerEntry entry;
+    std::string protocol;  // "OSSH" or "SSH"
+    std::string label() const;  // "OSSH 192.0.2.1:443"
+};
+
+struct DialSettings {
+    ClientIdentity identity;
+    std::string session_id;          // one per run (PROTOCOL.md §4)
+    bool is_handshake = true;        // false: a generic SSH server, no Psiphon API
+    std::string identity_file;       // public-key auth with this key instead of the password payload
+    std::chrono::milliseconds timeout{20000};
+};
+
+// An established tunnel: an authenticated SSH session (after the handshake, when asked for).
+class Tunnel {
+public:
+    Tunnel(Candidate candidate, ssh_session session, UniqueFd socket, std::unique_ptr<OsshPump> pump,
+           HandshakeResponse handshake);
+    ~Tunnel();
+    Tunnel(const Tunnel&) = delete;
+    Tunnel& operator=(const Tunnel&) = delete;
+
+    ssh_session session() const { return session_; }
+    int descriptor() const { return socket_.get(); }  // the one libssh reads and writes
+    const Candidate& candidate() const { return candidate_; }
+    const HandshakeResponse& handshake() const { return handshake_; }
+    // Why the OSSH shim ended, if it did ("" for SSH).
+    std::string transport_failure() const { return pump_ ? pump_->failure() : std::string(); }
+
+private:
+    Candidate candidate_;
+    ssh_session session_;
+    UniqueFd socket_;
+    std::unique_ptr<OsshPump> pump_;
+    HandshakeResponse handshake_;
+};
+
+class Dial {
+public:
+    Dial(Candidate candidate, const DialSettings& settings);
+    // Throws psi::Error with a one-line reason ("host key does not match the entry", ...).
+    std::unique_ptr<Tunnel> run();
+    void cancel();
+
+private:
+    void watch(int fd);
+    void check_cancelled();
+    UniqueFd connect_tcp(std::chrono::steady_clock::time_point deadline);
+
+    Candidate candidate_;
+    const DialSettings& settings_;
+    std::mutex mutex_;
+    bool is_cancelled_ = false;
+    std::vector<int> watched_;
+};
+
+// Calls ssh_init() once for the process (the static library has no constructor doing it).
+void initialize_libssh();
+
+}  // namespace psi::connect

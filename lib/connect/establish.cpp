@@ -1,0 +1,76 @@
+#include "connect/establish.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/error.hpp"
+
+namespace psi::connect {
+
+Establisher::Establisher(std::vector<Candidate> candidates, const DialSettings& settings, std::size_t parallel)
+    : candidates_(std::move(candidates)), settings_(settings), done_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (!done_.is_open()) throw_system_error("eventfd", errno);
+    const std::size_t count = std::max<std::size_t>(1, std::min(parallel, candidates_.size()));
+    for (std::size_t i = 0; i < count; ++i) workers_.emplace_back([this] { work(); });
+    coordinator_ = std::thread([this] {
+        for (std::thread& worker : workers_) worker.join();
+        is_done_ = true;
+        const std::uint64_t one = 1;
+        (void)!::write(done_.get(), &one, sizeof one);
+    });
+}
+
+Establisher::~Establisher() {
+    is_stopping_ = true;
+    cancel_all();
+    coordinator_.join();
+}
+
+void Establisher::cancel_all() {
+    std::lock_guard lock(mutex_);
+    for (Dial* dial : running_) dial->cancel();
+}
+
+void Establisher::work() {
+    for (;;) {
+        const std::size_t index = next_++;
+        if (index >= candidates_.size() || is_stopping_) return;
+        Dial dial(candidates_[index], settings_);
+        {
+            std::lock_guard lock(mutex_);
+            if (winner_ || is_stopping_) return;
+            running_.push_back(&dial);
+        }
+        std::unique_ptr<Tunnel> tunnel;
+        std::string failure;
+        try {
+            tunnel = dial.run();
+        } catch (const Error& error) {
+            failure = error.what();
+        }
+        std::lock_guard lock(mutex_);
+        running_.erase(std::find(running_.begin(), running_.end(), &dial));
+        if (tunnel && !winner_ && !is_stopping_) {
+            winner_ = std::move(tunnel);
+            is_stopping_ = true;
+            for (Dial* other : running_) other->cancel();
+            return;
+        }
+        if (!tunnel && !is_stopping_) failures_.push_back(candidates_[index].label() + ": " + failure);
+    }
+}
+
+std::unique_ptr<Tunnel> Establisher::take_tunnel() {
+    std::lock_guard lock(mutex_);
+    return std::move(winner_);
+}
+
+std::vector<std::string> Establisher::failures() const {
+    std::lock_guard lock(mutex_);
+    return failures_;
+}
+
+}  // namespace psi::connect

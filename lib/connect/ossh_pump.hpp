@@ -1,0 +1,47 @@
+// The OSSH shim of PROTOCOL.md §3.6: libssh speaks plain SSH over one end of a socketpair, and a
+// thread moves the bytes between the other end and the server's socket through the obfuscator
+// (the preamble first, RC4 up to each side's NEWKEYS, raw after). Each direction is queued and
+// bounded, so neither side can make it grow or block the other.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/unique_fd.hpp"
+#include "ssh/obfuscator.hpp"
+
+namespace psi::connect {
+
+class OsshPump {
+public:
+    // Takes the connected server socket and the pump's end of the socketpair; starts at once.
+    OsshPump(UniqueFd network, UniqueFd libssh_side, std::unique_ptr<ssh::ClientObfuscator> obfuscator,
+             std::string preamble);
+    ~OsshPump();
+    OsshPump(const OsshPump&) = delete;
+    OsshPump& operator=(const OsshPump&) = delete;
+
+    // Ends the thread and closes both descriptors; libssh then reads end of file.
+    void stop();
+    // Why the pump ended on its own ("" while it runs or after stop()).
+    std::string failure() const;
+
+private:
+    void run();
+    void fail(std::string reason);
+
+    UniqueFd network_;
+    UniqueFd libssh_side_;
+    UniqueFd wake_;
+    std::unique_ptr<ssh::ClientObfuscator> obfuscator_;
+    std::string to_network_;
+    std::string to_libssh_;
+    mutable std::mutex mutex_;
+    std::string failure_;
+    std::thread thread_;
+};
+
+}  // namespace psi::connect

@@ -1,0 +1,198 @@
+#include "connect/tunnel_session.hpp"
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace psi::connect {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto open_timeout = std::chrono::seconds(30);
+constexpr const char* keepalive_request = "keepalive@openssh.com";
+
+}  // namespace
+
+proxy::SocksReply reply_for_refusal(const std::string& libssh_error) {
+    unsigned reason = 0;
+    const std::size_t at = libssh_error.find("error (");
+    if (at != std::string::npos) std::sscanf(libssh_error.c_str() + at, "error (%u)", &reason);
+    if (reason == 1) return proxy::SocksReply::not_allowed;  // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
+    if (libssh_error.find("refused") != std::string::npos) return proxy::SocksReply::connection_refused;
+    if (reason == 2) return proxy::SocksReply::host_unreachable;  // SSH_OPEN_CONNECT_FAILED
+    return proxy::SocksReply::general_failure;
+}
+
+TunnelSession::TunnelSession(EventLoop& loop, std::unique_ptr<Tunnel> tunnel, KeepaliveSettings keepalive,
+                             FailureHandler on_failure)
+    : loop_(loop),
+      tunnel_(std::move(tunnel)),
+      event_(ssh_event_new()),
+      keepalive_(keepalive),
+      on_failure_(std::move(on_failure)) {
+    if (!event_) throw Error("out of memory for the tunnel's events");
+    ssh_set_blocking(session(), 0);
+    if (ssh_event_add_session(event_, session()) != SSH_OK) {
+        ssh_event_free(event_);
+        throw Error("the tunnel's session cannot be polled");
+    }
+    schedule_keepalive();
+    loop_.add(tunnel_->descriptor(), EPOLLIN, [this](std::uint32_t events) { on_socket(events); });
+    after_packets();  // anything that arrived with the handshake
+}
+
+TunnelSession::~TunnelSession() {
+    if (loop_.contains(tunnel_->descriptor())) loop_.remove(tunnel_->descriptor());
+    for (PendingOpen& open : opens_) ssh_channel_free(open.channel);
+    ssh_event_remove_session(event_, session());
+    ssh_event_free(event_);
+}
+
+std::uint64_t TunnelSession::open_forward(const std::string& host, std::uint16_t port, OpenHandler done) {
+    const std::uint64_t id = next_open_id_++;
+    ssh_channel channel = has_failed_ ? nullptr : ssh_channel_new(session());
+    if (!channel) {
+        loop_.defer([done = std::move(done)] { done(OpenResult{}); });
+        return id;
+    }
+    opens_.push_back(PendingOpen{id, channel, host, port, Clock::now() + open_timeout, std::move(done)});
+    advance_opens();
+    after_write();
+    return id;
+}
+
+void TunnelSession::cancel_open(std::uint64_t id) {
+    for (auto it = opens_.begin(); it != opens_.end(); ++it) {
+        if (it->id != id) continue;
+        ssh_channel_free(it->channel);  // a late confirmation is answered with a close by libssh
+        opens_.erase(it);
+        return;
+    }
+}
+
+bool TunnelSession::is_congested() const { return (ssh_get_poll_flags(session()) & SSH_WRITE_PENDING) != 0; }
+
+void TunnelSession::when_drained(std::function<void()> resume) {
+    drained_waiters_.push_back(std::move(resume));
+    after_write();
+}
+
+void TunnelSession::after_write() {
+    if (has_failed_) return;
+    const bool wants_write = is_congested();
+    if (wants_write != is_write_watched_) {
+        loop_.modify(tunnel_->descriptor(), wants_write ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        is_write_watched_ = wants_write;
+    }
+}
+
+void TunnelSession::on_socket(std::uint32_t) {
+    if (has_failed_) return;
+    if (ssh_event_dopoll(event_, 0) == SSH_ERROR && !ssh_is_connected(session())) {
+        fail(std::string("the tunnel broke: ") + ssh_get_error(session()));
+        return;
+    }
+    after_packets();
+}
+
+void TunnelSession::after_packets() {
+    if (has_failed_) return;
+    if (!ssh_is_connected(session())) {
+        const std::string transport = tunnel_->transport_failure();
+        fail("the tunnel closed: " + (transport.empty() ? std::string(ssh_get_error(session())) : transport));
+        return;
+    }
+    advance_opens();
+    advance_keepalive();
+    if (has_failed_) return;
+    after_write();
+    if (!is_congested() && !drained_waiters_.empty()) {
+        std::vector<std::function<void()>> waiters;
+        waiters.swap(drained_waiters_);
+        for (auto& resume : waiters) resume();
+    }
+}
+
+void TunnelSession::advance_opens() {
+    const auto now = Clock::now();
+    for (auto it = opens_.begin(); it != opens_.end() && !has_failed_;) {
+        const int status = ssh_channel_open_forward(it->channel, it->host.c_str(), it->port, "127.0.0.1", 0);
+        if (status == SSH_AGAIN && now < it->deadline) {
+            ++it;
+            continue;
+        }
+        OpenResult result;
+        if (status == SSH_OK) {
+            result.channel = it->channel;
+            result.reply = proxy::SocksReply::succeeded;
+        } else {
+            result.reply = status == SSH_AGAIN ? proxy::SocksReply::ttl_expired
+                                               : reply_for_refusal(ssh_get_error(session()));
+            ssh_channel_free(it->channel);
+        }
+        OpenHandler done = std::move(it->done);
+        it = opens_.erase(it);
+        done(std::move(result));
+    }
+}
+
+void TunnelSession::schedule_keepalive() {
+    auto span = (keepalive_.max_interval - keepalive_.min_interval).count();
+    std::uint32_t random = 0;
+    RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof random);
+    const auto extra = span > 0 ? std::chrono::seconds(random % (span + 1)) : std::chrono::seconds(0);
+    next_keepalive_ = Clock::now() + keepalive_.min_interval + extra;
+}
+
+void TunnelSession::advance_keepalive() {
+    if (!is_keepalive_pending_) return;
+    const int status = ssh_send_global_request(session(), keepalive_request, nullptr, 0, 1, nullptr);
+    if (status == SSH_AGAIN) {
+        if (Clock::now() >= keepalive_deadline_) fail("the server stopped answering (no keepalive reply in time)");
+        return;
+    }
+    is_keepalive_pending_ = false;
+    if (status == SSH_ERROR && ssh_get_error_code(session()) != SSH_REQUEST_DENIED) {
+        fail(std::string("keepalive: ") + ssh_get_error(session()));
+        return;
+    }
+    schedule_keepalive();
+}
+
+void TunnelSession::tick() {
+    if (has_failed_) return;
+    if (!is_keepalive_pending_ && Clock::now() >= next_keepalive_) {
+        is_keepalive_pending_ = true;
+        keepalive_deadline_ = Clock::now() + keepalive_.timeout;
+        const int status = ssh_send_global_request(session(), keepalive_request, nullptr, 0, 1, nullptr);
+        if (status != SSH_AGAIN) {
+            is_keepalive_pending_ = false;
+            if (status == SSH_ERROR && ssh_get_error_code(session()) != SSH_REQUEST_DENIED) {
+                fail(std::string("keepalive: ") + ssh_get_error(session()));
+                return;
+            }
+            schedule_keepalive();
+        }
+    }
+    after_packets();
+}
+
+void TunnelSession::fail(const std::string& reason) {
+    if (has_failed_) return;
+    has_failed_ = true;
+    loop_.remove(tunnel_->descriptor());
+    std::list<PendingOpen> opens;
+    opens.swap(opens_);
+    for (PendingOpen& open : opens) {
+        ssh_channel_free(open.channel);
+        open.done(OpenResult{});
+    }
+    drained_waiters_.clear();
+    on_failure_(reason);
+}
+
+}  // namespace psi::connect

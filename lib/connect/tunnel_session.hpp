@@ -1,0 +1,98 @@
+// An established tunnel driven by psi-connect's event loop: libssh in non-blocking mode, its
+// socket watched by the loop, direct-tcpip channels opened on request, keepalives, and the
+// moment the tunnel fails (the session ends, the OSSH shim ends, or keepalives go unanswered).
+#pragma once
+
+#include <libssh/libssh.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "connect/dial.hpp"
+#include "core/event_loop.hpp"
+#include "proxy/socks5.hpp"
+
+namespace psi::connect {
+
+struct OpenResult {
+    ssh_channel channel = nullptr;  // the caller owns it when set
+    proxy::SocksReply reply = proxy::SocksReply::general_failure;
+};
+
+struct KeepaliveSettings {
+    std::chrono::seconds min_interval{60};
+    std::chrono::seconds max_interval{120};
+    std::chrono::seconds timeout{30};
+};
+
+class TunnelSession {
+public:
+    using OpenHandler = std::function<void(OpenResult)>;
+    using FailureHandler = std::function<void(const std::string& reason)>;
+
+    TunnelSession(EventLoop& loop, std::unique_ptr<Tunnel> tunnel, KeepaliveSettings keepalive,
+                  FailureHandler on_failure);
+    ~TunnelSession();
+    TunnelSession(const TunnelSession&) = delete;
+    TunnelSession& operator=(const TunnelSession&) = delete;
+
+    // Opens a direct-tcpip channel to host:port (a name is resolved by the server). `done` is
+    // called once, later, from the loop; never after cancel_open(id) or the session's end.
+    std::uint64_t open_forward(const std::string& host, std::uint16_t port, OpenHandler done);
+    void cancel_open(std::uint64_t id);
+
+    // libssh holds output it could not send yet: readers should wait for when_drained().
+    bool is_congested() const;
+    void when_drained(std::function<void()> resume);
+    // After writing to a channel: lets the loop flush what libssh could not send at once.
+    void after_write();
+
+    // Keepalives and open timeouts; the owner calls it about once a second.
+    void tick();
+
+    const Tunnel& tunnel() const { return *tunnel_; }
+    ssh_session session() const { return tunnel_->session(); }
+    bool has_failed() const { return has_failed_; }
+
+private:
+    struct PendingOpen {
+        std::uint64_t id;
+        ssh_channel channel;
+        std::string host;
+        std::uint16_t port;
+        std::chrono::steady_clock::time_point deadline;
+        OpenHandler done;
+    };
+
+    void on_socket(std::uint32_t events);
+    void after_packets();
+    void advance_opens();
+    void advance_keepalive();
+    void schedule_keepalive();
+    void fail(const std::string& reason);
+
+    EventLoop& loop_;
+    std::unique_ptr<Tunnel> tunnel_;
+    ssh_event event_;
+    KeepaliveSettings keepalive_;
+    FailureHandler on_failure_;
+    std::list<PendingOpen> opens_;
+    std::uint64_t next_open_id_ = 1;
+    std::vector<std::function<void()>> drained_waiters_;
+    std::chrono::steady_clock::time_point next_keepalive_;
+    std::chrono::steady_clock::time_point keepalive_deadline_{};
+    bool is_keepalive_pending_ = false;
+    bool is_write_watched_ = false;
+    bool has_failed_ = false;
+};
+
+// The SOCKS reply for a refused channel open, from libssh's error text
+// ("... error (2) Connection refused" -> connection_refused).
+proxy::SocksReply reply_for_refusal(const std::string& libssh_error);
+
+}  // namespace psi::connect
