@@ -35,7 +35,8 @@ setup() {
 
 teardown() {
     [ -n "${CONNECT_PID:-}" ] && lab__stop "$CONNECT_PID" TERM
-    CONNECT_PID=
+    [ -n "${PSIPHOND_PID:-}" ] && lab__stop "$PSIPHOND_PID" TERM
+    CONNECT_PID= PSIPHOND_PID=
 }
 
 lab__http_listening() { [ "$(ip netns exec "$LAB_INET" ss -Hnlt "sport = :8080" | wc -l)" -ge 1 ]; }
@@ -180,5 +181,96 @@ PY
     # The listener still answers: a new tunnel comes up and serves.
     connect_wait_tunnels sshd 1 20
     run through_socks 1081 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+}
+
+# --- against the lab's Psiphon test server (OSSH and SSH, with the handshake) ---
+
+@test "over OSSH to the Psiphon test server: the handshake's homepage and region, then curl through SOCKS5" {
+    psiphond_start psiphond --homepage "https://home.psi.test/" --region DE
+    connect_start ossh "$LAB_DIR/psiphond.entry" --socks 1083 --protocols OSSH
+    connect_wait_tunnels ossh 1
+    run through_socks 1083 "http://$LAB_INET_IP4:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run through_socks 1083 "http://[$LAB_INET_IP6]:8080/"
+    assert_output "hello from inet"
+    grep -q '"data":{"protocol":"OSSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/ossh.out"
+    grep -q '"data":{"url":"https://home.psi.test/"},"noticeType":"Homepage"' "$LAB_DIR/ossh.out"
+    grep -q '"data":{"regionCode":"DE"},"noticeType":"ClientRegion"' "$LAB_DIR/ossh.out"
+    # The server saw the obfuscated preamble, the JSON password and every handshake parameter.
+    grep -q '^ossh-ok ' "$LAB_DIR/psiphond.err"
+    grep -q '^handshake-ok .*relay_protocol=OSSH' "$LAB_DIR/psiphond.err"
+    grep -q "^forward-open .*target=$LAB_INET_IP4:8080" "$LAB_DIR/psiphond.err"
+}
+
+@test "over plain SSH to the Psiphon test server, and the discovered servers are written for psi-servers" {
+    local discovered_line
+    discovered_line=$(connect_entry '{"ipAddress":"192.0.2.7","sshPort":22,"capabilities":["SSH"],"region":"US"}')
+    psiphond_start psiphond --discovered-entry "$discovered_line"
+    mkdir -p "$LAB_DIR/state" && chown psiphon-user "$LAB_DIR/state"
+    connect_start ssh "$LAB_DIR/psiphond.entry" --socks 1084 --protocols SSH --discovered "$LAB_DIR/state/discovered"
+    connect_wait_tunnels ssh 1
+    run through_socks 1084 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+    grep -q '"data":{"protocol":"SSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/ssh.out"
+    grep -q '^handshake-ok .*relay_protocol=SSH' "$LAB_DIR/psiphond.err"
+    run cat "$LAB_DIR/state/discovered"
+    assert_output "$discovered_line"
+    [ "$(stat -c %a "$LAB_DIR/state/discovered")" = 600 ]
+}
+
+@test "a refused handshake, a closed KEX and garbage after the preamble: one clear line each, never a tunnel" {
+    local case
+    for case in refuse-handshake close-mid-kex garbage-ossh; do
+        psiphond_start "server-$case" "--$case"
+        connect_start "client-$case" "$LAB_DIR/server-$case.entry" --socks 1085 --protocols OSSH --establish-timeout 2 \
+            --dial-timeout 3
+        local pid=$CONNECT_PID
+        lab__wait_for 15 lab__gone "$pid"
+        run wait "$pid"
+        assert_equal "$status" 1
+        CONNECT_PID=
+        run grep -c '"count":1' "$LAB_DIR/client-$case.out"
+        assert_output 0
+        lab__stop "$PSIPHOND_PID" TERM
+        PSIPHOND_PID=
+    done
+    grep -q "the server refused the handshake" "$LAB_DIR/client-refuse-handshake.err"
+    grep -Eq "OSSH $LAB_INET_IP4:4443: SSH: " "$LAB_DIR/client-close-mid-kex.err"
+    grep -Eq "OSSH $LAB_INET_IP4:4443: SSH: .*(not an OSSH server|closed|Socket)" "$LAB_DIR/client-garbage-ossh.err"
+}
+
+@test "a wrong password in the entry is refused by the server: no tunnel" {
+    psiphond_start psiphond --password right-password
+    local entry
+    entry=$(/usr/bin/python3 -c '
+import json, sys
+text = bytes.fromhex(open(sys.argv[1]).read().strip()).decode()
+prefix, doc = text[:8], json.loads(text[8:])
+doc["sshPassword"] = "wrong-password"
+print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())' "$LAB_DIR/psiphond.entry")
+    echo "$entry" >"$LAB_DIR/bad-password.entries"
+    chmod 644 "$LAB_DIR/bad-password.entries"
+    connect_start badpw "$LAB_DIR/bad-password.entries" --socks 1086 --establish-timeout 2
+    local pid=$CONNECT_PID
+    lab__wait_for 15 lab__gone "$pid"
+    run wait "$pid"
+    assert_equal "$status" 1
+    CONNECT_PID=
+    grep -q "the server refused the credentials" "$LAB_DIR/badpw.err"
+    grep -q '^auth-fail .*wrong SshPassword' "$LAB_DIR/psiphond.err"
+}
+
+@test "of several entries, a dead one and a good one: the good one wins, and OSSH is tried before SSH" {
+    psiphond_start psiphond
+    connect_entry '{"ipAddress":"192.0.2.1","sshObfuscatedPort":443,"sshObfuscatedKey":"k","capabilities":["OSSH"]}' \
+        >"$LAB_DIR/several.entries"
+    cat "$LAB_DIR/psiphond.entry" >>"$LAB_DIR/several.entries"
+    chmod 644 "$LAB_DIR/several.entries"
+    connect_start several "$LAB_DIR/several.entries" --socks 1087 --parallel 1 --dial-timeout 2
+    connect_wait_tunnels several 1 10
+    grep -q '"data":{"protocol":"OSSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/several.out"
+    run through_socks 1087 "http://$LAB_INET_IP4:8080/"
     assert_output "hello from inet"
 }

@@ -63,3 +63,21 @@ connect_wait_tunnels() { # NAME COUNT [SECONDS]
         return 1
     fi
 }
+
+# The lab's Psiphon test server (tests/tools/psiphond.py) in the inet namespace on its IPv4
+# address, OSSH on port 4443 and SSH on 4022 unless ARGS say otherwise; its entry line in
+# $LAB_DIR/NAME.entry (readable by the tunnel user) once it listens. PSIPHOND_PID.
+psiphond_start() { # NAME ARGS...
+    local name=$1
+    shift
+    rm -f "$LAB_DIR/$name.entry"
+    lab__spawn "$LAB_INET" "$name" /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/../tools/psiphond.py" \
+        --listen "$LAB_INET_IP4" --ossh-port 4443 --ssh-port 4022 --entry-file "$LAB_DIR/$name.entry" "$@"
+    PSIPHOND_PID=$LAB_LAST_PID
+    if ! lab__wait_for 10 test -s "$LAB_DIR/$name.entry"; then
+        echo "psiphond ($name) did not come up:" >&2
+        cat "$LAB_DIR/$name.err" >&2
+        return 1
+    fi
+    chmod 644 "$LAB_DIR/$name.entry"
+}
