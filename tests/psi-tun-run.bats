@@ -38,6 +38,7 @@ teardown_file() {
 setup() {
     load lab/fw
     load lab/sshd
+    load lab/connect
 }
 
 teardown() {
@@ -46,6 +47,9 @@ teardown() {
     proxy_stop
     for pid in ${OTHER_PIDS:-}; do lab__stop "$pid" TERM; done
     OTHER_PIDS=
+    [ -n "${CONNECT_PID:-}" ] && lab__stop "$CONNECT_PID" TERM
+    [ -n "${PSIPHOND_PID:-}" ] && lab__stop "$PSIPHOND_PID" TERM
+    CONNECT_PID= PSIPHOND_PID=
 }
 
 PSI_TUN="$(cd "$BATS_TEST_DIRNAME/.." && pwd)/build/psi-tun"
@@ -329,4 +333,60 @@ print("echoed" if s.recv(65535) == message else "different")
     done
     run --separate-stderr psi_tun stats --json
     [ "$(jq '.stats.fragments.reassembled' <<<"$output")" -ge 2 ]
+}
+
+# --- the whole path: psi-tun run into psi-connect, over OSSH to the lab's Psiphon test server ---
+
+# The Psiphon test server in inet, and psi-connect in the client namespace started by root as
+# psi will (it becomes the tunnel user, which alone may reach the network under the kill switch).
+psiphon_path_start() {
+    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53"
+    connect_start connect "$LAB_DIR/psiphond.entry" --socks 1090 --protocols OSSH
+    connect_wait_tunnels connect 1
+    engine_start --socks 127.0.0.1:1090
+}
+
+@test "the whole path through psi-connect: a normal user reaches the inet host by IPv4, IPv6 and name" {
+    psiphon_path_start
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run as_user curl -sS -m 10 "http://[$LAB_INET_IP6]:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run as_user curl -sS -m 10 "http://inet.psi.test:8080/"
+    assert_success
+    assert_output "hello from inet"
+    # Each went through the Psiphon server's port forwards, with the address the application used.
+    grep -q "^forward-open .*target=$LAB_INET_IP4:8080" "$LAB_DIR/psiphond.err"
+    grep -q "^forward-open .*target=\\[$LAB_INET_IP6\\]:8080" "$LAB_DIR/psiphond.err"
+    grep -q "^query " "$LAB_DIR/dns.out"
+}
+
+@test "the whole path through psi-connect: 1,000 connections at once all complete" {
+    psiphon_path_start
+    run as_user /usr/bin/python3 "$TOOLS/many_connections.py" connect "$LAB_INET_IP4" 7100 --count 1000 --timeout 60
+    assert_success
+    assert_output "ok=1000 failed=0"
+}
+
+@test "the whole path: psi-connect killed, new connections fail at once and nothing leaves the machine" {
+    psiphon_path_start
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_success
+    lab__stop "$CONNECT_PID" TERM
+    CONNECT_PID=
+    lab_capture_start
+    run as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/"
+    assert_failure 7
+    [ "$(elapsed_ms as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/")" -lt 1000 ]
+    [ "$(probe udp "$LAB_INET_IP4" 7200 --timeout 1)" != reply ]
+    lab_client getent hosts inet.psi.test && false
+    lab_capture_stop
+    assert_equal "$(lab_capture_count "$(lab_leak_filter)")" 0
+    # Back when psi-connect is back.
+    connect_start connect "$LAB_DIR/psiphond.entry" --socks 1090 --protocols OSSH
+    connect_wait_tunnels connect 1
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
 }
