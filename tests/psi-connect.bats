@@ -18,6 +18,10 @@ setup_file() {
     lab__wait_for 5 lab__http_listening
     lab_sshd_start "$LAB_INET" "$LAB_INET_IP4" 2222
     export LAB_SSHD_ADDR LAB_SSHD_PORT
+    lab_listen_udp 7200
+    lab__spawn "$LAB_INET" dns /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/dns_server.py" --bind "$LAB_INET_IP4" \
+        --port 53 --record "inet.psi.test=$LAB_INET_IP4"
+    lab__wait_for 5 grep -q listening "$LAB_DIR/dns.out"
 }
 
 teardown_file() {
@@ -273,4 +277,33 @@ print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())' "$LAB_D
     grep -q '"data":{"protocol":"OSSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/several.out"
     run through_socks 1087 "http://$LAB_INET_IP4:8080/"
     assert_output "hello from inet"
+}
+
+@test "UDP ASSOCIATE over udpgw: UDP echo by IPv4 and IPv6, and DNS answered by the server's resolver" {
+    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53"
+    connect_start udp "$LAB_DIR/psiphond.entry" --socks 1088
+    connect_wait_tunnels udp 1
+    local client=$BATS_TEST_DIRNAME/tools/socks5_udp_client.py
+    run lab_client /usr/bin/python3 "$client" --proxy 127.0.0.1:1088 --to "$LAB_INET_IP4:7200" --message ping4
+    assert_success
+    assert_output "ping4"
+    run lab_client /usr/bin/python3 "$client" --proxy 127.0.0.1:1088 --to "[$LAB_INET_IP6]:7200" --message ping6 \
+        --show-source
+    assert_success
+    assert_output "$LAB_INET_IP6 7200 ping6"
+    # A DNS query to any address goes to the server's own resolver (udpgw's DNS flag).
+    run lab_client /usr/bin/python3 "$client" --proxy 127.0.0.1:1088 --to "192.0.2.53:53" --dns-query inet.psi.test
+    assert_success
+    assert_output "$LAB_INET_IP4"
+    grep -q '^udpgw-flow .*dns=yes' "$LAB_DIR/psiphond.err"
+    grep -q '^query udp inet.psi.test A$' "$LAB_DIR/dns.out"
+}
+
+@test "UDP ASSOCIATE to a generic SSH server (no udpgw) is answered 'command not supported'" {
+    connect_start sshd "$(sshd_entries)" --no-handshake --identity "$(connect_user_key)" --socks 1081
+    connect_wait_tunnels sshd 1
+    run lab_client /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/socks5_udp_client.py" --proxy 127.0.0.1:1081 \
+        --to "$LAB_INET_IP4:7200"
+    assert_failure 2
+    assert_output --partial "socks reply 7"
 }

@@ -360,7 +360,9 @@ psiphon_path_start() {
     # Each went through the Psiphon server's port forwards, with the address the application used.
     grep -q "^forward-open .*target=$LAB_INET_IP4:8080" "$LAB_DIR/psiphond.err"
     grep -q "^forward-open .*target=\\[$LAB_INET_IP6\\]:8080" "$LAB_DIR/psiphond.err"
-    grep -q "^query " "$LAB_DIR/dns.out"
+    # The name went as UDP through udpgw with the DNS flag, to the server's resolver.
+    grep -q "^udpgw-flow .*dns=yes" "$LAB_DIR/psiphond.err"
+    grep -q "^query udp inet.psi.test" "$LAB_DIR/dns.out"
 }
 
 @test "the whole path through psi-connect: 1,000 connections at once all complete" {

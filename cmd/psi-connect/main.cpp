@@ -79,7 +79,8 @@ public:
           config_(config),
           candidates_(std::move(candidates)),
           socks_(loop_, static_cast<std::uint16_t>(options.socks_port),
-                 [this]() { return session_ && !session_->has_failed() ? session_.get() : nullptr; }, totals_) {
+                 [this]() { return session_ && !session_->has_failed() ? session_.get() : nullptr; }, totals_,
+                 options.is_handshake) {
         settings_.is_handshake = options.is_handshake;
         settings_.identity_file = options.identity_file;
         settings_.timeout = std::chrono::seconds(options.dial_timeout);

@@ -43,8 +43,13 @@ UniqueFd listen_on_loopback(std::uint16_t port, std::uint16_t& bound_port) {
     return socket;
 }
 
-SocksServer::SocksServer(EventLoop& loop, std::uint16_t port, SessionSource session, RelayTotals& totals)
-    : loop_(loop), session_(std::move(session)), totals_(totals), listener_(listen_on_loopback(port, port_)) {
+SocksServer::SocksServer(EventLoop& loop, std::uint16_t port, SessionSource session, RelayTotals& totals,
+                         bool is_udp_enabled)
+    : loop_(loop),
+      session_(std::move(session)),
+      totals_(totals),
+      listener_(listen_on_loopback(port, port_)),
+      is_udp_enabled_(is_udp_enabled) {
     loop_.add(listener_.get(), EPOLLIN, [this](std::uint32_t) { accept_clients(); });
 }
 
@@ -125,11 +130,15 @@ void SocksServer::advance(Client& client) {
         refuse(fd, request.error);
         return;
     }
+    client.received.erase(0, request.consumed);
+    if (request.message.command == proxy::SocksCommand::udp_associate && is_udp_enabled_) {
+        start_udp(client);
+        return;
+    }
     if (request.message.command != proxy::SocksCommand::connect) {
         refuse(fd, proxy::SocksReply::command_not_supported);
         return;
     }
-    client.received.erase(0, request.consumed);
     start_connect(client, request.message.destination.host, request.message.destination.port);
 }
 
@@ -144,6 +153,36 @@ void SocksServer::start_connect(Client& client, const std::string& host, std::ui
     client.is_opening = true;
     client.session = session;
     client.open_id = session->open_forward(host, port, [this, fd](OpenResult result) { on_opened(fd, result); });
+}
+
+void SocksServer::start_udp(Client& client) {
+    const int fd = client.socket.get();
+    TunnelSession* session = session_();
+    if (!session) {
+        refuse(fd, proxy::SocksReply::network_unreachable);
+        return;
+    }
+    if (!udpgw_ || udpgw_session_ != session) {
+        udpgw_.reset();
+        udpgw_ = std::make_unique<UdpgwMux>(loop_, *session);
+        udpgw_session_ = session;
+    }
+    loop_.remove(fd);
+    UniqueFd control = std::move(client.socket);
+    clients_.erase(fd);
+    std::unique_ptr<UdpAssociation> association;
+    try {
+        association = std::make_unique<UdpAssociation>(loop_, *udpgw_, std::move(control), [this](UdpAssociation* done) {
+            loop_.defer([this, done] { associations_.erase(done); });
+        });
+    } catch (const Error& error) {
+        log::warning(error.what());
+        return;  // the control connection went with the failed association: the client sees it close
+    }
+    proxy::SocksAddress bound{proxy::AddressType::ipv4, "127.0.0.1", association->port()};
+    send_now(fd, proxy::request_reply(proxy::SocksReply::succeeded, bound));
+    UdpAssociation* key = association.get();
+    associations_.emplace(key, std::move(association));
 }
 
 void SocksServer::on_opened(int fd, OpenResult result) {
@@ -188,6 +227,9 @@ void SocksServer::drop(int fd) {
 
 void SocksServer::close_all() {
     relays_.clear();
+    associations_.clear();
+    udpgw_.reset();
+    udpgw_session_ = nullptr;
     std::vector<int> fds;
     for (const auto& [fd, client] : clients_) fds.push_back(fd);
     for (int fd : fds) {

@@ -4,7 +4,10 @@ first reply's payload on stdout; with --show-source, "HOST PORT " (the source th
 names) comes first.
 
     socks5_udp_client.py --proxy HOST:PORT --to HOST:PORT [--message TEXT] [--timeout S]
-                         [--show-source]
+                         [--show-source] [--dns-query NAME]
+
+--dns-query NAME sends a DNS query for NAME's A records instead of the message, and prints the
+addresses of the answer, one per line.
 
 HOST may be an IPv6 address in brackets ([::1]:1080); --to may name a domain.
 Exit status: 0 a reply came; 1 usage or network error; 2 the proxy refused the association
@@ -78,6 +81,35 @@ def read_reply(control):
     return code, decode_address(bytes([kind]) + rest)
 
 
+def dns_query(name):
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.rstrip(".").split("."))
+    return struct.pack(">HHHHHH", 0x5053, 0x0100, 1, 0, 0, 0) + labels + b"\x00" + struct.pack(">HH", 1, 1)
+
+
+def dns_answers(reply):
+    """The IPv4 addresses in the answer section of a reply to dns_query."""
+    _, _, questions, answers, _, _ = struct.unpack(">HHHHHH", reply[:12])
+    offset = 12
+    for _ in range(questions):
+        while reply[offset] != 0:
+            offset += 1 + reply[offset]
+        offset += 5
+    addresses = []
+    for _ in range(answers):
+        if reply[offset] & 0xC0 == 0xC0:
+            offset += 2
+        else:
+            while reply[offset] != 0:
+                offset += 1 + reply[offset]
+            offset += 1
+        kind, _, _, length = struct.unpack(">HHIH", reply[offset:offset + 10])
+        offset += 10
+        if kind == 1 and length == 4:
+            addresses.append(socket.inet_ntoa(reply[offset:offset + 4]))
+        offset += length
+    return addresses
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--proxy", type=split_host_port, required=True)
@@ -85,7 +117,9 @@ def main():
     parser.add_argument("--message", default="ping")
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--show-source", action="store_true")
+    parser.add_argument("--dns-query", metavar="NAME")
     args = parser.parse_args()
+    message = dns_query(args.dns_query) if args.dns_query else args.message.encode()
 
     try:
         control = socket.create_connection(args.proxy, timeout=args.timeout)
@@ -103,7 +137,7 @@ def main():
         family = socket.AF_INET6 if ":" in relay_host else socket.AF_INET
         udp = socket.socket(family, socket.SOCK_DGRAM)
         udp.settimeout(args.timeout)
-        udp.sendto(b"\x00\x00\x00" + encode_address(*args.to) + args.message.encode(),
+        udp.sendto(b"\x00\x00\x00" + encode_address(*args.to) + message,
                    (relay_host, relay_port))
         try:
             datagram = udp.recv(65535)
@@ -116,6 +150,8 @@ def main():
         return 1
     if args.show_source:
         sys.stdout.write("%s %d " % (host, port))
+    if args.dns_query:
+        payload = "".join(address + "\n" for address in dns_answers(payload)).encode()
     sys.stdout.write(payload.decode("utf-8", "replace"))
     if not payload.endswith(b"\n"):
         sys.stdout.write("\n")
