@@ -208,6 +208,25 @@ PY
     grep -q "^forward-open .*target=$LAB_INET_IP4:8080" "$LAB_DIR/psiphond.err"
 }
 
+@test "the HTTP proxy: CONNECT and absolute-URI requests reach the inet host; a bad request gets its status" {
+    psiphond_start psiphond
+    connect_start http "$LAB_DIR/psiphond.entry" --socks 1089 --http 8089
+    connect_wait_tunnels http 1
+    grep -q '"data":{"port":8089},"noticeType":"ListeningHttpProxyPort"' "$LAB_DIR/http.out"
+    run lab_client curl -sS -m 10 -x http://127.0.0.1:8089 "http://$LAB_INET_IP4:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run lab_client curl -sS -m 10 -p -x http://127.0.0.1:8089 "http://[$LAB_INET_IP6]:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run lab_client curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8089 "http://$LAB_INET_IP4:8099/"
+    assert_output 502
+    run lab_client curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8089 "ftp://$LAB_INET_IP4/"
+    assert_output 501
+    run lab_client curl -sS -m 10 -x http://127.0.0.1:8089 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+}
+
 @test "over plain SSH to the Psiphon test server, and the discovered servers are written for psi-servers" {
     local discovered_line
     discovered_line=$(connect_entry '{"ipAddress":"192.0.2.7","sshPort":22,"capabilities":["SSH"],"region":"US"}')

@@ -15,6 +15,7 @@
 
 #include "connect/dial.hpp"
 #include "connect/establish.hpp"
+#include "connect/http_proxy_server.hpp"
 #include "connect/notice.hpp"
 #include "connect/psiphon_api.hpp"
 #include "connect/socks_server.hpp"
@@ -38,6 +39,7 @@ constexpr rlim_t wanted_open_files = 65536;
 struct Options {
     std::string entries = "-";
     int socks_port = -1;  // -1: LocalSocksProxyPort, else 1081
+    int http_port = -1;   // -1: LocalHttpProxyPort, else 8081
     bool is_handshake = true;
     std::string identity_file;
     std::string discovered_file;
@@ -78,9 +80,9 @@ public:
         : options_(options),
           config_(config),
           candidates_(std::move(candidates)),
-          socks_(loop_, static_cast<std::uint16_t>(options.socks_port),
-                 [this]() { return session_ && !session_->has_failed() ? session_.get() : nullptr; }, totals_,
-                 options.is_handshake) {
+          socks_(loop_, static_cast<std::uint16_t>(options.socks_port), current_session(), totals_,
+                 options.is_handshake),
+          http_(loop_, static_cast<std::uint16_t>(options.http_port), current_session(), totals_) {
         settings_.is_handshake = options.is_handshake;
         settings_.identity_file = options.identity_file;
         settings_.timeout = std::chrono::seconds(options.dial_timeout);
@@ -94,7 +96,9 @@ public:
 
     int run(int signal_fd) {
         notices_.emit("ListeningSocksProxyPort", json::Object{{"port", static_cast<std::int64_t>(socks_.port())}});
-        log::info("SOCKS5 proxy on 127.0.0.1:" + std::to_string(socks_.port()));
+        notices_.emit("ListeningHttpProxyPort", json::Object{{"port", static_cast<std::int64_t>(http_.port())}});
+        log::info("SOCKS5 proxy on 127.0.0.1:" + std::to_string(socks_.port()) + ", HTTP proxy on 127.0.0.1:" +
+                  std::to_string(http_.port()));
         loop_.add(signal_fd, EPOLLIN, [this, signal_fd](std::uint32_t) {
             signalfd_siginfo info{};
             (void)!::read(signal_fd, &info, sizeof info);
@@ -109,6 +113,15 @@ public:
     }
 
 private:
+    LocalProxy::SessionSource current_session() {
+        return [this]() { return session_ && !session_->has_failed() ? session_.get() : nullptr; };
+    }
+
+    void close_connections() {
+        socks_.close_all();
+        http_.close_all();
+    }
+
     void start_establishing() {
         if (candidates_.empty()) {
             fail_for_good("no usable server entry (each needs an OSSH or SSH port and capability)");
@@ -176,7 +189,7 @@ private:
         notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});
         // The session goes once nothing of it runs any more; then establishment starts again.
         loop_.defer([this] {
-            socks_.close_all();
+            close_connections();
             session_.reset();
             establishing_since_ = Clock::now();
             start_establishing();
@@ -185,6 +198,7 @@ private:
 
     void tick() {
         socks_.tick();
+        http_.tick();
         if (session_) session_->tick();
         if (!session_ && !establisher_ && Clock::now() >= retry_at_) {
             const int limit = options_.establish_timeout;
@@ -208,7 +222,7 @@ private:
             loop_.remove(establisher_->descriptor());
             establisher_.reset();
         }
-        socks_.close_all();
+        close_connections();
         if (session_) {
             session_.reset();
             notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});
@@ -226,6 +240,7 @@ private:
     KeepaliveSettings keepalive_;
     std::unique_ptr<TunnelSession> session_;
     SocksServer socks_;
+    HttpProxyServer http_;
     std::unique_ptr<Establisher> establisher_;
     Clock::time_point retry_at_{};
     Clock::time_point establishing_since_{};
@@ -249,13 +264,15 @@ UniqueFd block_signals() {
 int main(int argc, char** argv) {
     CommonOptions common;
     Options options;
-    CLI::App app{"psi-connect: a Psiphon tunnel (OSSH or SSH) to one of the given servers, with a SOCKS5 proxy\n"
-                 "on loopback. Notices go to stdout as JSON lines; messages to stderr.",
+    CLI::App app{"psi-connect: a Psiphon tunnel (OSSH or SSH) to one of the given servers, with SOCKS5 and HTTP\n"
+                 "proxies on loopback. Notices go to stdout as JSON lines; messages to stderr.",
                  "psi-connect"};
     add_common_options(app, common);
     app.add_option("--entries", options.entries, "Server entry lines, FILE or - for stdin (psi-servers pick)")
         ->capture_default_str();
     app.add_option("--socks", options.socks_port, "SOCKS5 port on 127.0.0.1 (LocalSocksProxyPort, else 1081; 0: any)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("--http", options.http_port, "HTTP proxy port on 127.0.0.1 (LocalHttpProxyPort, else 8081; 0: any)")
         ->check(CLI::Range(0, 65535));
     app.add_option("--discovered", options.discovered_file, "Write the servers the handshake hands out to FILE");
     app.add_option("--protocols", options.protocols, "Tunnel protocols to use, in order (LimitTunnelProtocols)")
@@ -281,6 +298,7 @@ int main(int argc, char** argv) {
     return run_program(app, argc, argv, common, [&]() -> int {
         const Config config = load_config_from(common);
         if (options.socks_port < 0) options.socks_port = config_integer(config, "LocalSocksProxyPort", 1081);
+        if (options.http_port < 0) options.http_port = config_integer(config, "LocalHttpProxyPort", 8081);
         if (options.establish_timeout < 0)
             options.establish_timeout = config_integer(config, "EstablishTunnelTimeoutSeconds", 300);
         if (options.protocols.empty()) options.protocols = config_strings(config, "LimitTunnelProtocols");
