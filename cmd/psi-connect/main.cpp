@@ -38,8 +38,8 @@ constexpr rlim_t wanted_open_files = 65536;
 
 struct Options {
     std::string entries = "-";
-    int socks_port = -1;  // -1: LocalSocksProxyPort, else 1081
-    int http_port = -1;   // -1: LocalHttpProxyPort, else 8081
+    int socks_port = -1;  // -1: LocalSocksProxyPort, else 1080
+    int http_port = -1;   // -1: LocalHttpProxyPort, else 8080
     bool is_handshake = true;
     std::string identity_file;
     std::string discovered_file;
@@ -106,7 +106,7 @@ public:
         });
         loop_.every(std::chrono::milliseconds(1000), [this] { tick(); });
         establishing_since_ = Clock::now();
-        start_establishing();
+        loop_.defer([this] { start_establishing(); });  // inside run(), so that a failure can stop it
         loop_.run();
         shut_down();
         return exit_code_;
@@ -270,9 +270,9 @@ int main(int argc, char** argv) {
     add_common_options(app, common);
     app.add_option("--entries", options.entries, "Server entry lines, FILE or - for stdin (psi-servers pick)")
         ->capture_default_str();
-    app.add_option("--socks", options.socks_port, "SOCKS5 port on 127.0.0.1 (LocalSocksProxyPort, else 1081; 0: any)")
+    app.add_option("--socks", options.socks_port, "SOCKS5 port on 127.0.0.1 (LocalSocksProxyPort, else 1080; 0: any)")
         ->check(CLI::Range(0, 65535));
-    app.add_option("--http", options.http_port, "HTTP proxy port on 127.0.0.1 (LocalHttpProxyPort, else 8081; 0: any)")
+    app.add_option("--http", options.http_port, "HTTP proxy port on 127.0.0.1 (LocalHttpProxyPort, else 8080; 0: any)")
         ->check(CLI::Range(0, 65535));
     app.add_option("--discovered", options.discovered_file, "Write the servers the handshake hands out to FILE");
     app.add_option("--protocols", options.protocols, "Tunnel protocols to use, in order (LimitTunnelProtocols)")
@@ -297,11 +297,19 @@ int main(int argc, char** argv) {
 
     return run_program(app, argc, argv, common, [&]() -> int {
         const Config config = load_config_from(common);
-        if (options.socks_port < 0) options.socks_port = config_integer(config, "LocalSocksProxyPort", 1081);
-        if (options.http_port < 0) options.http_port = config_integer(config, "LocalHttpProxyPort", 8081);
+        if (options.socks_port < 0) options.socks_port = local_socks_port(config);
+        if (options.http_port < 0) options.http_port = local_http_port(config);
         if (options.establish_timeout < 0)
             options.establish_timeout = config_integer(config, "EstablishTunnelTimeoutSeconds", 300);
-        if (options.protocols.empty()) options.protocols = config_strings(config, "LimitTunnelProtocols");
+        if (options.protocols.empty()) {
+            const std::vector<std::string> limited = config_strings(config, "LimitTunnelProtocols");
+            for (const std::string& protocol : limited) {
+                if (protocol == "OSSH" || protocol == "SSH") options.protocols.push_back(protocol);
+                else log::warning("LimitTunnelProtocols: psi-connect does not speak " + protocol + "; ignored");
+            }
+            if (!limited.empty() && options.protocols.empty())
+                throw Error("LimitTunnelProtocols names no protocol psi-connect speaks (OSSH, SSH)", exit_status::usage);
+        }
         if (options.protocols.empty()) options.protocols = {"OSSH", "SSH"};
         if (options.is_handshake) client_identity(config);  // a bad identity is a usage error, before anything else
 

@@ -9,6 +9,7 @@ namespace psi::connect {
 namespace {
 
 constexpr std::size_t chunk_size = 64 * 1024;
+constexpr std::size_t to_client_limit = 64 * 1024;
 
 bool would_block() { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR; }
 
@@ -132,6 +133,7 @@ void ChannelRelay::drain_channel() {
         }
         if (n > 0) to_client_.erase(0, static_cast<std::size_t>(n));
         if (!to_client_.empty()) return;
+        if (to_client_.capacity() > 4096) to_client_ = std::string();  // idle flows hold no buffer
     }
     char buffer[chunk_size];
     while (is_channel_holding_ && !is_finished_) {
@@ -195,29 +197,33 @@ void ChannelRelay::finish() {
     finished_(this);
 }
 
+// Data is gathered and sent to the client once per loop round: a tunnel delivers many SSH
+// packets per read, and one send(2) per packet would wake the reader for each.
 int ChannelRelay::on_channel_data(ssh_session, ssh_channel, void* data, std::uint32_t size, int is_stderr,
                                   void* self_pointer) {
     auto* self = static_cast<ChannelRelay*>(self_pointer);
     if (is_stderr || self->is_finished_) return static_cast<int>(size);
-    if (!self->to_client_.empty() || self->is_channel_holding_) {
-        self->is_channel_holding_ = true;
-        self->watch();
-        return 0;  // libssh keeps it, and the window stays closed by as much
-    }
-    const ssize_t sent = ::send(self->client_.get(), data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent < 0 && !would_block()) {
-        self->loop_.defer([self, alive = std::weak_ptr<bool>(self->alive_)] {
-            if (!alive.expired()) self->finish();
-        });
-        return static_cast<int>(size);
-    }
-    const std::uint32_t taken = sent > 0 ? static_cast<std::uint32_t>(sent) : 0;
+    std::size_t taken = 0;
+    if (!self->is_channel_holding_ && self->to_client_.size() < to_client_limit)
+        taken = std::min<std::size_t>(size, to_client_limit - self->to_client_.size());
+    self->to_client_.append(static_cast<const char*>(data), taken);
     self->totals_.bytes_down += taken;
-    if (taken < size) {
-        self->is_channel_holding_ = true;
-        self->watch();
-    }
+    if (taken < size) self->is_channel_holding_ = true;  // libssh keeps the rest, and the window stays closed
+    self->schedule_flush();
     return static_cast<int>(taken);
+}
+
+void ChannelRelay::schedule_flush() {
+    if (is_flush_scheduled_) return;
+    is_flush_scheduled_ = true;
+    loop_.defer([this, alive = std::weak_ptr<bool>(alive_)] {
+        if (alive.expired()) return;
+        is_flush_scheduled_ = false;
+        if (is_finished_) return;
+        drain_channel();
+        finish_when_done();
+        if (!is_finished_) watch();
+    });
 }
 
 void ChannelRelay::on_channel_eof(ssh_session, ssh_channel, void* self_pointer) {

@@ -48,6 +48,7 @@ private:
     void pass_eof_to_client();
     void wait_for_output_room();
     void defer_settle();
+    void schedule_flush();
     void read_client();
     bool write_channel(const char* data, std::size_t size);
     void drain_channel();
@@ -72,6 +73,7 @@ private:
     bool is_waiting_for_room_ = false; // window full or libssh output pending
     bool is_finished_ = false;
     bool is_client_hung_up_ = false;   // epoll reports a hang-up that cannot be masked
+    bool is_flush_scheduled_ = false;
     std::uint32_t watched_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -92,9 +92,15 @@ void TunnelSession::after_write() {
 
 void TunnelSession::on_socket(std::uint32_t) {
     if (has_failed_) return;
-    if (ssh_event_dopoll(event_, 0) == SSH_ERROR && !ssh_is_connected(session())) {
-        fail(std::string("the tunnel broke: ") + ssh_get_error(session()));
-        return;
+    // libssh reads its socket once per poll: a few rounds while data keeps coming, then the
+    // rest of the loop gets its turn.
+    for (int round = 0; round < 4; ++round) {
+        const int status = ssh_event_dopoll(event_, 0);
+        if (status == SSH_ERROR && !ssh_is_connected(session())) {
+            fail(std::string("the tunnel broke: ") + ssh_get_error(session()));
+            return;
+        }
+        if (status != SSH_OK || !ssh_is_connected(session())) break;
     }
     after_packets();
 }

@@ -254,4 +254,19 @@ Config load_config(const std::string& path) {
     return parse_config(text, path);
 }
 
+namespace {
+
+int configured_port(const Config& config, const char* key, int fallback) {
+    const json::Value* value = config.document.find(key);
+    if (!value || !value->is_number()) return fallback;
+    const std::int64_t port = value->as_integer();  // checked to be 0..65535 when loaded
+    return port != 0 ? static_cast<int>(port) : fallback;
+}
+
+}  // namespace
+
+int local_socks_port(const Config& config) { return configured_port(config, "LocalSocksProxyPort", default_socks_port); }
+
+int local_http_port(const Config& config) { return configured_port(config, "LocalHttpProxyPort", default_http_port); }
+
 }  // namespace psi

@@ -33,6 +33,13 @@ struct Config {
     std::vector<std::string> warnings;
 };
 
+// The local proxies' ports: LocalSocksProxyPort and LocalHttpProxyPort, or these when a key is
+// unset or 0, so psi-connect and psi-tun run agree without a config.
+inline constexpr int default_socks_port = 1080;
+inline constexpr int default_http_port = 8080;
+int local_socks_port(const Config& config);
+int local_http_port(const Config& config);
+
 // Reads and validates a config file. When `path` is the default path and the file does not
 // exist, returns the built-in defaults. Refuses a file that others than its root owner could
 // have written when running as root.

@@ -27,7 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr int default_socks_port = 1080;
 constexpr rlim_t wanted_open_files = 65536;  // six per TCP flow: two sockets, two pipes
 constexpr std::size_t max_stats_size = 64 * 1024;
 
@@ -118,13 +117,7 @@ EngineSettings engine_settings(const Config& config, const RunOptions& options) 
     settings.dns_resolver = parse_ip_address(options.dns_resolver.empty() ? config.tun_dns_resolver : options.dns_resolver,
                                              "DNS resolver");
     std::string socks = options.socks;
-    if (socks.empty()) {
-        int port = default_socks_port;
-        if (const json::Value* configured = config.document.find("LocalSocksProxyPort");
-            configured && configured->as_integer() != 0)
-            port = static_cast<int>(configured->as_integer());
-        socks = "127.0.0.1:" + std::to_string(port);
-    }
+    if (socks.empty()) socks = "127.0.0.1:" + std::to_string(local_socks_port(config));
     settings.socks = proxy::parse_proxy_address(socks);
     settings.is_udp_enabled = options.is_udp_enabled;
     return settings;

@@ -7,6 +7,8 @@
 //        prints "Gbit/s bytes seconds"; counted at the receiver, timed until it has it all
 //   rr rr ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N] [--size BYTES]
 //        prints "p50-µs p99-µs" of the round trips (after 100 unrecorded ones)
+//   rr connects ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N]
+//        a new connection each time, and its first 64-byte round trip: prints "p50-µs p99-µs"
 //
 // Each connection starts with a 5-byte header: the mode ('u', 'd' or 'e') and a big-endian
 // parameter (milliseconds to send for 'd', message size for 'e').
@@ -189,6 +191,29 @@ void run_down(const proxy::ProxyAddress& target, const std::string& socks, doubl
     print_throughput(received, seconds_since(start));
 }
 
+void print_quantiles(std::vector<double>& microseconds) {
+    std::sort(microseconds.begin(), microseconds.end());
+    auto at = [&](double quantile) {
+        return microseconds[std::min(microseconds.size() - 1, static_cast<std::size_t>(quantile * microseconds.size()))];
+    };
+    std::printf("%.1f %.1f\n", at(0.5), at(0.99));
+}
+
+// A new flow each time: connect (through the proxy's CONNECT when given), then one round trip;
+// the time until the echo is back is what an application waits for its first answer.
+void run_connects(const proxy::ProxyAddress& target, const std::string& socks, int iterations, std::uint32_t size) {
+    std::vector<char> message(size, 'c');
+    std::vector<double> microseconds;
+    for (int i = 0; i < iterations; ++i) {
+        const Clock::time_point start = Clock::now();
+        UniqueFd fd = open_stream(target, socks, 'e', size);
+        write_all(fd.get(), message.data(), message.size());
+        if (!read_exactly(fd.get(), message.data(), message.size())) throw psi::Error("the server closed early");
+        microseconds.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+    }
+    print_quantiles(microseconds);
+}
+
 void run_round_trips(const proxy::ProxyAddress& target, const std::string& socks, int iterations, std::uint32_t size) {
     UniqueFd fd = open_stream(target, socks, 'e', size);
     std::vector<char> message(size, 'r');
@@ -201,11 +226,7 @@ void run_round_trips(const proxy::ProxyAddress& target, const std::string& socks
         if (i >= warm_up_round_trips)
             microseconds.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
     }
-    std::sort(microseconds.begin(), microseconds.end());
-    auto at = [&](double quantile) {
-        return microseconds[std::min(microseconds.size() - 1, static_cast<std::size_t>(quantile * microseconds.size()))];
-    };
-    std::printf("%.1f %.1f\n", at(0.5), at(0.99));
+    print_quantiles(microseconds);
 }
 
 void serve(UniqueFd fd) {
@@ -263,7 +284,8 @@ int usage() {
     std::fprintf(stderr,
                  "usage: rr server ADDRESS:PORT\n"
                  "       rr up|down ADDRESS:PORT [--socks ADDRESS:PORT] [--seconds N]\n"
-                 "       rr rr ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N] [--size BYTES]\n");
+                 "       rr rr ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N] [--size BYTES]\n"
+                 "       rr connects ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N]\n");
     return 2;
 }
 
@@ -294,6 +316,7 @@ int main(int argc, char** argv) {
         else if (mode == "up") run_up(address, socks, seconds);
         else if (mode == "down") run_down(address, socks, seconds);
         else if (mode == "rr") run_round_trips(address, socks, iterations, size);
+        else if (mode == "connects") run_connects(address, socks, iterations, size);
         else return usage();
     } catch (const psi::Error& error) {
         std::fprintf(stderr, "rr: %s\n", error.what());

@@ -3,14 +3,17 @@
 
     many_connections.py serve --bind ADDR [--bind ADDR ...] --port P
         answers every line with the same line; prints "listening" once bound
-    many_connections.py connect ADDR PORT --count N [--timeout S]
-        opens N connections at the same time, then on each sends a line of its own and
-        waits for it back; prints "ok=<N> failed=<M>" and exits 0 when every one came back
+    many_connections.py connect ADDR PORT --count N [--timeout S] [--socks HOST:PORT]
+        opens N connections at the same time (through a SOCKS5 proxy's CONNECT when given),
+        then on each sends a line of its own and waits for it back; prints "ok=<N> failed=<M>"
+        and exits 0 when every one came back
 """
 
 import argparse
 import asyncio
+import ipaddress
 import resource
+import struct
 import sys
 
 
@@ -30,11 +33,30 @@ async def serve(binds, port):
     await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
-async def connect(address, port, count, timeout):
+async def socks_connect(proxy, address, port):
+    host, _, proxy_port = proxy.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(proxy_port))
+    packed = ipaddress.ip_address(address).packed
+    kind = b"\x01" if len(packed) == 4 else b"\x04"
+    writer.write(b"\x05\x01\x00" + b"\x05\x01\x00" + kind + packed + struct.pack(">H", port))
+    await writer.drain()
+    if await reader.readexactly(2) != b"\x05\x00":
+        raise ConnectionError("the proxy refused the greeting")
+    reply = await reader.readexactly(4)
+    if reply[1] != 0:
+        raise ConnectionError("socks reply %d" % reply[1])
+    await reader.readexactly({1: 4, 4: 16}[reply[3]] + 2)
+    return reader, writer
+
+
+async def connect(address, port, count, timeout, proxy=None):
     opened = []
 
     async def open_one(index):
-        reader, writer = await asyncio.open_connection(address, port)
+        if proxy:
+            reader, writer = await socks_connect(proxy, address, port)
+        else:
+            reader, writer = await asyncio.open_connection(address, port)
         opened.append((index, reader, writer))
 
     async def exchange(index, reader, writer):
@@ -71,11 +93,12 @@ def main():
     client.add_argument("port", type=int)
     client.add_argument("--count", type=int, required=True)
     client.add_argument("--timeout", type=float, default=60)
+    client.add_argument("--socks", metavar="HOST:PORT")
     args = parser.parse_args()
     if args.command == "serve":
         asyncio.run(serve(args.bind, args.port))
         return 0
-    return asyncio.run(connect(args.address, args.port, args.count, args.timeout))
+    return asyncio.run(connect(args.address, args.port, args.count, args.timeout, args.socks))
 
 
 if __name__ == "__main__":
