@@ -21,7 +21,7 @@ LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto
 
 BUILD    := build
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
-PROGRAMS := psi-fw psi-servers psi-connect psi-tun psi-diagnose
+PROGRAMS := psi psi-fw psi-servers psi-connect psi-tun psi-diagnose
 
 LIB_SOURCES  := $(filter-out %_test.cpp,$(wildcard lib/*/*.cpp))
 TEST_SOURCES := $(wildcard lib/*/*_test.cpp) third_party/libssh/extensions_test.cpp
@@ -58,6 +58,9 @@ $(BUILD)/libpsi.a: $(LIB_OBJECTS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/psi-%: $(BUILD)/cmd/psi-%/main.o $(BUILD)/libpsi.a $(LIBSSH_LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -pthread -o $@
+
+$(BUILD)/psi: $(BUILD)/cmd/psi/main.o $(BUILD)/libpsi.a $(LIBSSH_LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -pthread -o $@
 
 $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libpsi.a $(LIBSSH_LIB)

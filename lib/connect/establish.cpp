@@ -11,12 +11,27 @@
 namespace psi::connect {
 
 Establisher::Establisher(std::vector<Candidate> candidates, const DialSettings& settings, std::size_t parallel)
-    : candidates_(std::move(candidates)), settings_(settings), done_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    : settings_(settings), done_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (!done_.is_open()) throw_system_error("eventfd", errno);
-    const std::size_t count = std::max<std::size_t>(1, std::min(parallel, candidates_.size()));
-    for (std::size_t i = 0; i < count; ++i) workers_.emplace_back([this] { work(); });
-    coordinator_ = std::thread([this] {
-        for (std::thread& worker : workers_) worker.join();
+    std::vector<std::string> order;
+    for (Candidate& candidate : candidates) {
+        auto rank = std::find(order.begin(), order.end(), candidate.protocol);
+        if (rank == order.end()) {
+            order.push_back(candidate.protocol);
+            waves_.emplace_back();
+            rank = order.end() - 1;
+        }
+        waves_[static_cast<std::size_t>(rank - order.begin())].push_back(std::move(candidate));
+    }
+    coordinator_ = std::thread([this, parallel] {
+        for (const std::vector<Candidate>& wave : waves_) {
+            next_ = 0;
+            const std::size_t count = std::max<std::size_t>(1, std::min(parallel, wave.size()));
+            for (std::size_t i = 0; i < count; ++i) workers_.emplace_back([this, &wave] { work(wave); });
+            for (std::thread& worker : workers_) worker.join();
+            workers_.clear();
+            if (is_stopping_) break;
+        }
         is_done_ = true;
         const std::uint64_t one = 1;
         (void)!::write(done_.get(), &one, sizeof one);
@@ -34,11 +49,11 @@ void Establisher::cancel_all() {
     for (Dial* dial : running_) dial->cancel();
 }
 
-void Establisher::work() {
+void Establisher::work(const std::vector<Candidate>& wave) {
     for (;;) {
         const std::size_t index = next_++;
-        if (index >= candidates_.size() || is_stopping_) return;
-        Dial dial(candidates_[index], settings_);
+        if (index >= wave.size() || is_stopping_) return;
+        Dial dial(wave[index], settings_);
         {
             std::lock_guard lock(mutex_);
             if (winner_ || is_stopping_) return;
@@ -59,7 +74,7 @@ void Establisher::work() {
             for (Dial* other : running_) other->cancel();
             return;
         }
-        if (!tunnel && !is_stopping_) failures_.push_back(candidates_[index].label() + ": " + failure);
+        if (!tunnel && !is_stopping_) failures_.push_back(wave[index].label() + ": " + failure);
     }
 }
 

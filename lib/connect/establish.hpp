@@ -1,5 +1,7 @@
 // Establishment (PROTOCOL.md §8): candidates are dialled several at a time, in order; the first
-// tunnel to come up wins and the dials still running are cancelled. Runs on threads of its own;
+// tunnel to come up wins and the dials still running are cancelled. Protocols go in waves, in the
+// order the candidates name them: plain SSH (easier to fingerprint) is dialled only once every
+// OSSH candidate has failed. Runs on threads of its own;
 // the event loop learns of the outcome when descriptor() becomes readable.
 #pragma once
 
@@ -30,10 +32,10 @@ public:
     std::vector<std::string> failures() const;
 
 private:
-    void work();
+    void work(const std::vector<Candidate>& wave);
     void cancel_all();
 
-    std::vector<Candidate> candidates_;
+    std::vector<std::vector<Candidate>> waves_;
     const DialSettings& settings_;
     UniqueFd done_;
     std::atomic<std::size_t> next_{0};

@@ -1,0 +1,494 @@
+#include "psi/supervisor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "core/atomic_file.hpp"
+#include "core/error.hpp"
+#include "core/event_loop.hpp"
+#include "core/json.hpp"
+#include "core/log.hpp"
+#include "core/process.hpp"
+#include "core/unique_fd.hpp"
+#include "psi/control.hpp"
+
+namespace bp = boost::process;
+
+namespace psi::wrapper {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto first_backoff = std::chrono::seconds(1);
+constexpr auto longest_backoff = std::chrono::seconds(30);
+constexpr auto stable_after = std::chrono::seconds(60);  // a child that ran this long restarts at once
+constexpr int stop_grace_seconds = 5;
+constexpr off_t max_log_bytes = 1 << 20;
+
+std::string utc_now() {
+    char text[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm parts{};
+    ::gmtime_r(&now, &parts);
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+    return text;
+}
+
+// The supervisor blocks the signals it reads through signalfd and ignores SIGPIPE; a program it
+// starts gets the defaults back.
+auto with_default_signals() {
+    return bp::extend::on_exec_setup = [](auto&) {
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::signal(SIGPIPE, SIG_DFL);
+    };
+}
+
+// One supervised program: started by Boost.Process, watched through a process descriptor.
+class Child {
+public:
+    using Exited = std::function<void(int status)>;
+
+    Child(EventLoop& loop, std::string name) : loop_(loop), name_(std::move(name)) {}
+    ~Child() { stop(); }
+
+    const std::string& name() const { return name_; }
+    bool is_running() const { return pid_ > 0; }
+    pid_t pid() const { return pid_; }
+    int restarts() const { return restarts_; }
+
+    // Starts argv with stdin from `input` (written whole, then closed), stdout to `on_line`
+    // (a line at a time) or to `log`, stderr to `log`.
+    void start(const std::vector<std::string>& argv, const std::string& input, std::FILE* log,
+               std::function<void(const std::string&)> on_line, Exited exited) {
+        bp::pipe in;
+        bp::pipe out;
+        const std::vector<std::string> arguments(argv.begin() + 1, argv.end());
+        bp::child child = on_line ? bp::child(argv.front(), arguments, bp::std_in < in, bp::std_out > out,
+                                              bp::std_err > log, with_default_signals())
+                                  : bp::child(argv.front(), arguments, bp::std_in < in, bp::std_out > log,
+                                              bp::std_err > log, with_default_signals());
+        pid_ = static_cast<pid_t>(child.id());
+        child.detach();  // reaped here, through the process descriptor
+        started_ = Clock::now();
+        // The child has its ends; ours are the write end of stdin and the read end of stdout.
+        take(in, &bp::pipe::native_source, &bp::pipe::assign_source).reset();
+        UniqueFd input_end = take(in, &bp::pipe::native_sink, &bp::pipe::assign_sink);
+        write_all(input_end.get(), input, name_ + "'s input");
+        input_end.reset();
+        process_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+        if (!process_.is_open()) throw_system_error("cannot watch " + name_, errno);
+        exited_ = std::move(exited);
+        loop_.add(process_.get(), EPOLLIN, [this](std::uint32_t) { reap(); });
+        if (on_line) {
+            take(out, &bp::pipe::native_sink, &bp::pipe::assign_sink).reset();
+            output_ = take(out, &bp::pipe::native_source, &bp::pipe::assign_source);
+            ::fcntl(output_.get(), F_SETFL, ::fcntl(output_.get(), F_GETFL) | O_NONBLOCK);
+            on_line_ = std::move(on_line);
+            loop_.add(output_.get(), EPOLLIN, [this](std::uint32_t) { read_output(); });
+        }
+    }
+
+    // SIGTERM, then SIGKILL after the grace period; returns once it has ended.
+    void stop() {
+        if (pid_ <= 0) return;
+        ::syscall(SYS_pidfd_send_signal, process_.get(), SIGTERM, nullptr, 0);
+        pollfd ended{process_.get(), POLLIN, 0};
+        if (::poll(&ended, 1, stop_grace_seconds * 1000) <= 0)
+            ::syscall(SYS_pidfd_send_signal, process_.get(), SIGKILL, nullptr, 0);
+        int status = 0;
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        forget();
+    }
+
+    // Asks it to end; reap() follows when it has.
+    void terminate() {
+        if (pid_ > 0) ::syscall(SYS_pidfd_send_signal, process_.get(), SIGTERM, nullptr, 0);
+    }
+
+    // How long to wait before starting it again after it ended (or could not start).
+    std::chrono::seconds next_backoff() {
+        if (has_run_long_) backoff_ = first_backoff;
+        has_run_long_ = false;
+        const auto wait = backoff_;
+        backoff_ = std::min(backoff_ * 2, longest_backoff);
+        ++restarts_;
+        return wait;
+    }
+
+private:
+    // One end of a Boost.Process pipe, owned from now on (the pipe forgets it).
+    static UniqueFd take(bp::pipe& pipe, int (bp::pipe::*get)() const, void (bp::pipe::*forget)(int)) {
+        UniqueFd end((pipe.*get)());
+        (pipe.*forget)(-1);
+        return end;
+    }
+
+    void read_output() {
+        char buffer[8192];
+        for (;;) {
+            const ssize_t n = ::read(output_.get(), buffer, sizeof buffer);
+            if (n > 0) {
+                pending_.append(buffer, static_cast<std::size_t>(n));
+                std::size_t end;
+                while ((end = pending_.find('\n')) != std::string::npos) {
+                    const std::string line = pending_.substr(0, end);
+                    pending_.erase(0, end + 1);
+                    on_line_(line);
+                }
+                if (pending_.size() > 65536) pending_.clear();  // no notice is that long
+                continue;
+            }
+            if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                loop_.remove(output_.get());
+                output_.reset();
+            }
+            return;
+        }
+    }
+
+    void reap() {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) <= 0) return;
+        has_run_long_ = Clock::now() - started_ >= stable_after;
+        if (output_.is_open()) read_output();
+        forget();
+        if (exited_) exited_(status);
+    }
+
+    void forget() {
+        if (process_.is_open() && loop_.contains(process_.get())) loop_.remove(process_.get());
+        if (output_.is_open() && loop_.contains(output_.get())) loop_.remove(output_.get());
+        process_.reset();
+        output_.reset();
+        pending_.clear();
+        pid_ = 0;
+    }
+
+    EventLoop& loop_;
+    std::string name_;
+    pid_t pid_ = 0;
+    UniqueFd process_;
+    UniqueFd output_;
+    std::string pending_;
+    std::function<void(const std::string&)> on_line_;
+    Exited exited_;
+    Clock::time_point started_{};
+    std::chrono::seconds backoff_ = first_backoff;
+    bool has_run_long_ = false;
+    int restarts_ = 0;
+};
+
+std::string describe_exit(int status) {
+    if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return std::string("was killed by signal ") + ::strsignal(WTERMSIG(status));
+    return "ended";
+}
+
+class SupervisorLoop {
+public:
+    SupervisorLoop(const Config& config, const SupervisorOptions& options, std::FILE* log)
+        : config_(config), options_(options), log_(log), connect_(loop_, "psi-connect"), engine_(loop_, "psi-tun run") {}
+
+    int run() {
+        const std::string program = options_.program_directory;
+        say("starting (pid " + std::to_string(::getpid()) + ")");
+        state_.set("pid", static_cast<std::int64_t>(::getpid()));
+        state_.set("started", utc_now());
+        state_.set("allowLan", options_.is_allow_lan || config_.allow_lan);
+        set_tunnel_down();
+        try {
+            std::vector<std::string> fw = {program + "/psi-fw", "--config", options_.config_path, "up"};
+            if (options_.is_allow_lan) fw.push_back("--allow-lan");
+            run_checked(fw);
+            say("kill switch up");
+            std::vector<std::string> tun = {program + "/psi-tun", "--config", options_.config_path, "up"};
+            if (options_.is_allow_lan) tun.push_back("--allow-lan");
+            run_checked(tun);
+            say("TUN up");
+        } catch (const Error& error) {
+            // Whatever psi-fw left in place stays; a failed up never lowers the kill switch.
+            say(std::string("cannot start: ") + error.what());
+            state_.set("error", std::string(error.what()));
+            state_.set("running", false);
+            publish();
+            return exit_status::failure;
+        }
+        UniqueFd signals = block_signals();
+        loop_.add(signals.get(), EPOLLIN, [this, fd = signals.get()](std::uint32_t) { on_signal(fd); });
+        loop_.every(std::chrono::milliseconds(500), [this] { tick(); });
+        start_connect();
+        start_engine();
+        loop_.run();
+        say("stopping");
+        connect_.stop();
+        engine_.stop();
+        try {
+            run_checked({program + "/psi-tun", "--config", options_.config_path, "down"});
+        } catch (const Error& error) {
+            say(std::string("psi-tun down: ") + error.what());
+        }
+        set_tunnel_down();
+        state_.set("running", false);
+        publish();
+        say("stopped; the kill switch stays up (psi down --open removes it)");
+        return exit_status::ok;
+    }
+
+private:
+    static UniqueFd block_signals() {
+        sigset_t set;
+        sigemptyset(&set);
+        for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, signal);
+        ::sigprocmask(SIG_BLOCK, &set, nullptr);
+        ::signal(SIGPIPE, SIG_IGN);
+        UniqueFd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+        if (!fd.is_open()) throw_system_error("cannot receive signals", errno);
+        return fd;
+    }
+
+    void on_signal(int fd) {
+        signalfd_siginfo info{};
+        while (::read(fd, &info, sizeof info) == sizeof info) {
+            if (info.ssi_signo == SIGHUP) {
+                say("reload: restarting psi-connect");
+                if (connect_.is_running()) {
+                    is_reloading_ = true;
+                    connect_.terminate();
+                } else {
+                    connect_retry_ = Clock::now();
+                }
+            } else {
+                loop_.stop();
+            }
+        }
+    }
+
+    void start_connect() {
+        const std::string program = options_.program_directory;
+        const std::vector<std::string> pick = {program + "/psi-servers", "--config", options_.config_path, "pick"};
+        std::string entries;
+        try {
+            entries = run_process(pick).output;
+            if (entries.empty() && !has_refreshed_) {
+                // An empty store (a first run): the remote list, fetched as the tunnel user,
+                // the only one the kill switch lets out while there is no tunnel.
+                has_refreshed_ = true;
+                say("no servers in the store: fetching the remote list");
+                run_process({program + "/psi-servers", "--config", options_.config_path, "refresh"});
+                entries = run_process(pick).output;
+            }
+        } catch (const Error& error) {
+            say(std::string("psi-servers pick: ") + error.what());
+        }
+        if (entries.empty()) {
+            say("no servers to try (psi-servers import FILE, or psi-servers fetch); trying again later");
+            state_.set("error", std::string("no servers in the store"));
+            publish();
+            connect_retry_ = Clock::now() + connect_.next_backoff();
+            return;
+        }
+        connect_.start({program + "/psi-connect", "--config", options_.config_path, "--entries", "-"}, entries, log_,
+                       [this](const std::string& line) { on_notice(line); },
+                       [this](int status) { on_connect_exit(status); });
+        state_.set("connectPid", static_cast<std::int64_t>(connect_.pid()));
+        publish();
+    }
+
+    void start_engine() {
+        engine_.start({options_.program_directory + "/psi-tun", "--config", options_.config_path, "run"}, std::string(),
+                      log_, nullptr, [this](int status) { on_engine_exit(status); });
+        state_.set("enginePid", static_cast<std::int64_t>(engine_.pid()));
+        publish();
+    }
+
+    void on_connect_exit(int status) {
+        set_tunnel_down();
+        if (is_reloading_) {
+            is_reloading_ = false;
+            connect_retry_ = Clock::now();
+        } else {
+            say("psi-connect " + describe_exit(status) + "; starting it again");
+            connect_retry_ = Clock::now() + connect_.next_backoff();
+        }
+        state_.set("connectRestarts", static_cast<std::int64_t>(connect_.restarts()));
+        publish();
+    }
+
+    void on_engine_exit(int status) {
+        say("psi-tun run " + describe_exit(status) + "; starting it again");
+        engine_retry_ = Clock::now() + engine_.next_backoff();
+        state_.set("engineRestarts", static_cast<std::int64_t>(engine_.restarts()));
+        publish();
+    }
+
+    void tick() {
+        const auto now = Clock::now();
+        if (!connect_.is_running() && connect_retry_ && now >= *connect_retry_) {
+            connect_retry_.reset();
+            start_connect();
+        }
+        if (!engine_.is_running() && engine_retry_ && now >= *engine_retry_) {
+            engine_retry_.reset();
+            start_engine();
+        }
+    }
+
+    // psi-connect's notices (Psiphon's format): the tunnel's state for psi status.
+    void on_notice(const std::string& line) {
+        json::Value notice;
+        try {
+            notice = json::parse(line, "notice");
+        } catch (const Error&) {
+            return;
+        }
+        const json::Value* type = notice.find("noticeType");
+        const json::Value* data = notice.find("data");
+        if (!type || !type->is_string() || !data || data->type() != json::Type::object) return;
+        const std::string& kind = type->as_string();
+        const auto field = [&](const char* key) -> std::string {
+            const json::Value* value = data->find(key);
+            return value && value->is_string() ? value->as_string() : std::string();
+        };
+        if (kind == "Tunnels") {
+            const json::Value* count = data->find("count");
+            const bool is_up = count && count->is_number() && count->as_integer() > 0;
+            if (is_up) {
+                tunnel_.set("up", true);
+                tunnel_.set("since", utc_now());
+                tunnel_.set("generation", ++generation_);  // psi reload waits for the next one
+                state_.erase("error");
+                say("tunnel up (" + field_of(tunnel_, "protocol") + ", server region " +
+                    field_of(tunnel_, "serverRegion") + ")");
+                refresh_servers_once();
+            } else {
+                set_tunnel_down();
+                say("tunnel down; psi-connect is reconnecting");
+            }
+        } else if (kind == "ActiveTunnel") {
+            tunnel_.set("protocol", field("protocol"));
+            tunnel_.set("homepages", json::Array{});
+        } else if (kind == "ConnectedServerRegion") {
+            tunnel_.set("serverRegion", field("serverRegion"));
+        } else if (kind == "ClientRegion") {
+            tunnel_.set("clientRegion", field("regionCode"));
+        } else if (kind == "Homepage") {
+            if (!tunnel_.find("homepages")) tunnel_.set("homepages", json::Array{});
+            tunnel_.find("homepages")->as_array().push_back(field("url"));
+        } else if (kind == "ListeningSocksProxyPort" || kind == "ListeningHttpProxyPort") {
+            const json::Value* port = data->find("port");
+            if (port && port->is_number())
+                tunnel_.set(kind == "ListeningSocksProxyPort" ? "socksPort" : "httpPort", port->as_integer());
+        } else if (kind == "Error" || kind == "Warning") {
+            say("psi-connect: " + field("message"));
+        }
+        state_.set("tunnel", tunnel_);
+        publish();
+    }
+
+    static std::string field_of(const json::Value& object, const char* key) {
+        const json::Value* value = object.find(key);
+        return value && value->is_string() ? value->as_string() : std::string("?");
+    }
+
+    // Once per run, with the first tunnel: the remote server list, fetched through it.
+    void refresh_servers_once() {
+        if (has_refreshed_through_tunnel_) return;
+        has_refreshed_through_tunnel_ = true;
+        const json::Value* port = tunnel_.find("socksPort");
+        if (!port) return;
+        const std::string proxy = "socks5h://127.0.0.1:" + std::to_string(port->as_integer());
+        try {
+            bp::child refresh(options_.program_directory + "/psi-servers",
+                              std::vector<std::string>{"--config", options_.config_path, "refresh", "--proxy", proxy},
+                              bp::std_in < bp::null, bp::std_out > log_, bp::std_err > log_, with_default_signals());
+            refresh.detach();
+            refresh_pid_ = static_cast<pid_t>(refresh.id());
+        } catch (const std::exception& error) {
+            say(std::string("cannot refresh the server list: ") + error.what());
+        }
+    }
+
+    void set_tunnel_down() {
+        tunnel_.set("up", false);
+        state_.set("tunnel", tunnel_);
+        state_.set("running", true);
+    }
+
+    // To the log file, and to stderr (the journal under systemd; /dev/null when psi up started it).
+    void say(const std::string& message) {
+        std::fprintf(log_, "%s psi: %s\n", utc_now().c_str(), message.c_str());
+        std::fflush(log_);
+        std::fprintf(stderr, "psi: %s\n", message.c_str());
+        if (refresh_pid_ > 0) {
+            int status = 0;
+            if (::waitpid(refresh_pid_, &status, WNOHANG) == refresh_pid_) refresh_pid_ = 0;
+        }
+    }
+
+    void publish() {
+        try {
+            replace_file(run_files(config_).state, state_.dump() + "\n", 0644);
+        } catch (const Error& error) {
+            std::fprintf(log_, "%s psi: cannot write the state: %s\n", utc_now().c_str(), error.what());
+        }
+    }
+
+    const Config& config_;
+    const SupervisorOptions& options_;
+    std::FILE* log_;
+    EventLoop loop_;
+    Child connect_;
+    Child engine_;
+    json::Value state_ = json::Object{};
+    json::Value tunnel_ = json::Object{};
+    std::int64_t generation_ = 0;
+    std::optional<Clock::time_point> connect_retry_;
+    std::optional<Clock::time_point> engine_retry_;
+    bool is_reloading_ = false;
+    bool has_refreshed_ = false;
+    bool has_refreshed_through_tunnel_ = false;
+    pid_t refresh_pid_ = 0;
+};
+
+}  // namespace
+
+int run_supervisor(const Config& config, const SupervisorOptions& options) {
+    prepare_run_directory(config);
+    const RunFiles files = run_files(config);
+    FileLock lock(files.lock, FileLock::Wait::fail_if_held);
+    if (!lock.is_held()) throw Error("psi is already up (psi status)");
+    replace_file(files.pid, std::to_string(::getpid()) + "\n", 0644);
+    struct stat log_info {};
+    if (::stat(files.log.c_str(), &log_info) == 0 && log_info.st_size > max_log_bytes)
+        ::rename(files.log.c_str(), (files.log + ".1").c_str());  // one old log is kept
+    UniqueFd log_fd = open_private_file(files.log, O_WRONLY | O_APPEND);
+    std::FILE* log = ::fdopen(log_fd.release(), "a");
+    if (!log) throw_system_error("cannot open " + files.log, errno);
+    SupervisorLoop supervisor(config, options, log);
+    const int status = supervisor.run();
+    std::fclose(log);
+    ::unlink(files.pid.c_str());
+    return status;
+}
+
+}  // namespace psi::wrapper
