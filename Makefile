@@ -44,7 +44,7 @@ LIBSSH_DIR   := $(BUILD)/libssh
 LIBSSH_STAMP := $(LIBSSH_DIR)/stamp
 LIBSSH_LIB   := $(LIBSSH_DIR)/install/lib/libssh.a
 
-.PHONY: all deps check unit bats bench fuzz fuzz-build libssh libssh-check install uninstall clean
+.PHONY: all deps check unit bats bench demo fuzz fuzz-build libssh libssh-check install uninstall clean
 all: $(BINARIES) $(BUILD)/unit-tests
 
 # Whatever includes libssh's headers waits for the patched build.
@@ -115,6 +115,11 @@ check: deps
 
 unit: all
 	$(BUILD)/unit-tests
+
+# The whole of psi in throwaway namespaces against the lab's Psiphon test server (tests/demo.sh).
+demo: deps
+	$(MAKE) -j$(JOBS) all
+	tests/demo.sh
 
 bench: deps
 	$(MAKE) -j$(JOBS) all $(BUILD)/bench/servers_bench $(BUILD)/bench/socks5_relay $(BUILD)/bench/rr
