@@ -9,41 +9,18 @@ bats_require_minimum_version 1.5.0
 setup_file() {
     load lab/fw
     load lab/connect
-    lab_up
-    chmod o+x "$LAB_DIR"
-    mkdir -p "$LAB_DIR/www" "$LAB_DIR/run" "$LAB_DIR/data"
-    chown psiphon-user:psiphon-group "$LAB_DIR/data"
-    chmod 750 "$LAB_DIR/data"
-    echo "hello from inet" >"$LAB_DIR/www/index.html"
-    chmod -R o+rX "$LAB_DIR/www"
-    lab__spawn "$LAB_INET" http /usr/bin/python3 -m http.server --bind :: --directory "$LAB_DIR/www" 8080
-    lab__spawn "$LAB_INET" dns /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/dns_server.py" --bind "$LAB_INET_IP4" \
-        --port 53 --record "inet.psi.test=$LAB_INET_IP4"
-    lab__wait_for 5 grep -q listening "$LAB_DIR/dns.out"
-    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53" --homepage "https://home.psi.test/" --region DE
+    load lab/psi
+    psi_lab_up --region DE >/dev/null
     export PSIPHOND_PID
-    cat >"$LAB_DIR/psi.conf" <<CONF
-{
-  "PropagationChannelId": "FFFFFFFFFFFFFFFF",
-  "SponsorId": "FFFFFFFFFFFFFFFF",
-  "TunnelUser": "psiphon-user",
-  "RunDirectory": "$LAB_DIR/run",
-  "DataRootDirectory": "$LAB_DIR/data",
-  "TunDnsResolver": "$LAB_INET_IP4",
-  "LocalSocksProxyPort": 1081,
-  "LocalHttpProxyPort": 8081,
-  "EstablishTunnelTimeoutSeconds": 0
-}
-CONF
-    chmod 600 "$LAB_DIR/psi.conf"
     cp "$LAB_DIR/psi.conf" "$LAB_DIR/empty.conf"
+    sed -i "s#$LAB_DIR/data#$LAB_DIR/empty-data#; s#$LAB_DIR/run#$LAB_DIR/empty-run#" "$LAB_DIR/empty.conf"
     cp "$LAB_DIR/psi.conf" "$LAB_DIR/user.conf"
     chmod 644 "$LAB_DIR/user.conf"
-    sed -i "s#$LAB_DIR/data#$LAB_DIR/empty-data#; s#$LAB_DIR/run#$LAB_DIR/empty-run#" "$LAB_DIR/empty.conf"
 }
 
 teardown_file() {
     load lab/fw
+    load lab/psi
     psi down >/dev/null 2>&1 || true
     lab_client "$BATS_TEST_DIRNAME/../build/psi-fw" --config "$LAB_DIR/psi.conf" down >/dev/null 2>&1 || true
     lab_down
@@ -52,18 +29,15 @@ teardown_file() {
 setup() {
     load lab/fw
     load lab/connect
-    PSI="$BATS_TEST_DIRNAME/../build/psi"
-    PSI_SERVERS="$BATS_TEST_DIRNAME/../build/psi-servers"
-    lab_client "$PSI_SERVERS" --config "$LAB_DIR/psi.conf" import "$LAB_DIR/psiphond.entry" >/dev/null
+    load lab/psi
 }
 
 teardown() {
     lab_client "$PSI" --config "$LAB_DIR/psi.conf" down >/dev/null 2>&1 || true
 }
 
-psi() { lab_client "$PSI" --config "$LAB_DIR/psi.conf" "$@"; }
 as_user() { lab_as "$DESKTOP_UID" "$@"; }
-state() { jq -r "$1" "$LAB_DIR/run/psi.state.json"; }
+state() { psi_state "$@"; }
 tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)" != "$1" ]; }
 
 @test "psi up: kill switch, TUN and tunnel; the homepage and region are printed; a normal user reaches the inet host" {

@@ -63,14 +63,16 @@ int config_integer(const Config& config, const char* key, int fallback) {
     return value && value->is_number() ? static_cast<int>(value->as_double()) : fallback;
 }
 
-// Every (entry, protocol) pair to try, in the entries' order, OSSH before SSH.
+// Every (entry, protocol) pair to try: protocol by protocol in `protocols`' order (OSSH before
+// SSH), and the entries in their order within each.
 std::vector<Candidate> candidates_from(const std::string& text, const std::vector<std::string>& protocols) {
     const servers::DecodedList decoded = servers::decode_entry_list(text);
     for (const auto& [reason, count] : decoded.skipped)
         log::warning("skipped " + std::to_string(count) + " entry line(s): " + reason);
     std::vector<Candidate> candidates;
-    for (const servers::ServerEntry& entry : decoded.entries)
-        for (const std::string& protocol : entry.protocols(protocols)) candidates.push_back(Candidate{entry, protocol});
+    for (const std::string& protocol : protocols)
+        for (const servers::ServerEntry& entry : decoded.entries)
+            if (!entry.protocols({protocol}).empty()) candidates.push_back(Candidate{entry, protocol});
     return candidates;
 }
 

@@ -46,6 +46,10 @@ void require_root(const char* what) {
     if (::geteuid() != 0) throw Error(std::string("psi ") + what + " changes the firewall and the network: run it as root");
 }
 
+void require_root_to_read() {
+    if (::geteuid() != 0) throw Error("psi status reads the kill switch through nftables and root's files: run it as root");
+}
+
 std::string text(const json::Value& object, const char* key, const char* fallback = "") {
     const json::Value* value = object.find(key);
     return value && value->is_string() ? value->as_string() : fallback;
@@ -175,7 +179,7 @@ int reload(const Config& config, int timeout) {
 }
 
 int status(const Config& config, const CommonOptions& common) {
-    require_root("status");  // it reads the kill switch through nftables, and root's run files
+    require_root_to_read();
     const std::optional<Supervisor> supervisor = find_supervisor(config);
     const json::Value state = supervisor ? read_state(config) : json::Value(json::Object{});
     const json::Value& tunnel = tunnel_of(state);
@@ -222,7 +226,9 @@ int status(const Config& config, const CommonOptions& common) {
         fw_status.pop_back();
         const ProcessResult fw_text = run_process(fw_status);
         std::fputs(fw_text.output.c_str(), stdout);
-        if (!is_intact) std::puts("(psi-fw up restores it; psi up does too)");
+        if (!is_intact)
+            std::puts(supervisor ? "(psi puts it back within moments; psi-fw status names the difference)"
+                                 : "(psi up or psi-fw up restores it)");
         if (const json::Value* flows = engine.is_object() ? engine.find("stats") : nullptr) {
             const json::Value* tcp = flows->find("tcp");
             if (tcp)

@@ -207,7 +207,12 @@ std::string describe_exit(int status) {
 class SupervisorLoop {
 public:
     SupervisorLoop(const Config& config, const SupervisorOptions& options, std::FILE* log)
-        : config_(config), options_(options), log_(log), connect_(loop_, "psi-connect"), engine_(loop_, "psi-tun run") {}
+        : config_(config),
+          options_(options),
+          log_(log),
+          connect_(loop_, "psi-connect"),
+          engine_(loop_, "psi-tun run"),
+          watch_(loop_, "psi-fw watch") {}
 
     int run() {
         const std::string program = options_.program_directory;
@@ -236,12 +241,14 @@ public:
         UniqueFd signals = block_signals();
         loop_.add(signals.get(), EPOLLIN, [this, fd = signals.get()](std::uint32_t) { on_signal(fd); });
         loop_.every(std::chrono::milliseconds(500), [this] { tick(); });
-        start_connect();
-        start_engine();
+        start_or_retry(watch_, watch_retry_, [this] { start_watch(); });
+        start_or_retry(connect_, connect_retry_, [this] { start_connect(); });
+        start_or_retry(engine_, engine_retry_, [this] { start_engine(); });
         loop_.run();
         say("stopping");
         connect_.stop();
         engine_.stop();
+        watch_.stop();
         try {
             run_checked({program + "/psi-tun", "--config", options_.config_path, "down"});
         } catch (const Error& error) {
@@ -315,10 +322,27 @@ private:
     }
 
     void start_engine() {
+        if (engine_.restarts() > 0) {
+            // The engine also ends when its TUN went away: psi-tun up (idempotent) makes it anew.
+            std::vector<std::string> tun = {options_.program_directory + "/psi-tun", "--config", options_.config_path, "up"};
+            if (options_.is_allow_lan) tun.push_back("--allow-lan");
+            const ProcessResult result = run_process(tun);
+            if (result.exit_code != 0) say("psi-tun up: " + result.errors);
+        }
         engine_.start({options_.program_directory + "/psi-tun", "--config", options_.config_path, "run"}, std::string(),
                       log_, nullptr, [this](int status) { on_engine_exit(status); });
         state_.set("enginePid", static_cast<std::int64_t>(engine_.pid()));
         publish();
+    }
+
+    // psi-fw watch puts the kill switch back when anything else removes or changes it.
+    void start_watch() {
+        std::vector<std::string> argv = {options_.program_directory + "/psi-fw", "--config", options_.config_path, "watch"};
+        if (options_.is_allow_lan) argv.push_back("--allow-lan");
+        watch_.start(argv, std::string(), log_, nullptr, [this](int status) {
+            say("psi-fw watch " + describe_exit(status) + "; starting it again");
+            watch_retry_ = Clock::now() + watch_.next_backoff();
+        });
     }
 
     void on_connect_exit(int status) {
@@ -345,11 +369,26 @@ private:
         const auto now = Clock::now();
         if (!connect_.is_running() && connect_retry_ && now >= *connect_retry_) {
             connect_retry_.reset();
-            start_connect();
+            start_or_retry(connect_, connect_retry_, [this] { start_connect(); });
         }
         if (!engine_.is_running() && engine_retry_ && now >= *engine_retry_) {
             engine_retry_.reset();
-            start_engine();
+            start_or_retry(engine_, engine_retry_, [this] { start_engine(); });
+        }
+        if (!watch_.is_running() && watch_retry_ && now >= *watch_retry_) {
+            watch_retry_.reset();
+            start_or_retry(watch_, watch_retry_, [this] { start_watch(); });
+        }
+    }
+
+    // A child that cannot even start (its program missing, say) is tried again later; the
+    // supervisor, and the kill switch with it, stays.
+    void start_or_retry(Child& child, std::optional<Clock::time_point>& retry, const std::function<void()>& start) {
+        try {
+            start();
+        } catch (const std::exception& error) {
+            say("cannot start " + child.name() + ": " + error.what());
+            retry = Clock::now() + child.next_backoff();
         }
     }
 
@@ -459,11 +498,13 @@ private:
     EventLoop loop_;
     Child connect_;
     Child engine_;
+    Child watch_;
     json::Value state_ = json::Object{};
     json::Value tunnel_ = json::Object{};
     std::int64_t generation_ = 0;
     std::optional<Clock::time_point> connect_retry_;
     std::optional<Clock::time_point> engine_retry_;
+    std::optional<Clock::time_point> watch_retry_;
     bool is_reloading_ = false;
     bool has_refreshed_ = false;
     bool has_refreshed_through_tunnel_ = false;

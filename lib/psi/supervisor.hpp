@@ -1,5 +1,6 @@
-// psi up's supervisor: brings the kill switch and the TUN up, then runs psi-connect (fed by
-// psi-servers pick) and psi-tun run, restarts either when it dies (with backoff), follows
+// psi up's supervisor: brings the kill switch and the TUN up, then runs psi-fw watch (the kill
+// switch put back whenever anything else removes it), psi-connect (fed by psi-servers pick) and
+// psi-tun run, restarts any of them that dies (with backoff), follows
 // psi-connect's notices, and publishes the state for psi status. SIGHUP restarts psi-connect
 // only (psi reload); SIGTERM or SIGINT stop the tunnel and the TUN, never the kill switch. No
 // error path lowers the kill switch.

@@ -76,8 +76,8 @@ uplink_bounce() {
     sleep "${1:-0.3}"
     lab_client ip link set eth0 up
     lab_client ip addr replace "$LAB_CLIENT_IP6/64" dev eth0 nodad
-    lab_client ip route replace default via "$LAB_ROUTER_IP4"
-    lab_client ip -6 route replace default via "$LAB_ROUTER_IP6"
+    lab_client ip route replace default via "$LAB_ROUTER_IP4" dev eth0
+    lab_client ip -6 route replace default via "$LAB_ROUTER_IP6" dev eth0
 }
 
 # Runs a probe as a uid in the client namespace; prints the probe's one word.
