@@ -147,7 +147,7 @@ install: deps
 	test -e $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf || \
 		install -m 600 share/psi.conf $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf
 	@if [ -z "$(DESTDIR)" ]; then share/create-users $(SYSUSERSDIR)/psi.conf; \
-		chown -R root:root $(BINDIR)/psi-* $(SYSCONFDIR)/psiphon; \
+		chown -R root:root $(PROGRAMS:%=$(BINDIR)/%) $(SYSCONFDIR)/psiphon; \
 		install -d -m 750 -o psiphon-user -g psiphon-group $(STATEDIR); fi
 
 uninstall:
