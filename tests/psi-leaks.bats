@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # KILLSWITCH.md §6 across the whole stack run by psi: with a UDP flood from a normal user (uid
 # 2000) going on, psi reloaded and restarted over and over, the tunnel killed, the TUN deleted
-# and the uplink taken down and up, and a third party flushing the ruleset. Every packet that
+# and the uplink taken down and up, a third party flushing the ruleset, and containers behind the
+# client. Every packet that
 # leaves the client on the router's capture, other than the tunnel itself (TCP to the Psiphon
 # server's OSSH port), is a leak; there must be none. Each has a control that must see packets.
 
@@ -32,6 +33,7 @@ setup() {
 teardown() {
     [ -n "${FLOOD_PID:-}" ] && lab__stop "$FLOOD_PID" TERM
     FLOOD_PID=
+    box_down
     psi down >/dev/null 2>&1 || true
 }
 
@@ -123,4 +125,61 @@ tunnel_up() { [ "$(psi_state .tunnel.up)" = true ]; }
     assert_success
     assert_line "kill switch: up, intact; only psiphon-user and PsiphonTUN may reach the network"
     grep -q "restored" "$LAB_DIR/run/psi.log"
+}
+
+# A "container" namespace behind the client: a veth, forwarding on, docker-style masquerade.
+box_up() {
+    BOX="$LAB_PREFIX-box"
+    ip netns add "$BOX"
+    ip link add vbox0 netns "$LAB_CLIENT" type veth peer name eth0 netns "$BOX"
+    lab_client ip addr add 172.30.0.1/24 dev vbox0
+    lab_client ip link set vbox0 up
+    ip netns exec "$BOX" ip addr add 172.30.0.2/24 dev eth0
+    ip netns exec "$BOX" ip link set eth0 up
+    ip netns exec "$BOX" ip link set lo up
+    ip netns exec "$BOX" ip route add default via 172.30.0.1
+    lab_client sysctl -qw net.ipv4.ip_forward=1
+    lab_client nft 'add table ip boxnat; add chain ip boxnat post { type nat hook postrouting priority srcnat; };
+                    add rule ip boxnat post oifname "eth0" masquerade'
+}
+
+box_down() {
+    [ -n "${BOX:-}" ] || return 0
+    ip netns delete "$BOX" 2>/dev/null || true
+    lab_client nft delete table ip boxnat 2>/dev/null || true
+    lab_client sysctl -qw net.ipv4.ip_forward=0
+    BOX=
+}
+
+# The container sends: a page, a UDP burst, DNS to the router and to inet.
+box_sends() {
+    ip netns exec "$BOX" curl -sS -m 3 "http://$LAB_INET_IP4:8080/" || true
+    ip netns exec "$BOX" /usr/bin/python3 "$LAB_PROBE" flood "$LAB_INET_IP4" "$FLOOD_PORT" --seconds 1 >/dev/null 2>&1 || true
+    ip netns exec "$BOX" /usr/bin/python3 "$LAB_PROBE" dns "$LAB_ROUTER_IP4" --timeout 1 >/dev/null 2>&1 || true
+    ip netns exec "$BOX" /usr/bin/python3 "$LAB_PROBE" dns "$LAB_INET_IP4" --tcp --timeout 1 >/dev/null 2>&1 || true
+}
+
+@test "containers behind the client (forwarding, masquerade): nothing they send leaves, tunnel up or down; seen without the kill switch" {
+    box_up
+    psi down --open >/dev/null 2>&1 || true
+    lab_capture_start
+    run box_sends
+    lab_capture_stop
+    assert_output --partial "hello from inet"  # the control: the container reaches inet
+    [ "$(leaks)" -gt 0 ]
+
+    psi up --timeout 30 >/dev/null
+    lab_capture_start
+    run box_sends
+    lab_capture_stop
+    refute_output --partial "hello from inet"
+    assert_equal "$(leaks)" 0
+
+    psi down >/dev/null
+    lab_capture_start
+    run box_sends
+    lab_capture_stop
+    refute_output --partial "hello from inet"
+    assert_equal "$(leaks)" 0
+    box_down
 }
