@@ -35,7 +35,7 @@ FUZZ_FLAGS    := -std=c++20 -O1 -g -Ilib -fsanitize=address,undefined -fno-sanit
 FUZZ_SECONDS  ?= 300
 FUZZ_SOURCES  := $(wildcard lib/*/fuzz/*_fuzz.cpp)
 FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
-FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/tun/%,$(filter-out lib/core/cli.cpp lib/tun/engine_run.cpp,$(LIB_SOURCES)))
+FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/tun/% lib/connect/psiphon_api.cpp,$(filter-out lib/core/cli.cpp lib/tun/engine_run.cpp,$(LIB_SOURCES)))
 FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
 
 # libssh: Debian's source package of libssh 0.11 (Debian 13's, with its security fixes) with
@@ -109,7 +109,7 @@ deps:
 	@share/install-deps
 
 check: deps
-	$(MAKE) -j$(JOBS) all
+	$(MAKE) -j$(JOBS) all $(BUILD)/bench/rr
 	$(MAKE) fuzz FUZZ_SECONDS=15
 	tests/run
 

@@ -326,3 +326,19 @@ print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())' "$LAB_D
     assert_failure 2
     assert_output --partial "socks reply 7"
 }
+
+@test "key exchanges in the middle of a stream (the server rekeys every 4 MB): uploads and downloads over OSSH complete" {
+    psiphond_start psiphond --rekey-bytes 4000000
+    lab__spawn "$LAB_INET" rr-server "$BATS_TEST_DIRNAME/../build/bench/rr" server "$LAB_INET_IP4:7100"
+    connect_start rekey "$LAB_DIR/psiphond.entry" --socks 1091 --protocols OSSH
+    connect_wait_tunnels rekey 1
+    local direction bytes
+    for direction in up down up down; do
+        run lab_client timeout 30 "$BATS_TEST_DIRNAME/../build/bench/rr" "$direction" "$LAB_INET_IP4:7100" --seconds 2 \
+            --socks 127.0.0.1:1091
+        assert_success  # a stalled stream is killed by timeout (124)
+        bytes=$(awk '{ print $2 }' <<<"$output")
+        [ "$bytes" -gt 40000000 ]  # ten key exchanges at least
+    done
+    [ "$(grep -c '^rekey ' "$LAB_DIR/psiphond.err")" -ge 10 ]
+}

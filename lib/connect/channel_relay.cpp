@@ -62,12 +62,12 @@ void ChannelRelay::on_client(std::uint32_t events) {
 
 void ChannelRelay::read_client() {
     if (session_.is_congested()) {
-        wait_for_output_room();
+        wait_for_session();
         return;
     }
     const std::uint32_t window = ssh_channel_window_size(channel_);
     if (window == 0) {
-        is_waiting_for_room_ = true;  // on_window resumes
+        is_waiting_for_window_ = true;  // on_window resumes
         return;
     }
     char buffer[chunk_size];
@@ -90,12 +90,15 @@ bool ChannelRelay::write_channel(const char* data, std::size_t size) {
         return false;
     }
     totals_.bytes_up += static_cast<std::uint64_t>(written);
-    if (static_cast<std::size_t>(written) < size) {
-        to_channel_.append(data + written, size - static_cast<std::size_t>(written));
-        is_waiting_for_room_ = true;
-    }
+    const bool is_short = static_cast<std::size_t>(written) < size;
+    if (is_short) to_channel_.append(data + written, size - static_cast<std::size_t>(written));
     session_.after_write();
-    if (session_.is_congested()) wait_for_output_room();
+    if (is_short && ssh_channel_window_size(channel_) == 0) {
+        is_waiting_for_window_ = true;  // on_window resumes
+    } else if (is_short || session_.is_congested()) {
+        // libssh holds output, or takes none during a key exchange: after the next packets.
+        wait_for_session();
+    }
     return true;
 }
 
@@ -103,22 +106,23 @@ void ChannelRelay::flush_to_channel() {
     if (to_channel_.empty()) return;
     const std::size_t size = std::min<std::size_t>(to_channel_.size(), ssh_channel_window_size(channel_));
     if (size == 0) {
-        is_waiting_for_room_ = true;
+        is_waiting_for_window_ = true;
         return;
     }
     const std::string pending = std::exchange(to_channel_, std::string());
-    if (write_channel(pending.data(), size) && size < pending.size()) {
-        to_channel_.append(pending, size, std::string::npos);
-        is_waiting_for_room_ = true;
+    if (!write_channel(pending.data(), size)) return;
+    if (size < pending.size()) {
+        to_channel_.append(pending, size, std::string::npos);  // after what write_channel kept
+        is_waiting_for_window_ = true;
     }
 }
 
-void ChannelRelay::wait_for_output_room() {
-    if (is_waiting_for_room_ && !to_channel_.empty()) return;
-    is_waiting_for_room_ = true;
+void ChannelRelay::wait_for_session() {
+    if (is_waiting_for_session_) return;
+    is_waiting_for_session_ = true;
     session_.when_drained([this, alive = std::weak_ptr<bool>(alive_)] {
         if (alive.expired() || is_finished_) return;
-        is_waiting_for_room_ = false;
+        is_waiting_for_session_ = false;
         flush_to_channel();
         if (!is_finished_) watch();
     });
@@ -168,7 +172,8 @@ void ChannelRelay::pass_eof_to_client() {
 
 void ChannelRelay::watch() {
     std::uint32_t wanted = 0;
-    if (!is_client_eof_ && !is_waiting_for_room_ && to_channel_.empty()) wanted |= EPOLLIN;
+    if (!is_client_eof_ && !is_waiting_for_window_ && !is_waiting_for_session_ && to_channel_.empty())
+        wanted |= EPOLLIN;
     if (!to_client_.empty() || is_channel_holding_) wanted |= EPOLLOUT;
     if (wanted == 0 && is_client_hung_up_) {
         // A hang-up cannot be masked: stop watching until there is something to do again.
@@ -238,10 +243,12 @@ void ChannelRelay::on_channel_close(ssh_session, ssh_channel, void* self_pointer
     self->defer_settle();
 }
 
+// The window opened again. If libssh's output is still pending, read_client waits for it to
+// drain (when_drained); waiting here for that as well would wait for nothing.
 int ChannelRelay::on_window(ssh_session, ssh_channel, std::uint32_t, void* self_pointer) {
     auto* self = static_cast<ChannelRelay*>(self_pointer);
-    if (self->is_waiting_for_room_ && !self->session_.is_congested()) {
-        self->is_waiting_for_room_ = false;
+    if (self->is_waiting_for_window_) {
+        self->is_waiting_for_window_ = false;
         self->defer_settle();
     }
     return 0;

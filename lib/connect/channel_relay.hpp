@@ -46,7 +46,7 @@ private:
     void on_client(std::uint32_t events);
     void flush_to_channel();
     void pass_eof_to_client();
-    void wait_for_output_room();
+    void wait_for_session();
     void defer_settle();
     void schedule_flush();
     void read_client();
@@ -70,7 +70,8 @@ private:
     bool is_channel_eof_ = false;
     bool is_channel_closed_ = false;
     bool is_client_shut_ = false;      // EOF passed on to the client
-    bool is_waiting_for_room_ = false; // window full or libssh output pending
+    bool is_waiting_for_window_ = false;   // the peer's window is closed: on_window resumes
+    bool is_waiting_for_session_ = false;  // libssh holds output or is in a key exchange
     bool is_finished_ = false;
     bool is_client_hung_up_ = false;   // epoll reports a hang-up that cannot be masked
     bool is_flush_scheduled_ = false;

@@ -4,8 +4,9 @@
 #   (a) wire   the tunnel user straight over the veths (it bypasses the TUN)
 #   (b) socks  an application that speaks SOCKS5 itself to the proxy; no TUN
 #   (c) tun    uid 2000 through PsiphonTUN, psi-tun run and the same proxy, with psi-fw up
-# Two proxies, both run as the tunnel user: build/bench/socks5_relay (splice, isolates the TUN
-# layer) and OpenSSH ssh -N -D -c aes128-gcm to a real sshd in inet. Streams are measured with
+# Three proxies, all run as the tunnel user: build/bench/socks5_relay (splice, isolates the TUN
+# layer), OpenSSH ssh -N -D -c aes128-gcm to a real sshd in inet, and psi-connect to the same sshd
+# (plain SSH, --no-handshake; the cipher libssh picks, chacha20-poly1305). Streams are measured with
 # build/bench/rr (which speaks SOCKS5 itself) and with iperf3 (through proxychains4 for (b),
 # when it is installed). Configurations are interleaved round by round; medians and min-max.
 # Needs root; the lab namespaces are always removed. TUN_BENCH_ROUNDS, TUN_BENCH_SECONDS and
@@ -14,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/lab/fw.bash
 source tests/lab/sshd.bash
+source tests/lab/connect.bash
 trap lab_down EXIT
 
 ROUNDS=${TUN_BENCH_ROUNDS:-3}
@@ -25,10 +27,11 @@ RR_PORT=7100
 IPERF_PORT=5201
 RELAY_SOCKS=127.0.0.1:1080
 SSH_SOCKS=127.0.0.1:1081
+CONNECT_SOCKS=127.0.0.1:1082
 SSH_CIPHER=aes128-gcm@openssh.com
 PROXYCHAINS=$(command -v proxychains4 || true)
 
-for binary in build/psi-fw build/psi-tun "$RR" "$RELAY"; do
+for binary in build/psi-fw build/psi-tun build/psi-connect "$RR" "$RELAY"; do
     [ -x "$binary" ] || { echo "tun.sh: $binary missing (make all $RR $RELAY)" >&2; exit 1; }
 done
 
@@ -79,7 +82,13 @@ ssh_socks_start() {
 }
 ssh_socks_start
 
-for socks in "$RELAY_SOCKS" "$SSH_SOCKS"; do
+connect_sshd_entry >"$LAB_DIR/sshd.entries"
+chmod 644 "$LAB_DIR/sshd.entries"
+connect_start psi-connect "$LAB_DIR/sshd.entries" --socks "${CONNECT_SOCKS##*:}" --http 0 --no-handshake \
+    --identity "$(connect_user_key)"
+connect_wait_tunnels psi-connect 1 20 || fail "psi-connect did not come up"
+
+for socks in "$RELAY_SOCKS" "$SSH_SOCKS" "$CONNECT_SOCKS"; do
     printf 'strict_chain\nquiet_mode\n[ProxyList]\nsocks5 %s %s\n' "${socks%:*}" "${socks##*:}" \
         >"$LAB_DIR/proxychains-${socks##*:}.conf"
 done
@@ -221,12 +230,13 @@ proxy_round() { # NAME SOCKS PROXY-PID
 read -r tun_mtu tun_queue < <(lab_client ip -j link show PsiphonTUN | jq -r '.[0] | "\(.mtu) \(.txqlen)"')
 echo "== psi-tun: TUN -> psi-tun run -> SOCKS5, against SOCKS alone and the wire"
 echo "machine:  $(nproc) cores, kernel $(uname -r), before the run: $(uptime | sed 's/.*load average/load average/')"
-echo "proxies:  socks5_relay on $RELAY_SOCKS; ssh -N -D $SSH_SOCKS -c $SSH_CIPHER to sshd in inet; both as $TUNNEL_USER"
+echo "proxies:  socks5_relay on $RELAY_SOCKS; ssh -N -D $SSH_SOCKS -c $SSH_CIPHER and psi-connect on $CONNECT_SOCKS to sshd in inet; all as $TUNNEL_USER"
 echo "runs:     $ROUNDS interleaved rounds; streams ${SECONDS_PER_RUN}s each way; rr $ITERATIONS x 64 B"
 [ -n "$PROXYCHAINS" ] || echo "note:     proxychains4 is not installed: no iperf3 for (b), SOCKS alone"
 for _ in $(seq "$ROUNDS"); do
     proxy_round relay "$RELAY_SOCKS" "$RELAY_PID"
     proxy_round ssh "$SSH_SOCKS" "$SSH_PID"
+    proxy_round connect "$CONNECT_SOCKS" "$CONNECT_PID"
 done
 vnet=off
 ((TUN_FLAGS & 0x4000)) && vnet=on
@@ -259,6 +269,8 @@ LABELS=(
     "tun-relay|(c) TUN -> psi-tun -> socks5_relay"
     "socks-ssh|(b) SOCKS alone: ssh -D"
     "tun-ssh|(c) TUN -> psi-tun -> ssh -D"
+    "socks-connect|(b) SOCKS alone: psi-connect"
+    "tun-connect|(c) TUN -> psi-tun -> psi-connect"
 )
 stream_table() { # TOOL
     local entry path
@@ -302,6 +314,7 @@ echo "-- ratios (issue 5): of each tool's medians, and the median of the per-rou
 printf '%-42s %11s   %11s   %11s\n' "" "rr" "iperf3" "per round"
 printf '%-42s %5s %5s   %5s %5s   %5s %5s   %s\n' "" up down up down up down target
 ratio_row "(c)/(b) with ssh -D: the TUN tax" tun-ssh socks-ssh ">= 0.85"
+ratio_row "(c)/(b) with psi-connect: the TUN tax" tun-connect socks-connect ">= 0.85"
 ratio_row "(c)/(a) with socks5_relay" tun-relay wire ">= 0.5"
 ratio_row "(c)/(b) with socks5_relay" tun-relay socks-relay
 ratio_row "(b)/(a) with ssh -D: the SSH tax" socks-ssh wire
@@ -317,6 +330,7 @@ done
 added() { awk -v c="$(median_of "rr-tun-$1-rr")" -v b="$(median_of "rr-socks-$1-rr")" 'BEGIN { printf "%.1f", c - b }'; }
 printf '%-50s %6s µs   target <= 50 µs\n' "p50 added by the TUN layer, socks5_relay" "$(added relay)"
 printf '%-50s %6s µs\n' "p50 added by the TUN layer, ssh -D" "$(added ssh)"
+printf '%-50s %6s µs\n' "p50 added by the TUN layer, psi-connect" "$(added connect)"
 
 echo
 echo "-- CPU during the streams, % of one core (the machine: 200 = both cores busy); medians, up and down together"

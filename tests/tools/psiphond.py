@@ -34,6 +34,7 @@ Log: one line per event, flushed, to --log FILE or stderr:  EVENT [conn=N] [key=
     connect conn=N protocol=SSH|OSSH peer=ADDR:PORT
     ossh-ok conn=N padding=N            ossh-fail conn=N reason=...
     ossh-garbage conn=N bytes=N         kex-closed conn=N
+    rekey conn=N                        (a key exchange after the first one)
     ssh-fail conn=N reason=...          (KEX or banner failed)
     auth-ok conn=N user=U session=HEX   auth-fail conn=N user=U reason=...
     handshake-ok conn=N relay_protocol=P session=HEX
@@ -719,6 +720,8 @@ def _negotiate_keys_or_close(transport, message):
     if transport.server_object.config.close_mid_kex:
         transport.server_object.log_event("kex-closed")
         raise CloseConnection()
+    if transport.active:  # a key exchange after the first: a rekey
+        transport.server_object.log_event("rekey")
     paramiko.Transport._negotiate_keys(transport, message)
 
 
@@ -983,6 +986,9 @@ class PsiphonServer:
         transport.banner_timeout = SSH_HANDSHAKE_TIMEOUT
         transport.handshake_timeout = SSH_HANDSHAKE_TIMEOUT
         transport.add_server_key(self.host_key)
+        if self.config.rekey_bytes:
+            # paramiko starts a new key exchange after this many bytes either way (Go: 1 GiB).
+            transport.packetizer.REKEY_BYTES = self.config.rekey_bytes
         session = Session(self, conn, protocol, peer)
         try:
             transport.start_server(server=session)
@@ -1071,6 +1077,8 @@ def parse_args(argv):
     p.add_argument("--close-mid-kex", action="store_true")
     p.add_argument("--stall-after-handshake", action="store_true")
     p.add_argument("--garbage-ossh", action="store_true")
+    p.add_argument("--rekey-bytes", type=int, default=0, metavar="N",
+                   help="start a key exchange after N bytes (default: paramiko's 512 MiB)")
     config = p.parse_args(argv)
     try:
         config.listen = str(ipaddress.ip_address(config.listen))
