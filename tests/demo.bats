@@ -16,7 +16,7 @@ setup() {
     run "$BATS_TEST_DIRNAME/demo.sh"
     assert_success
     assert_line "tunnel up via OSSH, server region CA; SOCKS5 127.0.0.1:1081, HTTP 127.0.0.1:8081"
-    assert_line "hello from the other side of the tunnel"
+    assert_line "hello from inet"
     assert_line "all 12 checks passed: the tunnel is up and nothing leaves outside it"
     assert_line "refused, as it must be"
     assert_line "nothing leaves with the tunnel down"

@@ -6,40 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lab/fw.bash
 source tests/lab/connect.bash
+source tests/lab/psi.bash
 trap lab_down EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 as_user() { lab_as "$DESKTOP_UID" "$@"; }
-psi() { lab_client build/psi --config "$LAB_DIR/psi.conf" "$@"; }
 
 share/create-users share/sysusers.d/psi.conf >/dev/null
 step "a lab: this machine (client) -> router -> the Internet (inet), with a Psiphon test server there"
-lab_up
-chmod o+x "$LAB_DIR"
-mkdir -p "$LAB_DIR/www" "$LAB_DIR/run" "$LAB_DIR/data"
-chown psiphon-user:psiphon-group "$LAB_DIR/data"
-chmod 750 "$LAB_DIR/data"
-echo "hello from the other side of the tunnel" >"$LAB_DIR/www/index.html"
-chmod -R o+rX "$LAB_DIR/www"
-lab__spawn "$LAB_INET" http /usr/bin/python3 -m http.server --bind :: --directory "$LAB_DIR/www" 8080
-lab__spawn "$LAB_INET" dns /usr/bin/python3 tests/tools/dns_server.py --bind "$LAB_INET_IP4" --port 53 \
-    --record "inet.psi.test=$LAB_INET_IP4"
-lab__wait_for 5 grep -q listening "$LAB_DIR/dns.out"
-psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53" --region CA
-cat >"$LAB_DIR/psi.conf" <<CONF
-{
-  "PropagationChannelId": "FFFFFFFFFFFFFFFF",
-  "SponsorId": "FFFFFFFFFFFFFFFF",
-  "RunDirectory": "$LAB_DIR/run",
-  "DataRootDirectory": "$LAB_DIR/data",
-  "TunDnsResolver": "$LAB_INET_IP4",
-  "LocalSocksProxyPort": 1081,
-  "LocalHttpProxyPort": 8081
-}
-CONF
-chmod 600 "$LAB_DIR/psi.conf"
-echo "psi-servers import: $(lab_client build/psi-servers --config "$LAB_DIR/psi.conf" import "$LAB_DIR/psiphond.entry")"
-
+psi_lab_up --region CA
 step "sudo psi up"
 psi up --timeout 30
 
