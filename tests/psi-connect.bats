@@ -342,3 +342,19 @@ print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())' "$LAB_D
     done
     [ "$(grep -c '^rekey ' "$LAB_DIR/psiphond.err")" -ge 10 ]
 }
+
+@test "1,000 SOCKS5 connections at once, three times over: all complete and psi-connect is still there" {
+    lab__spawn "$LAB_INET" lines /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/many_connections.py" serve \
+        --bind "$LAB_INET_IP4" --port 7300
+    lab__wait_for 5 grep -q listening "$LAB_DIR/lines.out"
+    connect_start many "$(sshd_entries)" --no-handshake --identity "$(connect_user_key)" --socks 1092
+    connect_wait_tunnels many 1
+    local round
+    for round in 1 2 3; do
+        run lab_as_user psiphon-user /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/many_connections.py" connect \
+            "$LAB_INET_IP4" 7300 --count 1000 --timeout 60 --socks 127.0.0.1:1092
+        assert_success
+        assert_output "ok=1000 failed=0"
+    done
+    ! lab__gone "$CONNECT_PID"
+}

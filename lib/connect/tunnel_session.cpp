@@ -60,8 +60,18 @@ std::uint64_t TunnelSession::open_forward(const std::string& host, std::uint16_t
         return id;
     }
     opens_.push_back(PendingOpen{id, channel, host, port, Clock::now() + open_timeout, std::move(done)});
-    advance_opens();
-    after_write();
+    // Sent from the loop, never from here: `done` must not run while the caller is still
+    // inside open_forward (it may free what the caller holds).
+    if (!is_advance_scheduled_) {
+        is_advance_scheduled_ = true;
+        loop_.defer([this, alive = std::weak_ptr<bool>(alive_)] {
+            if (alive.expired()) return;
+            is_advance_scheduled_ = false;
+            if (has_failed_) return;
+            advance_opens();
+            after_write();
+        });
+    }
     return id;
 }
 

@@ -42,7 +42,8 @@ public:
     TunnelSession& operator=(const TunnelSession&) = delete;
 
     // Opens a direct-tcpip channel to host:port (a name is resolved by the server). `done` is
-    // called once, later, from the loop; never after cancel_open(id) or the session's end.
+    // called once, later, from the loop (never from inside open_forward); never after
+    // cancel_open(id); with no channel when the session fails first.
     std::uint64_t open_forward(const std::string& host, std::uint16_t port, OpenHandler done);
     void cancel_open(std::uint64_t id);
 
@@ -89,6 +90,8 @@ private:
     bool is_keepalive_pending_ = false;
     bool is_write_watched_ = false;
     bool has_failed_ = false;
+    bool is_advance_scheduled_ = false;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // The SOCKS reply for a refused channel open, from libssh's error text
