@@ -73,12 +73,12 @@ tunnel_up() { [ "$(psi_state .tunnel.up)" = true ]; }
     assert_output "hello from inet"
 }
 
-@test "psi restart 20 times under a UDP flood: 0 packets leaked, and the tunnel works after" {
+@test "psi restart 100 times under a UDP flood: 0 packets leaked, and the tunnel works after" {
     psi up --timeout 30 >/dev/null
     lab_capture_start
-    flood_start 600
+    flood_start 900
     local i
-    for i in $(seq 20); do
+    for i in $(seq 100); do
         psi restart --timeout 30 >/dev/null
     done
     lab__stop "$FLOOD_PID" TERM

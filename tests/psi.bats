@@ -123,6 +123,33 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     lab_client "$PSI" --config "$LAB_DIR/empty.conf" down >/dev/null
 }
 
+@test "only a server whose host key is not its entry's: psi up fails within its timeout, the kill switch stays, nothing leaves" {
+    mkdir -p "$LAB_DIR/bad-data" "$LAB_DIR/bad-run"
+    chown psiphon-user:psiphon-group "$LAB_DIR/bad-data"
+    sed "s#$LAB_DIR/data#$LAB_DIR/bad-data#; s#$LAB_DIR/run#$LAB_DIR/bad-run#" "$LAB_DIR/psi.conf" >"$LAB_DIR/bad.conf"
+    chmod 600 "$LAB_DIR/bad.conf"
+    # The test server's entry with another RSA host key: its modulus' last bytes changed.
+    /usr/bin/python3 - "$LAB_DIR/psiphond.entry" >"$LAB_DIR/bad.entry" <<'PY'
+import base64, json, sys
+text = bytes.fromhex(open(sys.argv[1]).read().strip()).decode()
+prefix, doc = text[:8], json.loads(text[8:])
+blob = doc["sshHostKey"]
+doc["sshHostKey"] = base64.b64encode(base64.b64decode(blob)[:-8] + b"\x00" * 8).decode()
+print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())
+PY
+    lab_client "$PSI_SERVERS" --config "$LAB_DIR/bad.conf" import "$LAB_DIR/bad.entry" >/dev/null
+    lab_capture_start
+    run lab_client "$PSI" --config "$LAB_DIR/bad.conf" up --timeout 8
+    assert_failure 1
+    assert_output --partial "no tunnel within 8 s"
+    run as_user curl -sS -m 3 "http://$LAB_INET_IP4:8080/"
+    assert_failure
+    lab_capture_stop
+    assert_equal "$(lab_capture_count "$(lab_leak_filter) and not (tcp and host $LAB_INET_IP4 and (port 4443 or port 4022))")" 0
+    grep -q "host key does not match the entry's sshHostKey" "$LAB_DIR/bad-run/psi.log"
+    lab_client "$PSI" --config "$LAB_DIR/bad.conf" down >/dev/null
+}
+
 @test "psi status without psi: not running, and exit 3 when the kill switch is missing" {
     lab_client "$BATS_TEST_DIRNAME/../build/psi-fw" --config "$LAB_DIR/psi.conf" down >/dev/null 2>&1 || true
     run psi status
