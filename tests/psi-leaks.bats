@@ -183,3 +183,44 @@ box_sends() {
     assert_equal "$(leaks)" 0
     box_down
 }
+
+@test "the uplink replaced by another interface on a new subnet, under a flood: 0 leaked on either link; the tunnel user gets out over the new one" {
+    psi up --timeout 30 >/dev/null
+    ip -n "$LAB_CLIENT" link add wlan0 type veth peer name rw netns "$LAB_ROUTER"
+    lab_router ip addr add 10.99.0.1/24 dev rw
+    lab_router ip link set rw up
+    lab_capture_start
+    lab__spawn "$LAB_ROUTER" capture-new tcpdump --immediate-mode -U -n -i rw -w "$LAB_DIR/capture-new.pcap"
+    local capture_new=$LAB_LAST_PID
+    lab__wait_for 5 grep -q "listening on" "$LAB_DIR/capture-new.err"
+    flood_start 600
+    # The old uplink goes away; the new one comes up with its own address and default route.
+    lab_client ip link set eth0 down
+    lab_client ip addr add 10.99.0.10/24 dev wlan0
+    lab_client ip link set wlan0 up
+    lab_client ip route replace default via 10.99.0.1 dev wlan0
+    sleep 2
+    # The kill switch is not bound to interface names: the tunnel user gets out over wlan0.
+    run --separate-stderr lab_as_user psiphon-user /usr/bin/python3 "$LAB_PROBE" tcp "$LAB_INET_IP4" 4443 --timeout 3
+    assert_output connected
+    run as_user curl -sS -m 3 --interface wlan0 "http://$LAB_INET_IP4:8080/"
+    assert_failure
+    sleep 2
+    lab__stop "$FLOOD_PID" TERM
+    FLOOD_PID=
+    lab_capture_stop
+    lab__stop "$capture_new" INT
+    assert_equal "$(leaks)" 0
+    local leaked_new
+    leaked_new=$(tcpdump -r "$LAB_DIR/capture-new.pcap" -n "src host 10.99.0.10 and not arp and not (tcp and host $LAB_INET_IP4 and port 4443)" 2>/dev/null | grep -c '^[0-9]' || true)
+    assert_equal "$leaked_new" 0
+    lab_client nft list table inet psiphon_filter >/dev/null
+    # The control: the new link carries what the tunnel user sends.
+    [ "$(tcpdump -r "$LAB_DIR/capture-new.pcap" -n "src host 10.99.0.10 and tcp port 4443" 2>/dev/null | grep -c '^[0-9]')" -gt 0 ]
+    # The lab's own uplink back for the tests after this one.
+    lab_client ip link del wlan0
+    lab_client ip link set eth0 up
+    lab_client ip addr replace "$LAB_CLIENT_IP6/64" dev eth0 nodad
+    lab_client ip route replace default via "$LAB_ROUTER_IP4" dev eth0
+    lab_client ip -6 route replace default via "$LAB_ROUTER_IP6" dev eth0
+}
