@@ -367,6 +367,10 @@ private:
 
     void tick() {
         const auto now = Clock::now();
+        if (refresh_pid_ > 0) {  // the once-per-run list refresh, reaped when it has ended
+            int status = 0;
+            if (::waitpid(refresh_pid_, &status, WNOHANG) == refresh_pid_) refresh_pid_ = 0;
+        }
         if (!connect_.is_running() && connect_retry_ && now >= *connect_retry_) {
             connect_retry_.reset();
             start_or_retry(connect_, connect_retry_, [this] { start_connect(); });
@@ -478,10 +482,6 @@ private:
         std::fprintf(log_, "%s psi: %s\n", utc_now().c_str(), message.c_str());
         std::fflush(log_);
         std::fprintf(stderr, "psi: %s\n", message.c_str());
-        if (refresh_pid_ > 0) {
-            int status = 0;
-            if (::waitpid(refresh_pid_, &status, WNOHANG) == refresh_pid_) refresh_pid_ = 0;
-        }
     }
 
     void publish() {
