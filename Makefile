@@ -35,7 +35,7 @@ FUZZ_FLAGS    := -std=c++20 -O1 -g -Ilib -fsanitize=address,undefined -fno-sanit
 FUZZ_SECONDS  ?= 300
 FUZZ_SOURCES  := $(wildcard lib/*/fuzz/*_fuzz.cpp)
 FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
-FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/tun/% lib/connect/psiphon_api.cpp,$(filter-out lib/core/cli.cpp lib/tun/engine_run.cpp,$(LIB_SOURCES)))
+FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/tun/% lib/connect/psiphon_api.cpp lib/connect/packet_filter.cpp,$(filter-out lib/core/cli.cpp lib/tun/engine_run.cpp,$(LIB_SOURCES)))
 FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
 
 # libssh: Debian's source package of libssh 0.11 (Debian 13's, with its security fixes) with
@@ -144,8 +144,11 @@ install: deps
 	sed 's|/usr/local/sbin|$(BINDIR)|g' share/cron/psi-servers-refresh > $(DESTDIR)$(DATADIR)/cron.psi-servers-refresh
 	chmod 644 $(DESTDIR)$(DATADIR)/cron.psi-servers-refresh
 	chmod 700 $(DESTDIR)$(SYSCONFDIR)/psiphon
+	# A server list to ship (Psiphon's embedded list, hex entry lines), when a packager put one here.
+	if [ -f share/server_list ]; then install -m 644 share/server_list $(DESTDIR)$(DATADIR)/server_list; fi
 	test -e $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf || \
-		install -m 600 share/psi.conf $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf
+		{ sed 's|/usr/local/share/psi|$(DATADIR)|g' share/psi.conf > $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf && \
+		  chmod 600 $(DESTDIR)$(SYSCONFDIR)/psiphon/psi.conf; }
 	@if [ -z "$(DESTDIR)" ]; then share/create-users $(SYSUSERSDIR)/psi.conf; \
 		chown -R root:root $(PROGRAMS:%=$(BINDIR)/%) $(SYSCONFDIR)/psiphon; \
 		install -d -m 750 -o psiphon-user -g psiphon-group $(STATEDIR); fi

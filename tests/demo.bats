@@ -15,7 +15,7 @@ setup() {
     labs_before=$(find /tmp -maxdepth 1 -name 'psi-lab.*' | wc -l)
     run "$BATS_TEST_DIRNAME/demo.sh"
     assert_success
-    assert_line "tunnel up via OSSH, server region CA; SOCKS5 127.0.0.1:1081, HTTP 127.0.0.1:8081"
+    assert_line "tunnel up via OSSH (packet tunnel), server region CA; SOCKS5 127.0.0.1:1081, HTTP 127.0.0.1:8081"
     assert_line "hello from inet"
     assert_line "all 12 checks passed: the tunnel is up and nothing leaves outside it"
     assert_line "refused, as it must be"

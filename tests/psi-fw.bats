@@ -340,6 +340,8 @@ EOF
     assert_failure
     run stat -c '%a %U' "$root/usr/sbin/psi-fw" "$root/etc/psiphon/psi.conf"
     assert_output $'755 root\n600 root'
+    # The installed config names the shipped server list where this PREFIX puts it.
+    [ "$(jq -r .EmbeddedServerList "$root/etc/psiphon/psi.conf")" = /usr/share/psi/server_list ]
     # Control: root can write there, so the failures above are the permissions at work.
     touch "$root/usr/sbin/new"
     rm -rf "$root"

@@ -35,6 +35,7 @@ teardown() {
     FLOOD_PID=
     box_down
     psi down >/dev/null 2>&1 || true
+    if lab_client ip link show wlan0 >/dev/null 2>&1; then lab_restore_uplink; fi
 }
 
 as_user() { lab_as "$DESKTOP_UID" "$@"; }
@@ -52,6 +53,37 @@ tunnel_up() { [ "$(psi_state .tunnel.up)" = true ]; }
     lab_capture_stop
     assert_output "hello from inet"
     [ "$(leaks)" -gt 0 ]
+}
+
+@test "psi up against a server without the packet tunnel, under a UDP flood: psi-connect lets the TUN go to psi-tun run, and 0 packets leak meanwhile" {
+    lab_capture_start
+    flood_start 600
+    psi up --timeout 30 >/dev/null
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+    lab__stop "$FLOOD_PID" TERM
+    FLOOD_PID=
+    lab_capture_stop
+    assert_equal "$(leaks)" 0
+    [ "$(psi_state .mode)" = auto ]
+    [ "$(psi_state .tunnel.packetTunnel)" = false ]
+    grep -q "the server has no packet tunnel" "$LAB_DIR/run/psi.log"
+}
+
+@test "psi up --mode packet against a server without the packet tunnel: no tunnel within the timeout, the reason said, and 0 packets leak" {
+    lab_capture_start
+    flood_start 600
+    run psi up --mode packet --timeout 8
+    assert_failure 1
+    assert_output --partial "the server refused the packet tunnel (--mode packet)"
+    run as_user curl -sS -m 3 "http://$LAB_INET_IP4:8080/"
+    assert_failure
+    lab__stop "$FLOOD_PID" TERM
+    FLOOD_PID=
+    lab_capture_stop
+    assert_equal "$(leaks)" 0
+    [ "$(psi_state .tunnel.up)" = false ]
+    ! pgrep -f "psi-tun --config $LAB_DIR/psi.conf run"
 }
 
 @test "psi reload 100 times under a UDP flood: 0 packets leaked, and the tunnel works after" {
@@ -186,19 +218,14 @@ box_sends() {
 
 @test "the uplink replaced by another interface on a new subnet, under a flood: 0 leaked on either link; the tunnel user gets out over the new one" {
     psi up --timeout 30 >/dev/null
-    ip -n "$LAB_CLIENT" link add wlan0 type veth peer name rw netns "$LAB_ROUTER"
-    lab_router ip addr add 10.99.0.1/24 dev rw
-    lab_router ip link set rw up
+    lab_add_new_uplink
     lab_capture_start
     lab__spawn "$LAB_ROUTER" capture-new tcpdump --immediate-mode -U -n -i rw -w "$LAB_DIR/capture-new.pcap"
     local capture_new=$LAB_LAST_PID
     lab__wait_for 5 grep -q "listening on" "$LAB_DIR/capture-new.err"
     flood_start 600
     # The old uplink goes away; the new one comes up with its own address and default route.
-    lab_client ip link set eth0 down
-    lab_client ip addr add 10.99.0.10/24 dev wlan0
-    lab_client ip link set wlan0 up
-    lab_client ip route replace default via 10.99.0.1 dev wlan0
+    lab_switch_uplink
     sleep 2
     # The kill switch is not bound to interface names: the tunnel user gets out over wlan0.
     run --separate-stderr lab_as_user psiphon-user /usr/bin/python3 "$LAB_PROBE" tcp "$LAB_INET_IP4" 4443 --timeout 3
@@ -212,15 +239,31 @@ box_sends() {
     lab__stop "$capture_new" INT
     assert_equal "$(leaks)" 0
     local leaked_new
-    leaked_new=$(tcpdump -r "$LAB_DIR/capture-new.pcap" -n "src host 10.99.0.10 and not arp and not (tcp and host $LAB_INET_IP4 and port 4443)" 2>/dev/null | grep -c '^[0-9]' || true)
+    leaked_new=$(tcpdump -r "$LAB_DIR/capture-new.pcap" -n "src host $LAB_NEW_UPLINK_IP4 and not arp and not (tcp and host $LAB_INET_IP4 and port 4443)" 2>/dev/null | grep -c '^[0-9]' || true)
     assert_equal "$leaked_new" 0
     lab_client nft list table inet psiphon_filter >/dev/null
     # The control: the new link carries what the tunnel user sends.
-    [ "$(tcpdump -r "$LAB_DIR/capture-new.pcap" -n "src host 10.99.0.10 and tcp port 4443" 2>/dev/null | grep -c '^[0-9]')" -gt 0 ]
-    # The lab's own uplink back for the tests after this one.
-    lab_client ip link del wlan0
-    lab_client ip link set eth0 up
-    lab_client ip addr replace "$LAB_CLIENT_IP6/64" dev eth0 nodad
-    lab_client ip route replace default via "$LAB_ROUTER_IP4" dev eth0
-    lab_client ip -6 route replace default via "$LAB_ROUTER_IP6" dev eth0
+    [ "$(tcpdump -r "$LAB_DIR/capture-new.pcap" -n "src host $LAB_NEW_UPLINK_IP4 and tcp port 4443" 2>/dev/null | grep -c '^[0-9]')" -gt 0 ]
+}
+
+@test "the uplink replaced: psi-connect probes its tunnel at once and a normal user's page loads over the new link within 20 s (keepalives alone: 60-150 s)" {
+    psi up --timeout 30 >/dev/null
+    run as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+    lab_add_new_uplink
+    lab_switch_uplink
+    SECONDS=0
+    local loaded=
+    while [ "$SECONDS" -lt 20 ]; do
+        if [ "$(as_user curl -sS -m 2 "http://$LAB_INET_IP4:8080/" 2>/dev/null)" = "hello from inet" ]; then
+            loaded=$SECONDS
+            break
+        fi
+        sleep 0.5
+    done
+    echo "# page loaded again after ${loaded:-more than 20} s" >&3
+    [ -n "$loaded" ]
+    # The tunnel found its old connection dead and made a new one, from the new address.
+    grep -q "the server stopped answering" "$LAB_DIR/run/psi.log"
+    lab_inet ss -tn state established "( sport = :4443 )" | grep -q "$LAB_NEW_UPLINK_IP4"
 }

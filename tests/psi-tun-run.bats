@@ -8,35 +8,19 @@ bats_require_minimum_version 1.5.0
 
 setup_file() {
     load lab/fw
-    lab_up
-    mkdir -p "$LAB_DIR/run" "$LAB_DIR/www"
-    printf '{\n  "RunDirectory": "%s",\n  "TunDnsResolver": "%s"\n}\n' "$LAB_DIR/run" "$LAB_INET_IP4" >"$LAB_DIR/psi.conf"
-    chmod 600 "$LAB_DIR/psi.conf"
-    chmod o+x "$LAB_DIR"
-    echo "hello from inet" >"$LAB_DIR/www/index.html"
-    chmod -R o+rX "$LAB_DIR/www"
-    lab__spawn "$LAB_INET" http /usr/bin/python3 -m http.server --bind :: --directory "$LAB_DIR/www" 8080
-    lab__spawn "$LAB_INET" dns /usr/bin/python3 "$TOOLS/dns_server.py" --bind "$LAB_INET_IP4" \
-        --bind "$LAB_INET_IP6" --port 53 --record "inet.psi.test=$LAB_INET_IP4" --record "inet.psi.test=$LAB_INET_IP6"
-    lab__spawn "$LAB_INET" lines /usr/bin/python3 "$TOOLS/many_connections.py" serve \
-        --bind "$LAB_INET_IP4" --bind "$LAB_INET_IP6" --port 7100
-    lab_listen_udp 7200
-    lab__wait_for 5 grep -q listening "$LAB_DIR/dns.out"
-    lab__wait_for 5 grep -q listening "$LAB_DIR/lines.out"
-    lab__wait_for 5 lab__http_listening
-    lab_client "$PSI_FW" --config "$LAB_DIR/psi.conf" up >/dev/null
-    lab_client "$PSI_TUN" --config "$LAB_DIR/psi.conf" up >/dev/null
+    load lab/tun
+    tun_lab_up
 }
 
 teardown_file() {
     load lab/fw
-    lab_client "$PSI_TUN" --config "$LAB_DIR/psi.conf" down >/dev/null || true
-    lab_client "$PSI_FW" --config "$LAB_DIR/psi.conf" down >/dev/null || true
-    lab_down
+    load lab/tun
+    tun_lab_down
 }
 
 setup() {
     load lab/fw
+    load lab/tun
     load lab/sshd
     load lab/connect
 }
@@ -51,11 +35,6 @@ teardown() {
     [ -n "${PSIPHOND_PID:-}" ] && lab__stop "$PSIPHOND_PID" TERM
     CONNECT_PID= PSIPHOND_PID=
 }
-
-PSI_TUN="$(cd "$BATS_TEST_DIRNAME/.." && pwd)/build/psi-tun"
-TOOLS="$(cd "$BATS_TEST_DIRNAME/tools" && pwd)"
-
-lab__http_listening() { [ "$(lab_inet ss -Hnlt "sport = :8080" | wc -l)" -ge 1 ]; }
 
 psi_tun() { lab_client "$PSI_TUN" --config "$LAB_DIR/psi.conf" "$@"; }
 psi_tun_with() { local config=$1; shift; lab_client "$PSI_TUN" --config "$config" "$@"; }

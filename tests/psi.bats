@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # psi, the wrapper, end to end in the lab: psi up in the client namespace brings up the kill
-# switch, the TUN, psi-connect (fed by psi-servers pick) and psi-tun run against the lab's
-# Psiphon test server in inet; a normal user (uid 2000) then reaches the inet host, and every
-# way down keeps the kill switch unless asked.
+# switch, the TUN and psi-connect (fed by psi-servers pick) against the lab's Psiphon test
+# server in inet, which offers the packet tunnel (with --mode socks: psi-tun run into the SOCKS
+# proxy); a normal user (uid 2000) then reaches the inet host, and every way down keeps the
+# kill switch unless asked. psi-leaks.bats runs psi against a server without the packet tunnel.
 
 bats_require_minimum_version 1.5.0
 
@@ -10,7 +11,7 @@ setup_file() {
     load lab/fw
     load lab/connect
     load lab/psi
-    psi_lab_up --region DE >/dev/null
+    psi_lab_up --region DE --packet-tunnel >/dev/null
     export PSIPHOND_PID
     cp "$LAB_DIR/psi.conf" "$LAB_DIR/empty.conf"
     sed -i "s#$LAB_DIR/data#$LAB_DIR/empty-data#; s#$LAB_DIR/run#$LAB_DIR/empty-run#" "$LAB_DIR/empty.conf"
@@ -33,7 +34,12 @@ setup() {
 }
 
 teardown() {
-    lab_client "$PSI" --config "$LAB_DIR/psi.conf" down >/dev/null 2>&1 || true
+    local config
+    for config in psi empty stall shipped; do
+        [ -f "$LAB_DIR/$config.conf" ] && lab_client "$PSI" --config "$LAB_DIR/$config.conf" down >/dev/null 2>&1
+    done
+    if [ -n "${LAB_CGROUP:-}" ]; then rmdir "$LAB_CGROUP" 2>/dev/null; fi
+    true
 }
 
 as_user() { lab_as "$DESKTOP_UID" "$@"; }
@@ -43,8 +49,12 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
 @test "psi up: kill switch, TUN and tunnel; the homepage and region are printed; a normal user reaches the inet host" {
     run psi up --timeout 30
     assert_success
-    assert_line "tunnel up via OSSH, server region DE; SOCKS5 127.0.0.1:1081, HTTP 127.0.0.1:8081"
+    assert_line "tunnel up via OSSH (packet tunnel), server region DE; SOCKS5 127.0.0.1:1081, HTTP 127.0.0.1:8081"
     assert_line "homepage: https://home.psi.test/"
+    # The packet tunnel carries the TUN: no psi-tun run.
+    [ "$(state .mode)" = auto ]
+    [ "$(state .tunnel.packetTunnel)" = true ]
+    ! pgrep -f "psi-tun --config $LAB_DIR/psi.conf run"
     run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
     assert_success
     assert_output "hello from inet"
@@ -61,6 +71,35 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     run psi up
     assert_success
     assert_line --partial "psi is already up"
+}
+
+@test "the TUN deleted under psi in packet mode: psi-connect ends, psi makes the TUN anew and the tunnel comes back" {
+    psi up --timeout 30 >/dev/null
+    local first
+    first=$(state .connectPid)
+    lab_client ip link delete PsiphonTUN
+    lab__wait_for 30 tunnel_replaced "$first"
+    lab__wait_for 20 as_user curl -sS -m 2 "http://$LAB_INET_IP4:8080/" >/dev/null 2>&1
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+    [ "$(state .tunnel.packetTunnel)" = true ]
+    grep -q "the TUN device PsiphonTUN went away" "$LAB_DIR/run/psi.log"
+}
+
+@test "psi up --mode socks: psi-tun run carries the TUN into the SOCKS proxy; psi restart keeps the mode" {
+    run psi up --mode socks --timeout 30
+    assert_success
+    assert_line "tunnel up via OSSH, server region DE; SOCKS5 127.0.0.1:1081, HTTP 127.0.0.1:8081"
+    [ "$(state .mode)" = socks ]
+    pgrep -f "psi-tun --config $LAB_DIR/psi.conf run" >/dev/null
+    run as_user curl -sS -m 10 "http://inet.psi.test:8080/"
+    assert_output "hello from inet"
+    grep -q "^forward-open .*target=$LAB_INET_IP4:8080" "$LAB_DIR/psiphond.err"
+    run psi restart --timeout 30
+    assert_success
+    [ "$(state .mode)" = socks ]
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
 }
 
 @test "psi-connect dies: psi starts it again and the tunnel comes back; psi reload gives a new tunnel" {
@@ -111,16 +150,115 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     lab_capture_start
     run lab_client "$PSI" --config "$LAB_DIR/empty.conf" up --timeout 5
     assert_failure 1
-    assert_output --partial "no tunnel within 5 s (no servers in the store)"
+    assert_output --partial "no tunnel within 5 s (no stored server matches"
     run as_user curl -sS -m 3 "http://$LAB_INET_IP4:8080/"
     assert_failure
     lab_capture_stop
     assert_equal "$(lab_capture_count "$(lab_leak_filter)")" 0
     run lab_client "$PSI" --config "$LAB_DIR/empty.conf" status
     assert_failure 1
-    assert_line --partial "tunnel: down, connecting (no servers in the store)"
+    assert_line --partial "tunnel: down, connecting (no stored server matches"
     assert_line "kill switch: up, intact; only psiphon-user and PsiphonTUN may reach the network"
     lab_client "$PSI" --config "$LAB_DIR/empty.conf" down >/dev/null
+}
+
+@test "an empty store and a server list shipped with psi (EmbeddedServerList): psi up imports it and comes up" {
+    mkdir -p "$LAB_DIR/shipped-data" "$LAB_DIR/shipped-run"
+    chown psiphon-user:psiphon-group "$LAB_DIR/shipped-data"
+    cp "$LAB_DIR/psiphond.entry" "$LAB_DIR/shipped_server_list"
+    sed "s#$LAB_DIR/empty-data#$LAB_DIR/shipped-data#; s#$LAB_DIR/empty-run#$LAB_DIR/shipped-run#" "$LAB_DIR/empty.conf" |
+        jq --arg list "$LAB_DIR/shipped_server_list" '.EmbeddedServerList = $list' >"$LAB_DIR/shipped.conf"
+    chmod 600 "$LAB_DIR/shipped.conf"
+    run lab_client "$PSI" --config "$LAB_DIR/shipped.conf" up --timeout 30
+    assert_success
+    assert_line --partial "tunnel up via OSSH"
+    grep -q "importing the shipped server list $LAB_DIR/shipped_server_list" "$LAB_DIR/shipped-run/psi.log"
+    ! grep -q "fetching the remote list" "$LAB_DIR/shipped-run/psi.log"
+    run lab_client "$PSI_SERVERS" --config "$LAB_DIR/shipped.conf" list --json
+    [ "$(jq length <<<"$output")" -ge 1 ]
+    lab_client "$PSI" --config "$LAB_DIR/shipped.conf" down >/dev/null
+}
+
+@test "an empty store whose remote list never answers: the refresh runs beside the supervisor, and psi down stops it at once" {
+    mkdir -p "$LAB_DIR/stall-data" "$LAB_DIR/stall-run"
+    chown psiphon-user:psiphon-group "$LAB_DIR/stall-data"
+    sed "s#$LAB_DIR/empty-data#$LAB_DIR/stall-data#; s#$LAB_DIR/empty-run#$LAB_DIR/stall-run#" "$LAB_DIR/empty.conf" |
+        jq --arg url "https://$LAB_INET_IP4:7999/list" --slurpfile defaults "$BATS_TEST_DIRNAME/../share/psi.conf" \
+            '.RemoteServerListUrl = $url | .RemoteServerListSignaturePublicKey = $defaults[0].RemoteServerListSignaturePublicKey' \
+            >"$LAB_DIR/stall.conf"
+    chmod 600 "$LAB_DIR/stall.conf"
+    # A server that takes the connection and never answers.
+    lab__spawn "$LAB_INET" stall /usr/bin/python3 -c '
+import socket, time
+s = socket.create_server(("'"$LAB_INET_IP4"'", 7999)); print("listening", flush=True)
+held = [s.accept() for _ in range(4)]
+time.sleep(600)'
+    lab__wait_for 5 grep -q listening "$LAB_DIR/stall.out"
+    run lab_client "$PSI" --config "$LAB_DIR/stall.conf" up --timeout 3
+    assert_failure 1
+    grep -q "fetching the remote list" "$LAB_DIR/stall-run/psi.log"
+    # The refresh hangs on that server; the supervisor still acts on its signals.
+    local refresh
+    refresh=$(pgrep -P "$(cat "$LAB_DIR/stall-run/psi.pid")" -f "psi-servers.*refresh")
+    SECONDS=0
+    run lab_client "$PSI" --config "$LAB_DIR/stall.conf" down
+    assert_success
+    [ "$SECONDS" -le 8 ]
+    ! kill -0 "$refresh" 2>/dev/null
+    run lab_client "$PSI" --config "$LAB_DIR/stall.conf" status
+    assert_line "kill switch: up, intact; only psiphon-user and PsiphonTUN may reach the network"
+}
+
+@test "psi up --foreground while psi is up (systemd's start after psi up by hand): exit 4, which psi.service does not retry; the running psi is untouched" {
+    psi up --timeout 30 >/dev/null
+    local pid
+    pid=$(state .pid)
+    run psi up --foreground
+    assert_failure 4
+    assert_output "psi: error: psi is already up (psi status)"
+    grep -qx "RestartPreventExitStatus=4" "$BATS_TEST_DIRNAME/../share/systemd/psi.service"
+    [ "$(state .pid)" = "$pid" ]
+    kill -0 "$pid"
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+}
+
+@test "psi restart when systemd started the supervisor: it asks systemd (systemctl restart UNIT) and never starts a second psi outside the service" {
+    # What systemd gives a service's processes: INVOCATION_ID, and a cgroup named after the
+    # unit (one of the lab's own, removed at the end).
+    local cgroup_root
+    cgroup_root=$(findmnt -n -t cgroup2 -o TARGET | head -n 1)
+    LAB_CGROUP="$cgroup_root/psi-lab-$$.service"
+    mkdir "$LAB_CGROUP"
+    # Joined outside the namespace: ip netns exec mounts a sysfs of its own, without cgroups.
+    sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$LAB_CGROUP" ip netns exec "$LAB_CLIENT" \
+        env INVOCATION_ID=0123456789abcdef0123456789abcdef "$PSI" --config "$LAB_DIR/psi.conf" up --timeout 30 >/dev/null
+    [ "$(state .systemdUnit)" = "psi-lab-$$.service" ]
+    local pid
+    pid=$(state .pid)
+    run psi restart
+    assert_line "psi runs under systemd: systemctl restart psi-lab-$$.service"
+    if ! systemctl is-system-running >/dev/null 2>&1 && [ ! -d /run/systemd/system ]; then
+        # No systemd on this machine: systemctl's refusal is passed on, and nothing else happens.
+        assert_failure 1
+        assert_line --partial "psi: error: systemctl restart psi-lab-$$.service"
+        [ "$(state .pid)" = "$pid" ]
+        kill -0 "$pid"
+    fi
+    # Restarted by hand without systemd's mark: the usual down and up.
+    psi down >/dev/null
+    rmdir "$LAB_CGROUP"
+    LAB_CGROUP=
+    # INVOCATION_ID alone (a process of a scope or a session, say) is no service either.
+    lab_client env INVOCATION_ID=0123456789abcdef0123456789abcdef "$PSI" --config "$LAB_DIR/psi.conf" up --timeout 30 >/dev/null
+    [ "$(state .systemdUnit)" = null ]
+    psi down >/dev/null
+    psi up --timeout 30 >/dev/null
+    [ "$(state .systemdUnit)" = null ]
+    pid=$(state .pid)
+    run psi restart --timeout 30
+    assert_success
+    [ "$(state .pid)" != "$pid" ]
 }
 
 @test "only a server whose host key is not its entry's: psi up fails within its timeout, the kill switch stays, nothing leaves" {

@@ -16,7 +16,9 @@
 #include "connect/dial.hpp"
 #include "connect/establish.hpp"
 #include "connect/http_proxy_server.hpp"
+#include "connect/network_watch.hpp"
 #include "connect/notice.hpp"
+#include "connect/packet_tunnel.hpp"
 #include "connect/psiphon_api.hpp"
 #include "connect/socks_server.hpp"
 #include "connect/tunnel_session.hpp"
@@ -26,7 +28,10 @@
 #include "core/event_loop.hpp"
 #include "core/log.hpp"
 #include "core/privileges.hpp"
+#include "core/signals.hpp"
 #include "servers/server_entry.hpp"
+#include "tun/engine_run.hpp"
+#include "tun/tun_device.hpp"
 
 namespace {
 
@@ -48,7 +53,13 @@ struct Options {
     int dial_timeout = 20;
     int keepalive = 0;       // 0: every 60-120 s
     int establish_timeout = -1;  // -1: EstablishTunnelTimeoutSeconds, else 300; 0: forever
+    std::string tun_name;        // the packet tunnel into this TUN; empty: proxies only
 };
+
+constexpr const char* packet_tunnel_channel = "tun@psiphon.ca";
+constexpr auto first_retry_delay = std::chrono::seconds(2);
+constexpr auto longest_retry_delay = std::chrono::seconds(30);
+constexpr auto brief_tunnel = std::chrono::seconds(10);  // a tunnel that failed sooner was no good
 
 std::vector<std::string> config_strings(const Config& config, const char* key) {
     std::vector<std::string> values;
@@ -78,13 +89,16 @@ std::vector<Candidate> candidates_from(const std::string& text, const std::vecto
 
 class Connector {
 public:
-    Connector(const Options& options, const Config& config, std::vector<Candidate> candidates)
+    // `tun`: attached for the packet tunnel, or not open.
+    Connector(const Options& options, const Config& config, std::vector<Candidate> candidates, UniqueFd tun)
         : options_(options),
           config_(config),
           candidates_(std::move(candidates)),
           socks_(loop_, static_cast<std::uint16_t>(options.socks_port), current_session(), totals_,
                  options.is_handshake),
           http_(loop_, static_cast<std::uint16_t>(options.http_port), current_session(), totals_) {
+        tun_ = std::move(tun);
+        if (tun_.is_open()) packet_addresses_ = packet_tunnel_addresses(tun::engine_settings(config, tun::RunOptions{}));
         settings_.is_handshake = options.is_handshake;
         settings_.identity_file = options.identity_file;
         settings_.timeout = std::chrono::seconds(options.dial_timeout);
@@ -93,10 +107,12 @@ public:
         if (options.keepalive > 0) {
             keepalive_.min_interval = keepalive_.max_interval = std::chrono::seconds(options.keepalive);
             keepalive_.timeout = std::min(keepalive_.timeout, std::chrono::seconds(options.keepalive));
+            keepalive_.probe_timeout = std::min(keepalive_.probe_timeout, keepalive_.timeout);
         }
     }
 
     int run(int signal_fd) {
+        if (tun_.is_open()) log::info("packet tunnel into " + options_.tun_name);
         notices_.emit("ListeningSocksProxyPort", json::Object{{"port", static_cast<std::int64_t>(socks_.port())}});
         notices_.emit("ListeningHttpProxyPort", json::Object{{"port", static_cast<std::int64_t>(http_.port())}});
         log::info("SOCKS5 proxy on 127.0.0.1:" + std::to_string(socks_.port()) + ", HTTP proxy on 127.0.0.1:" +
@@ -107,6 +123,7 @@ public:
             loop_.stop();
         });
         loop_.every(std::chrono::milliseconds(1000), [this] { tick(); });
+        watch_network();
         establishing_since_ = Clock::now();
         loop_.defer([this] { start_establishing(); });  // inside run(), so that a failure can stop it
         loop_.run();
@@ -117,6 +134,28 @@ public:
 private:
     LocalProxy::SessionSource current_session() {
         return [this]() { return session_ && !session_->has_failed() ? session_.get() : nullptr; };
+    }
+
+    // Without the watch, a dead path is still found by the keepalive, only later.
+    void watch_network() {
+        try {
+            network_ = std::make_unique<NetworkWatch>(loop_, config_.tun_name, [this] { on_network_changed(); });
+        } catch (const Error& error) {
+            log::warning(error.what());
+        }
+    }
+
+    // A new uplink, or the old one gone: the tunnel's TCP connection may be dead without a
+    // word. Probe it now; if there is no tunnel, try again now rather than after the backoff.
+    void on_network_changed() {
+        log::debug("the network changed");
+        if (session_) {
+            session_->probe();
+        } else if (!establisher_ && Clock::now() - last_network_retry_ >= brief_tunnel) {
+            // At most once in a while: links that come and go must not defeat the backoff.
+            last_network_retry_ = Clock::now();
+            retry_at_ = Clock::now();
+        }
     }
 
     void close_connections() {
@@ -143,15 +182,44 @@ private:
             notices_.emit("Warning", json::Object{{"message", "no server could be reached (" +
                                                                    std::to_string(failures.size()) + " tried)"}});
             retry_at_ = Clock::now() + retry_delay_;
-            retry_delay_ = std::min(retry_delay_ * 2, std::chrono::seconds(30));
+            retry_delay_ = std::min(retry_delay_ * 2, longest_retry_delay);
             return;
         }
-        retry_delay_ = std::chrono::seconds(2);
+        tunnel_up_since_ = Clock::now();
         prefer(tunnel->candidate());
         announce(*tunnel);
         session_ = std::make_unique<TunnelSession>(loop_, std::move(tunnel), keepalive_,
                                                    [this](const std::string& reason) { on_tunnel_failed(reason); });
+        if (tun_.is_open()) {
+            open_packet_tunnel();
+            return;
+        }
         notices_.emit("Tunnels", json::Object{{"count", std::int64_t{1}}});
+    }
+
+    // Tunnels count 1 once the packet tunnel runs. A server that refuses it (no RunPacketTunnel)
+    // leaves the proxies only: the TUN is let go for psi-tun run, for the rest of this run.
+    void open_packet_tunnel() {
+        session_->open_custom(packet_tunnel_channel, [this](OpenResult result) {
+            if (!session_ || session_->has_failed()) return;
+            if (!result.channel && result.reply != proxy::SocksReply::not_allowed) {
+                // Not a refusal (no answer in time, say): this tunnel is no good; another may be.
+                on_tunnel_failed("the packet tunnel did not open");
+                return;
+            }
+            if (!result.channel) {
+                log::warning(std::string("the server refused the packet tunnel (") + packet_tunnel_channel +
+                             "); SOCKS and HTTP proxies only");
+                notices_.emit("PacketTunnel", json::Object{{"state", "refused"}});
+                tun_.reset();
+            } else {
+                packet_tunnel_ = std::make_unique<PacketTunnel>(
+                    loop_, *session_, tun_.get(), result.channel, packet_addresses_, packet_counters_,
+                    [this](const std::string& reason) { on_tunnel_failed(reason); });
+                notices_.emit("PacketTunnel", json::Object{{"state", "up"}, {"device", options_.tun_name}});
+            }
+            notices_.emit("Tunnels", json::Object{{"count", std::int64_t{1}}});
+        });
     }
 
     // The server that worked is tried first next time (affinity), with its protocol.
@@ -187,18 +255,37 @@ private:
     }
 
     void on_tunnel_failed(const std::string& reason) {
+        if (is_tunnel_failing_) return;  // the packet tunnel and the session may both report it
+        is_tunnel_failing_ = true;
         log::warning(reason);
         notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});
         // The session goes once nothing of it runs any more; then establishment starts again.
         loop_.defer([this] {
+            is_tunnel_failing_ = false;
             close_connections();
+            packet_tunnel_.reset();
             session_.reset();
             establishing_since_ = Clock::now();
+            // A server that takes the tunnel and drops it at once (its packet tunnel, say) is
+            // tried again only after the wait, which doubles each time; a tunnel that lasted
+            // starts establishing again at once.
+            if (Clock::now() - tunnel_up_since_ < brief_tunnel) {
+                retry_at_ = Clock::now() + retry_delay_;
+                retry_delay_ = std::min(retry_delay_ * 2, longest_retry_delay);
+                return;  // tick() starts it
+            }
+            retry_delay_ = first_retry_delay;
             start_establishing();
         });
     }
 
     void tick() {
+        // A deleted TUN does not come back to this descriptor: psi up makes it anew and starts
+        // psi-connect again.
+        if (tun_.is_open() && !tun::is_persistent(tun_.get())) {
+            fail_for_good("the TUN device " + options_.tun_name + " went away (psi-tun up makes it)");
+            return;
+        }
         socks_.tick();
         http_.tick();
         if (session_) session_->tick();
@@ -225,6 +312,12 @@ private:
             establisher_.reset();
         }
         close_connections();
+        packet_tunnel_.reset();
+        if (tun_.is_open())
+            log::info("packet tunnel: " + std::to_string(packet_counters_.packets_up) + " packets up, " +
+                      std::to_string(packet_counters_.packets_down) + " down; dropped " +
+                      std::to_string(packet_counters_.dropped_up) + " up (filtered), " +
+                      std::to_string(packet_counters_.dropped_down) + " down");
         if (session_) {
             session_.reset();
             notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});
@@ -244,22 +337,19 @@ private:
     SocksServer socks_;
     HttpProxyServer http_;
     std::unique_ptr<Establisher> establisher_;
+    std::unique_ptr<NetworkWatch> network_;
+    UniqueFd tun_;
+    PacketTunnelAddresses packet_addresses_;
+    PacketTunnelCounters packet_counters_;
+    std::unique_ptr<PacketTunnel> packet_tunnel_;  // declared after session_: destroyed first
+    bool is_tunnel_failing_ = false;
     Clock::time_point retry_at_{};
     Clock::time_point establishing_since_{};
-    std::chrono::seconds retry_delay_{2};
+    Clock::time_point tunnel_up_since_{};
+    Clock::time_point last_network_retry_{};
+    std::chrono::seconds retry_delay_ = first_retry_delay;
     int exit_code_ = exit_status::ok;
 };
-
-UniqueFd block_signals() {
-    sigset_t signals;
-    sigemptyset(&signals);
-    for (const int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, signal);
-    if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) throw_system_error("cannot block signals", errno);
-    ::signal(SIGPIPE, SIG_IGN);
-    UniqueFd fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
-    if (!fd.is_open()) throw_system_error("cannot receive signals", errno);
-    return fd;
-}
 
 }  // namespace
 
@@ -292,9 +382,12 @@ int main(int argc, char** argv) {
     app.add_flag("!--no-handshake", options.is_handshake, "A generic SSH server: no Psiphon handshake");
     app.add_option("--identity", options.identity_file, "Public-key authentication with this private key (generic SSH)")
         ->check(CLI::ExistingFile);
+    app.add_option("--tun", options.tun_name,
+                   "Carry this TUN's packets over Psiphon's packet tunnel (psi-tun up makes it); the proxies stay");
     app.footer("Examples:\n  psi-servers pick | psi-connect --entries -\n"
                "  psi-connect --entries servers.txt --socks 1080 --protocols OSSH\n"
                "  psi-connect --entries my-sshd.txt --no-handshake --identity ~/.ssh/id_ed25519\n"
+               "  psi-servers pick | psi-connect --entries - --tun PsiphonTUN\n"
                "Exit status: 0 stopped by a signal, 1 no tunnel could be kept up, 2 usage. See psi-connect(8).");
 
     return run_program(app, argc, argv, common, [&]() -> int {
@@ -320,12 +413,21 @@ int main(int argc, char** argv) {
         const std::string text = options.entries == "-" ? read_all(STDIN_FILENO, "standard input", 64 << 20)
                                                         : read_file(options.entries);
         raise_open_file_limit(wanted_open_files);
-        if (::geteuid() == 0) drop_privileges(lookup_user(config.tunnel_user, config.tunnel_group));
+        // The TUN too, for good: while a tunnel is redone, packets wait in its queue or are
+        // dropped there, and go nowhere else.
+        UniqueFd tun;
+        if (::geteuid() == 0) {
+            const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
+            if (!options.tun_name.empty()) tun = tun::attach_users_tun(options.tun_name, user, tun::TunFraming::plain);
+            drop_privileges(user);
+        } else if (!options.tun_name.empty()) {
+            tun = tun::attach_tun(options.tun_name, UniqueFd(), tun::TunFraming::plain);
+        }
         if (::geteuid() == 0) throw Error("psi-connect never runs as root");
 
         initialize_libssh();
-        UniqueFd signal_fd = block_signals();
-        Connector connector(options, config, candidates_from(text, options.protocols));
+        UniqueFd signal_fd = receive_signals({SIGTERM, SIGINT, SIGHUP});
+        Connector connector(options, config, candidates_from(text, options.protocols), std::move(tun));
         return connector.run(signal_fd.get());
     });
 }

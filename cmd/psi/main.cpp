@@ -72,8 +72,9 @@ const json::Value& tunnel_of(const json::Value& state) {
 }
 
 void print_tunnel(const json::Value& tunnel) {
-    std::printf("tunnel up via %s, server region %s; SOCKS5 127.0.0.1:%lld, HTTP 127.0.0.1:%lld\n",
-                text(tunnel, "protocol", "?").c_str(), text(tunnel, "serverRegion", "?").c_str(),
+    std::printf("tunnel up via %s%s, server region %s; SOCKS5 127.0.0.1:%lld, HTTP 127.0.0.1:%lld\n",
+                text(tunnel, "protocol", "?").c_str(), flag(tunnel, "packetTunnel") ? " (packet tunnel)" : "",
+                text(tunnel, "serverRegion", "?").c_str(),
                 static_cast<long long>(integer(tunnel, "socksPort")),
                 static_cast<long long>(integer(tunnel, "httpPort")));
     if (const json::Value* homepages = tunnel.find("homepages"); homepages && homepages->is_array())
@@ -110,10 +111,28 @@ bool wait_for_tunnel(const Config& config, std::int64_t pid, std::int64_t after,
     return false;
 }
 
-int up(const Config& config, const CommonOptions& common, bool is_foreground, bool is_allow_lan, int timeout) {
+// A supervisor that systemd started is restarted by systemd: a new one started here would run
+// outside the service, and systemd would take the old one's end for a clean stop.
+int restart_under_systemd(const std::string& unit) {
+    std::printf("psi runs under systemd: systemctl restart %s\n", unit.c_str());
+    std::fflush(stdout);
+    run_checked({"systemctl", "restart", unit});
+    return exit_status::ok;
+}
+
+struct UpRequest {
+    bool is_foreground = false;
+    bool is_allow_lan = false;
+    std::string mode = "auto";
+    int timeout = 60;
+};
+
+int up(const Config& config, const CommonOptions& common, const UpRequest& request) {
     require_root("up");
-    SupervisorOptions options{common.config_path, program_directory(), is_allow_lan};
-    if (is_foreground) return run_supervisor(config, options);
+    const bool is_allow_lan = request.is_allow_lan;
+    const int timeout = request.timeout;
+    SupervisorOptions options{common.config_path, program_directory(), is_allow_lan, parse_tunnel_mode(request.mode)};
+    if (request.is_foreground) return run_supervisor(config, options);
     if (find_supervisor(config)) {
         const json::Value state = read_state(config);
         std::printf("psi is already up (pid %lld)\n", static_cast<long long>(integer(state, "pid")));
@@ -123,6 +142,7 @@ int up(const Config& config, const CommonOptions& common, bool is_foreground, bo
     prepare_run_directory(config);
     std::vector<std::string> arguments = {"--config", common.config_path, "up", "--foreground"};
     if (is_allow_lan) arguments.push_back("--allow-lan");
+    arguments.insert(arguments.end(), {"--mode", request.mode});
     // Its own session, so that the terminal's ^C or hang-up never reaches it; it writes its log
     // (psi logs) itself.
     bp::child supervisor(self_program(), arguments, bp::std_in < bp::null, bp::std_out > bp::null,
@@ -264,8 +284,7 @@ int logs(const Config& config, int lines, bool is_follow) {
 
 int main(int argc, char** argv) {
     CommonOptions common;
-    bool is_foreground = false;
-    bool is_allow_lan = false;
+    UpRequest up_request;
     bool is_open = false;
     bool is_follow = false;
     int timeout = 60;
@@ -277,8 +296,12 @@ int main(int argc, char** argv) {
     add_common_options(app, common);
     app.require_subcommand(1);
     auto* up_command = app.add_subcommand("up", "Kill switch, TUN, tunnel; waits for the tunnel (psi keeps it up)");
-    up_command->add_flag("--foreground", is_foreground, "Run the supervisor in the foreground (systemd)");
-    up_command->add_flag("--allow-lan", is_allow_lan, "Let the LAN through the kill switch (never DNS)");
+    up_command->add_flag("--foreground", up_request.is_foreground, "Run the supervisor in the foreground (systemd)");
+    up_command->add_flag("--allow-lan", up_request.is_allow_lan, "Let the LAN through the kill switch (never DNS)");
+    up_command->add_option("--mode", up_request.mode,
+                           "packet: Psiphon's packet tunnel; socks: psi-tun run into the SOCKS proxy; auto: packet where offered")
+        ->check(CLI::IsMember({"auto", "packet", "socks"}))
+        ->capture_default_str();
     up_command->add_option("--timeout", timeout, "Seconds to wait for the tunnel")->capture_default_str();
     auto* down_command = app.add_subcommand("down", "Stop the tunnel and the TUN; the kill switch stays up");
     down_command->add_flag("--open", is_open, "Also remove the kill switch (traffic leaves unprotected)");
@@ -296,14 +319,23 @@ int main(int argc, char** argv) {
 
     return run_program(app, argc, argv, common, [&]() -> int {
         const Config config = load_config_from(common);
-        if (*up_command) return up(config, common, is_foreground, is_allow_lan, timeout);
+        if (*up_command) {
+            up_request.timeout = timeout;
+            return up(config, common, up_request);
+        }
         if (*down_command) return down(config, common, is_open);
         if (*reload_command) return reload(config, timeout);
         if (*restart_command) {
             require_root("restart");
-            const bool was_lan_allowed = flag(read_state(config), "allowLan");  // kept across the restart
+            const json::Value state = read_state(config);
+            if (const std::string unit = text(state, "systemdUnit"); !unit.empty() && find_supervisor(config))
+                return restart_under_systemd(unit);
+            UpRequest again;  // the last one's LAN and mode are kept across the restart
+            again.is_allow_lan = flag(state, "allowLan");
+            again.mode = text(state, "mode", "auto");
+            again.timeout = timeout;
             down(config, common, false);
-            return up(config, common, false, was_lan_allowed, timeout);
+            return up(config, common, again);
         }
         if (*status_command) return status(config, common);
         if (*logs_command) return logs(config, lines, is_follow);

@@ -113,7 +113,9 @@ void ChannelRelay::flush_to_channel() {
     if (!write_channel(pending.data(), size)) return;
     if (size < pending.size()) {
         to_channel_.append(pending, size, std::string::npos);  // after what write_channel kept
-        is_waiting_for_window_ = true;
+        // on_window comes only when a closed window opens: a short write during a key exchange
+        // leaves it open, and write_channel waits for the session instead.
+        if (ssh_channel_window_size(channel_) == 0) is_waiting_for_window_ = true;
     }
 }
 

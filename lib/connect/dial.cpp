@@ -143,6 +143,10 @@ UniqueFd Dial::connect_tcp(Clock::time_point deadline) {
     watch(socket.get());
     const int one = 1;
     ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // Data unacknowledged this long ends the connection: a tunnel whose path died under traffic
+    // fails in 30 s, as an idle one does by its keepalive, not after TCP's 15 minutes of retries.
+    const unsigned user_timeout_ms = 30000;
+    ::setsockopt(socket.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
     if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0 && errno != EINPROGRESS)
         throw Error(std::string("TCP: ") + std::strerror(errno));
     pollfd pending{socket.get(), POLLOUT, 0};

@@ -53,13 +53,23 @@ TunnelSession::~TunnelSession() {
 }
 
 std::uint64_t TunnelSession::open_forward(const std::string& host, std::uint16_t port, OpenHandler done) {
+    return open(std::string(), host, port, std::move(done));
+}
+
+std::uint64_t TunnelSession::open_custom(const std::string& type, OpenHandler done) {
+    return open(type, std::string(), 0, std::move(done));
+}
+
+std::uint64_t TunnelSession::open(std::string custom_type, const std::string& host, std::uint16_t port,
+                                  OpenHandler done) {
     const std::uint64_t id = next_open_id_++;
     ssh_channel channel = has_failed_ ? nullptr : ssh_channel_new(session());
     if (!channel) {
         loop_.defer([done = std::move(done)] { done(OpenResult{}); });
         return id;
     }
-    opens_.push_back(PendingOpen{id, channel, host, port, Clock::now() + open_timeout, std::move(done)});
+    opens_.push_back(
+        PendingOpen{id, channel, std::move(custom_type), host, port, Clock::now() + open_timeout, std::move(done)});
     // Sent from the loop, never from here: `done` must not run while the caller is still
     // inside open_forward (it may free what the caller holds).
     if (!is_advance_scheduled_) {
@@ -136,7 +146,9 @@ void TunnelSession::after_packets() {
 void TunnelSession::advance_opens() {
     const auto now = Clock::now();
     for (auto it = opens_.begin(); it != opens_.end() && !has_failed_;) {
-        const int status = ssh_channel_open_forward(it->channel, it->host.c_str(), it->port, "127.0.0.1", 0);
+        const int status = it->custom_type.empty()
+                               ? ssh_channel_open_forward(it->channel, it->host.c_str(), it->port, "127.0.0.1", 0)
+                               : ssh_channel_open_custom(it->channel, it->custom_type.c_str(), nullptr, 0);
         if (status == SSH_AGAIN && now < it->deadline) {
             ++it;
             continue;
@@ -146,8 +158,9 @@ void TunnelSession::advance_opens() {
             result.channel = it->channel;
             result.reply = proxy::SocksReply::succeeded;
         } else {
-            result.reply = status == SSH_AGAIN ? proxy::SocksReply::ttl_expired
-                                               : reply_for_refusal(ssh_get_error(session()));
+            const std::string error = status == SSH_AGAIN ? "no answer in time" : ssh_get_error(session());
+            log::debug("channel open failed: " + error);
+            result.reply = status == SSH_AGAIN ? proxy::SocksReply::ttl_expired : reply_for_refusal(error);
             ssh_channel_free(it->channel);
         }
         OpenHandler done = std::move(it->done);
@@ -179,22 +192,27 @@ void TunnelSession::advance_keepalive() {
     schedule_keepalive();
 }
 
+void TunnelSession::send_keepalive(Clock::time_point deadline) {
+    is_keepalive_pending_ = true;
+    keepalive_deadline_ = deadline;
+    advance_keepalive();
+}
+
 void TunnelSession::tick() {
     if (has_failed_) return;
-    if (!is_keepalive_pending_ && Clock::now() >= next_keepalive_) {
-        is_keepalive_pending_ = true;
-        keepalive_deadline_ = Clock::now() + keepalive_.timeout;
-        const int status = ssh_send_global_request(session(), keepalive_request, nullptr, 0, 1, nullptr);
-        if (status != SSH_AGAIN) {
-            is_keepalive_pending_ = false;
-            if (status == SSH_ERROR && ssh_get_error_code(session()) != SSH_REQUEST_DENIED) {
-                fail(std::string("keepalive: ") + ssh_get_error(session()));
-                return;
-            }
-            schedule_keepalive();
-        }
-    }
+    if (!is_keepalive_pending_ && Clock::now() >= next_keepalive_) send_keepalive(Clock::now() + keepalive_.timeout);
     after_packets();
+}
+
+void TunnelSession::probe() {
+    if (has_failed_) return;
+    const auto deadline = Clock::now() + keepalive_.probe_timeout;
+    if (is_keepalive_pending_) {
+        keepalive_deadline_ = std::min(keepalive_deadline_, deadline);
+        return;
+    }
+    send_keepalive(deadline);
+    if (!has_failed_) after_write();
 }
 
 void TunnelSession::fail(const std::string& reason) {

@@ -28,6 +28,7 @@ struct KeepaliveSettings {
     std::chrono::seconds min_interval{60};
     std::chrono::seconds max_interval{120};
     std::chrono::seconds timeout{30};
+    std::chrono::seconds probe_timeout{10};  // for a probe after the network changed
 };
 
 class TunnelSession {
@@ -45,6 +46,8 @@ public:
     // called once, later, from the loop (never from inside open_forward); never after
     // cancel_open(id); with no channel when the session fails first.
     std::uint64_t open_forward(const std::string& host, std::uint16_t port, OpenHandler done);
+    // Opens a channel of `type` with no type-specific data ("tun@psiphon.ca"), the same way.
+    std::uint64_t open_custom(const std::string& type, OpenHandler done);
     void cancel_open(std::uint64_t id);
 
     // libssh holds output it could not send yet: readers should wait for when_drained().
@@ -55,6 +58,9 @@ public:
 
     // Keepalives and open timeouts; the owner calls it about once a second.
     void tick();
+    // The network changed: a keepalive now, and the tunnel is taken for dead unless it is
+    // answered within the probe timeout.
+    void probe();
 
     const Tunnel& tunnel() const { return *tunnel_; }
     ssh_session session() const { return tunnel_->session(); }
@@ -64,15 +70,18 @@ private:
     struct PendingOpen {
         std::uint64_t id;
         ssh_channel channel;
+        std::string custom_type;  // empty: direct-tcpip to host:port
         std::string host;
         std::uint16_t port;
         std::chrono::steady_clock::time_point deadline;
         OpenHandler done;
     };
 
+    std::uint64_t open(std::string custom_type, const std::string& host, std::uint16_t port, OpenHandler done);
     void on_socket(std::uint32_t events);
     void after_packets();
     void advance_opens();
+    void send_keepalive(std::chrono::steady_clock::time_point deadline);
     void advance_keepalive();
     void schedule_keepalive();
     void fail(const std::string& reason);

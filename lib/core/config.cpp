@@ -105,6 +105,7 @@ const std::array string_keys = {
     StringKey{"TunDnsResolver", &Config::tun_dns_resolver, StringKey::Check::ip},
     StringKey{"DataRootDirectory", &Config::data_root_directory, StringKey::Check::path},
     StringKey{"RunDirectory", &Config::run_directory, StringKey::Check::path},
+    StringKey{"EmbeddedServerList", &Config::embedded_server_list, StringKey::Check::path},
 };
 
 void check_string(std::string_view source, const StringKey& key, const json::Value& value,

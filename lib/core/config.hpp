@@ -26,6 +26,9 @@ struct Config {
     bool allow_lan = false;
     std::string data_root_directory = "/var/lib/psiphon";
     std::string run_directory = "/run/psiphon";
+    // A server list shipped with psi (Psiphon's embedded list), imported when the store is
+    // empty; empty: none.
+    std::string embedded_server_list;
 
     // The whole document, so Psiphon's keys reach the programs that use them.
     json::Value document = json::Object{};

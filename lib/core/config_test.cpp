@@ -57,6 +57,8 @@ TEST(Config, BadValuesNameTheKeyAndLine) {
     EXPECT_NE(error_of("{\"TunName\": \"a-very-long-interface\"}").find("TunName must be an interface name"), std::string::npos);
     EXPECT_EQ(error_of("{\"TunName\": 5}"), "psi.conf line 1: TunName must be a string");
     EXPECT_EQ(error_of("{\"RunDirectory\": \"run\"}"), "psi.conf line 1: RunDirectory must be an absolute path");
+    EXPECT_EQ(error_of("{\"EmbeddedServerList\": \"server_list\"}"),
+              "psi.conf line 1: EmbeddedServerList must be an absolute path");
     EXPECT_NE(error_of("{\"TunAddressIPv4\": \"0.0.0.0/0\"}").find("prefix length from 8 to 30"), std::string::npos);
     EXPECT_EQ(error_of("{\"TunName\": \"eth*\"}").find("psi.conf line 1: TunName must be an interface name"), 0u);
     EXPECT_EQ(error_of("{\"TunDnsIPv4\": \"10.9.0.2\"}"), "psi.conf line 1: TunDnsIPv4 must lie inside TunAddressIPv4");

@@ -171,6 +171,28 @@ std::vector<ProcessInfo> processes(const std::string& proc) {
     return found;
 }
 
+// Whether process `pid` holds the TUN `device` attached (a /dev/net/tun descriptor whose
+// fdinfo names it).
+bool holds_tun(const std::string& proc, long pid, const std::string& device) {
+    const std::string directory = proc + "/" + std::to_string(pid);
+    DIR* descriptors = ::opendir((directory + "/fd").c_str());
+    if (!descriptors) return false;
+    bool is_held = false;
+    while (const dirent* entry = ::readdir(descriptors)) {
+        char target[64] = {};
+        const std::string fd = entry->d_name;
+        if (::readlink((directory + "/fd/" + fd).c_str(), target, sizeof target - 1) <= 0 ||
+            std::string(target) != "/dev/net/tun")
+            continue;
+        try {
+            if (status_field(read_file(directory + "/fdinfo/" + fd), "iff") == device) is_held = true;
+        } catch (const Error&) {
+        }
+    }
+    ::closedir(descriptors);
+    return is_held;
+}
+
 std::string mode_text(mode_t mode) {
     char text[8];
     std::snprintf(text, sizeof text, "%03o", mode & 07777);
@@ -292,7 +314,12 @@ std::vector<Check> check_processes(const Config& config, const std::string& prog
                                            "psi restart"));
         checks.push_back(passed(name, "running (pid " + std::to_string(process->pid) + ") as " + user.name));
     };
-    expect("packet engine", find("psi-tun", " run"), "psi up (or psi-tun run)");
+    // With Psiphon's packet tunnel, psi-connect --tun carries the TUN itself, as long as it
+    // holds it (it lets it go when the server refuses the packet tunnel).
+    const ProcessInfo* engine = find("psi-tun", " run");
+    const ProcessInfo* packet_tunnel = find("psi-connect", " --tun ");
+    if (packet_tunnel && !holds_tun(proc, packet_tunnel->pid, config.tun_name)) packet_tunnel = nullptr;
+    expect("packet engine", engine ? engine : packet_tunnel, "psi up (or psi-tun run)");
     expect("psi-connect", find("psi-connect", ""), "psi up");
 
     std::vector<std::string> privileged;

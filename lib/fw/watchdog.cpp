@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
 #include "core/log.hpp"
+#include "core/signals.hpp"
 #include "core/unique_fd.hpp"
 #include "fw/kill_switch.hpp"
 
@@ -78,12 +79,7 @@ bool Watchdog::restore_if_needed(bool is_first) {
 }
 
 int Watchdog::run() {
-    sigset_t signals;
-    sigemptyset(&signals);
-    for (const int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, signal);
-    if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) throw_system_error("cannot block signals", errno);
-    UniqueFd signal_fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
-    if (!signal_fd.is_open()) throw_system_error("cannot receive signals", errno);
+    UniqueFd signal_fd = receive_signals({SIGTERM, SIGINT, SIGHUP});
 
     // Failing to restore (a kernel that refuses the table) is logged and tried again on the
     // next event or tick; the watchdog itself never gives up while it runs, not even at start.

@@ -90,4 +90,35 @@ json::Value read_state(const Config& config) {
     }
 }
 
+std::string systemd_unit() {
+    // systemd gives a service's processes INVOCATION_ID, and the unit is the last part of the
+    // cgroup it put them in: "0::/system.slice/psi.service" (the unified hierarchy), or
+    // "1:name=systemd:/system.slice/psi.service" where only the older layout has it. No guess:
+    // anything else (a scope, a session) is no service to restart.
+    if (!std::getenv("INVOCATION_ID")) return "";
+    std::string text;
+    try {
+        text = read_file("/proc/self/cgroup");
+    } catch (const Error&) {
+        return "";
+    }
+    std::string unified, named;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        const std::string line = text.substr(start, end - start);
+        start = end + 1;
+        if (line.rfind("0::", 0) == 0) unified = line.substr(3);
+        else if (const std::size_t at = line.find(":name=systemd:"); at != std::string::npos)
+            named = line.substr(at + 14);
+    }
+    const std::string& path = unified.size() > 1 ? unified : named;
+    const std::string unit = path.substr(path.rfind('/') + 1);
+    const std::string suffix = ".service";
+    const bool is_service =
+        unit.size() > suffix.size() && unit.compare(unit.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return is_service ? unit : "";
+}
+
 }  // namespace psi::wrapper

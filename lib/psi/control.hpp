@@ -41,4 +41,7 @@ bool wait_for_exit(const Supervisor& supervisor, int seconds);
 // The last state the supervisor wrote, or an empty object.
 json::Value read_state(const Config& config);
 
+// The systemd service this process runs in ("psi.service"), or "" when systemd did not start it.
+std::string systemd_unit();
+
 }  // namespace psi::wrapper

@@ -27,6 +27,7 @@
 #include "core/json.hpp"
 #include "core/log.hpp"
 #include "core/process.hpp"
+#include "core/signals.hpp"
 #include "core/unique_fd.hpp"
 #include "psi/control.hpp"
 
@@ -91,11 +92,21 @@ public:
         started_ = Clock::now();
         // The child has its ends; ours are the write end of stdin and the read end of stdout.
         take(in, &bp::pipe::native_source, &bp::pipe::assign_source).reset();
-        UniqueFd input_end = take(in, &bp::pipe::native_sink, &bp::pipe::assign_sink);
-        write_all(input_end.get(), input, name_ + "'s input");
-        input_end.reset();
-        process_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
-        if (!process_.is_open()) throw_system_error("cannot watch " + name_, errno);
+        try {
+            UniqueFd input_end = take(in, &bp::pipe::native_sink, &bp::pipe::assign_sink);
+            write_all(input_end.get(), input, name_ + "'s input");
+            input_end.reset();
+            process_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+            if (!process_.is_open()) throw_system_error("cannot watch " + name_, errno);
+        } catch (...) {
+            // A child that died before it read its input (EPIPE), or cannot be watched: ended
+            // and forgotten, so that it is started again instead of counted as running.
+            ::kill(pid_, SIGKILL);
+            while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+            }
+            forget();
+            throw;
+        }
         exited_ = std::move(exited);
         loop_.add(process_.get(), EPOLLIN, [this](std::uint32_t) { reap(); });
         if (on_line) {
@@ -198,6 +209,26 @@ private:
     int restarts_ = 0;
 };
 
+}  // namespace
+
+TunnelMode parse_tunnel_mode(const std::string& text) {
+    if (text == "auto") return TunnelMode::automatic;
+    if (text == "packet") return TunnelMode::packet;
+    if (text == "socks") return TunnelMode::socks;
+    throw Error("--mode " + text + ": auto, packet or socks", exit_status::usage);
+}
+
+const char* tunnel_mode_name(TunnelMode mode) {
+    switch (mode) {
+        case TunnelMode::packet: return "packet";
+        case TunnelMode::socks: return "socks";
+        case TunnelMode::automatic: break;
+    }
+    return "auto";
+}
+
+namespace {
+
 std::string describe_exit(int status) {
     if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
     if (WIFSIGNALED(status)) return std::string("was killed by signal ") + ::strsignal(WTERMSIG(status));
@@ -212,23 +243,21 @@ public:
           log_(log),
           connect_(loop_, "psi-connect"),
           engine_(loop_, "psi-tun run"),
-          watch_(loop_, "psi-fw watch") {}
+          watch_(loop_, "psi-fw watch"),
+          refresh_(loop_, "psi-servers refresh") {}
 
     int run() {
-        const std::string program = options_.program_directory;
         say("starting (pid " + std::to_string(::getpid()) + ")");
         state_.set("pid", static_cast<std::int64_t>(::getpid()));
         state_.set("started", utc_now());
         state_.set("allowLan", options_.is_allow_lan || config_.allow_lan);
+        state_.set("mode", tunnel_mode_name(options_.mode));
+        if (const std::string unit = systemd_unit(); !unit.empty()) state_.set("systemdUnit", unit);
         set_tunnel_down();
         try {
-            std::vector<std::string> fw = {program + "/psi-fw", "--config", options_.config_path, "up"};
-            if (options_.is_allow_lan) fw.push_back("--allow-lan");
-            run_checked(fw);
+            run_checked(with_lan("psi-fw", "up"));
             say("kill switch up");
-            std::vector<std::string> tun = {program + "/psi-tun", "--config", options_.config_path, "up"};
-            if (options_.is_allow_lan) tun.push_back("--allow-lan");
-            run_checked(tun);
+            run_checked(with_lan("psi-tun", "up"));
             say("TUN up");
         } catch (const Error& error) {
             // Whatever psi-fw left in place stays; a failed up never lowers the kill switch.
@@ -238,19 +267,21 @@ public:
             publish();
             return exit_status::failure;
         }
-        UniqueFd signals = block_signals();
+        UniqueFd signals = receive_signals({SIGTERM, SIGINT, SIGHUP});
         loop_.add(signals.get(), EPOLLIN, [this, fd = signals.get()](std::uint32_t) { on_signal(fd); });
         loop_.every(std::chrono::milliseconds(500), [this] { tick(); });
         start_or_retry(watch_, watch_retry_, [this] { start_watch(); });
         start_or_retry(connect_, connect_retry_, [this] { start_connect(); });
-        start_or_retry(engine_, engine_retry_, [this] { start_engine(); });
+        // With the packet tunnel, psi-connect carries the TUN itself; psi-tun run only if it is refused.
+        if (options_.mode == TunnelMode::socks) start_or_retry(engine_, engine_retry_, [this] { start_engine(); });
         loop_.run();
         say("stopping");
+        refresh_.stop();
         connect_.stop();
         engine_.stop();
         watch_.stop();
         try {
-            run_checked({program + "/psi-tun", "--config", options_.config_path, "down"});
+            run_checked(tool("psi-tun", {"down"}));
         } catch (const Error& error) {
             say(std::string("psi-tun down: ") + error.what());
         }
@@ -262,17 +293,6 @@ public:
     }
 
 private:
-    static UniqueFd block_signals() {
-        sigset_t set;
-        sigemptyset(&set);
-        for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, signal);
-        ::sigprocmask(SIG_BLOCK, &set, nullptr);
-        ::signal(SIGPIPE, SIG_IGN);
-        UniqueFd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
-        if (!fd.is_open()) throw_system_error("cannot receive signals", errno);
-        return fd;
-    }
-
     void on_signal(int fd) {
         signalfd_siginfo info{};
         while (::read(fd, &info, sizeof info) == sizeof info) {
@@ -291,45 +311,83 @@ private:
     }
 
     void start_connect() {
-        const std::string program = options_.program_directory;
-        const std::vector<std::string> pick = {program + "/psi-servers", "--config", options_.config_path, "pick"};
+        if (is_fetching_first_list_) return;  // its end starts psi-connect
         std::string entries;
+        std::string why_none = "psi-servers pick printed no server";
         try {
-            entries = run_process(pick).output;
-            if (entries.empty() && !has_refreshed_) {
-                // An empty store (a first run): the remote list, fetched as the tunnel user,
-                // the only one the kill switch lets out while there is no tunnel.
-                has_refreshed_ = true;
-                say("no servers in the store: fetching the remote list");
-                run_process({program + "/psi-servers", "--config", options_.config_path, "refresh"});
-                entries = run_process(pick).output;
-            }
+            const ProcessResult pick = run_process(tool("psi-servers", {"pick"}));
+            if (pick.exit_code == 0) entries = pick.output;
+            std::string reason = pick.errors.substr(0, pick.errors.find('\n'));
+            const std::string prefix = "psi-servers: error: ";
+            if (reason.rfind(prefix, 0) == 0) reason.erase(0, prefix.size());
+            if (!reason.empty()) why_none = reason;
         } catch (const Error& error) {
-            say(std::string("psi-servers pick: ") + error.what());
+            why_none = std::string("psi-servers pick: ") + error.what();
+        }
+        if (entries.empty() && !has_imported_embedded_list_) {
+            has_imported_embedded_list_ = true;
+            if (import_embedded_list()) {
+                start_connect();
+                return;
+            }
+        }
+        if (entries.empty() && !has_refreshed_) {
+            // An empty store (a first run): the remote list, fetched as the tunnel user, the only
+            // one the kill switch lets out while there is no tunnel. It runs beside the loop, so
+            // that signals are acted on while it takes its time.
+            has_refreshed_ = true;
+            is_fetching_first_list_ = true;
+            say(why_none + ": fetching the remote list");
+            start_refresh({}, [this] {
+                is_fetching_first_list_ = false;
+                connect_retry_ = Clock::now();
+            });
+            return;
         }
         if (entries.empty()) {
-            say("no servers to try (psi-servers import FILE, or psi-servers fetch); trying again later");
-            state_.set("error", std::string("no servers in the store"));
+            say(why_none + "; trying again later");
+            state_.set("error", why_none);
             publish();
             connect_retry_ = Clock::now() + connect_.next_backoff();
             return;
         }
-        connect_.start({program + "/psi-connect", "--config", options_.config_path, "--entries", "-"}, entries, log_,
+        std::vector<std::string> argv = tool("psi-connect", {"--entries", "-"});
+        is_connect_discarded_ = false;
+        if (wants_packet_tunnel()) {
+            if (connect_.restarts() > 0) make_tun_again();
+            argv.insert(argv.end(), {"--tun", config_.tun_name});
+        }
+        connect_.start(argv, entries, log_,
                        [this](const std::string& line) { on_notice(line); },
                        [this](int status) { on_connect_exit(status); });
         state_.set("connectPid", static_cast<std::int64_t>(connect_.pid()));
         publish();
     }
 
+    // PROGRAM, beside psi, with psi's config and ARGUMENTS.
+    std::vector<std::string> tool(const char* program, std::initializer_list<std::string> arguments) const {
+        std::vector<std::string> argv = {options_.program_directory + "/" + program, "--config", options_.config_path};
+        argv.insert(argv.end(), arguments);
+        return argv;
+    }
+
+    // psi-fw or psi-tun COMMAND, with --allow-lan when psi up had it.
+    std::vector<std::string> with_lan(const char* program, const char* command) const {
+        std::vector<std::string> argv = tool(program, {command});
+        if (options_.is_allow_lan) argv.push_back("--allow-lan");
+        return argv;
+    }
+
+    // The engine and psi-connect --tun also end when the TUN went away: psi-tun up
+    // (idempotent) makes it anew before either starts again.
+    void make_tun_again() {
+        const ProcessResult result = run_process(with_lan("psi-tun", "up"));
+        if (result.exit_code != 0) say("psi-tun up: " + result.errors);
+    }
+
     void start_engine() {
-        if (engine_.restarts() > 0) {
-            // The engine also ends when its TUN went away: psi-tun up (idempotent) makes it anew.
-            std::vector<std::string> tun = {options_.program_directory + "/psi-tun", "--config", options_.config_path, "up"};
-            if (options_.is_allow_lan) tun.push_back("--allow-lan");
-            const ProcessResult result = run_process(tun);
-            if (result.exit_code != 0) say("psi-tun up: " + result.errors);
-        }
-        engine_.start({options_.program_directory + "/psi-tun", "--config", options_.config_path, "run"}, std::string(),
+        if (engine_.restarts() > 0) make_tun_again();
+        engine_.start(tool("psi-tun", {"run"}), std::string(),
                       log_, nullptr, [this](int status) { on_engine_exit(status); });
         state_.set("enginePid", static_cast<std::int64_t>(engine_.pid()));
         publish();
@@ -337,9 +395,7 @@ private:
 
     // psi-fw watch puts the kill switch back when anything else removes or changes it.
     void start_watch() {
-        std::vector<std::string> argv = {options_.program_directory + "/psi-fw", "--config", options_.config_path, "watch"};
-        if (options_.is_allow_lan) argv.push_back("--allow-lan");
-        watch_.start(argv, std::string(), log_, nullptr, [this](int status) {
+        watch_.start(with_lan("psi-fw", "watch"), std::string(), log_, nullptr, [this](int status) {
             say("psi-fw watch " + describe_exit(status) + "; starting it again");
             watch_retry_ = Clock::now() + watch_.next_backoff();
         });
@@ -367,10 +423,6 @@ private:
 
     void tick() {
         const auto now = Clock::now();
-        if (refresh_pid_ > 0) {  // the once-per-run list refresh, reaped when it has ended
-            int status = 0;
-            if (::waitpid(refresh_pid_, &status, WNOHANG) == refresh_pid_) refresh_pid_ = 0;
-        }
         if (!connect_.is_running() && connect_retry_ && now >= *connect_retry_) {
             connect_retry_.reset();
             start_or_retry(connect_, connect_retry_, [this] { start_connect(); });
@@ -412,6 +464,7 @@ private:
             const json::Value* value = data->find(key);
             return value && value->is_string() ? value->as_string() : std::string();
         };
+        if (is_connect_discarded_) return;
         if (kind == "Tunnels") {
             const json::Value* count = data->find("count");
             const bool is_up = count && count->is_number() && count->as_integer() > 0;
@@ -427,6 +480,8 @@ private:
                 set_tunnel_down();
                 say("tunnel down; psi-connect is reconnecting");
             }
+        } else if (kind == "PacketTunnel") {
+            on_packet_tunnel(field("state"));
         } else if (kind == "ActiveTunnel") {
             tunnel_.set("protocol", field("protocol"));
             tunnel_.set("homepages", json::Array{});
@@ -448,6 +503,36 @@ private:
         publish();
     }
 
+    // An empty store (a first run): the list shipped with psi, when there is one. Local and
+    // quick, so it runs in the loop.
+    bool import_embedded_list() {
+        const std::string& list = config_.embedded_server_list;
+        if (list.empty() || ::access(list.c_str(), R_OK) != 0) return false;
+        say("no server to pick: importing the shipped server list " + list);
+        const ProcessResult result = run_process(tool("psi-servers", {"import", list}));
+        if (result.exit_code != 0) say("psi-servers import: " + result.errors.substr(0, result.errors.find('\n')));
+        return result.exit_code == 0;
+    }
+
+    bool wants_packet_tunnel() const { return options_.mode != TunnelMode::socks && !is_packet_tunnel_refused_; }
+
+    // The server took the packet tunnel, or refused it: then psi-tun run carries the TUN into
+    // psi-connect's SOCKS proxy (auto), or psi-connect is tried again later (packet).
+    void on_packet_tunnel(const std::string& state) {
+        tunnel_.set("packetTunnel", state == "up");
+        if (state != "refused") return;
+        if (options_.mode == TunnelMode::packet) {
+            say("the server refused the packet tunnel, and --mode packet allows nothing else; trying again");
+            state_.set("error", std::string("the server refused the packet tunnel (--mode packet)"));
+            is_connect_discarded_ = true;  // its Tunnels count 1 (proxies only) is no tunnel here
+            connect_.terminate();
+            return;
+        }
+        is_packet_tunnel_refused_ = true;
+        say("the server has no packet tunnel: psi-tun run carries the TUN into the SOCKS proxy");
+        if (!engine_.is_running()) start_or_retry(engine_, engine_retry_, [this] { start_engine(); });
+    }
+
     static std::string field_of(const json::Value& object, const char* key) {
         const json::Value* value = object.find(key);
         return value && value->is_string() ? value->as_string() : std::string("?");
@@ -459,15 +544,22 @@ private:
         has_refreshed_through_tunnel_ = true;
         const json::Value* port = tunnel_.find("socksPort");
         if (!port) return;
-        const std::string proxy = "socks5h://127.0.0.1:" + std::to_string(port->as_integer());
+        start_refresh({"--proxy", "socks5h://127.0.0.1:" + std::to_string(port->as_integer())}, [] {});
+    }
+
+    // psi-servers refresh beside the loop; `after` runs when it has ended, however it ended.
+    void start_refresh(const std::vector<std::string>& extra, std::function<void()> after) {
+        if (refresh_.is_running()) refresh_.stop();
+        std::vector<std::string> argv = tool("psi-servers", {"refresh"});
+        argv.insert(argv.end(), extra.begin(), extra.end());
         try {
-            bp::child refresh(options_.program_directory + "/psi-servers",
-                              std::vector<std::string>{"--config", options_.config_path, "refresh", "--proxy", proxy},
-                              bp::std_in < bp::null, bp::std_out > log_, bp::std_err > log_, with_default_signals());
-            refresh.detach();
-            refresh_pid_ = static_cast<pid_t>(refresh.id());
+            refresh_.start(argv, std::string(), log_, nullptr, [this, after](int status) {
+                if (status != 0) say("psi-servers refresh " + describe_exit(status));
+                after();
+            });
         } catch (const std::exception& error) {
             say(std::string("cannot refresh the server list: ") + error.what());
+            after();
         }
     }
 
@@ -499,6 +591,7 @@ private:
     Child connect_;
     Child engine_;
     Child watch_;
+    Child refresh_;
     json::Value state_ = json::Object{};
     json::Value tunnel_ = json::Object{};
     std::int64_t generation_ = 0;
@@ -508,7 +601,10 @@ private:
     bool is_reloading_ = false;
     bool has_refreshed_ = false;
     bool has_refreshed_through_tunnel_ = false;
-    pid_t refresh_pid_ = 0;
+    bool is_fetching_first_list_ = false;
+    bool has_imported_embedded_list_ = false;
+    bool is_packet_tunnel_refused_ = false;  // for the rest of this run
+    bool is_connect_discarded_ = false;      // psi-connect is being ended: its notices do not count
 };
 
 }  // namespace
@@ -517,7 +613,7 @@ int run_supervisor(const Config& config, const SupervisorOptions& options) {
     prepare_run_directory(config);
     const RunFiles files = run_files(config);
     FileLock lock(files.lock, FileLock::Wait::fail_if_held);
-    if (!lock.is_held()) throw Error("psi is already up (psi status)");
+    if (!lock.is_held()) throw Error("psi is already up (psi status)", already_up_exit_status);
     replace_file(files.pid, std::to_string(::getpid()) + "\n", 0644);
     struct stat log_info {};
     if (::stat(files.log.c_str(), &log_info) == 0 && log_info.st_size > max_log_bytes)

@@ -18,6 +18,7 @@
 #include "core/event_loop.hpp"
 #include "core/log.hpp"
 #include "core/privileges.hpp"
+#include "core/signals.hpp"
 #include "fw/policy.hpp"
 #include "tun/engine.hpp"
 #include "tun/tun_device.hpp"
@@ -125,11 +126,7 @@ EngineSettings engine_settings(const Config& config, const RunOptions& options) 
 
 int run_engine(const Config& config, const RunOptions& options) {
     const EngineSettings settings = engine_settings(config, options);
-    sigset_t signals;
-    sigemptyset(&signals);
-    for (const int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals, signal);
-    if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) throw_system_error("cannot block signals", errno);
-    ::signal(SIGPIPE, SIG_IGN);  // splice(2) into a socket the peer closed raises it
+    UniqueFd signal_fd = receive_signals({SIGTERM, SIGINT, SIGHUP, SIGUSR1});
 
     raise_open_file_limit(wanted_open_files);
     UniqueFd tun;
@@ -137,24 +134,13 @@ int run_engine(const Config& config, const RunOptions& options) {
         // Attach as root, then become the tunnel user for good, with no capability: the engine
         // could not lower the kill switch or change a route even if it were taken over.
         const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
-        // Root could attach to any TUN; the engine only ever serves the one psi-tun up made.
-        if (!interface_exists(settings.tun_name))
-            throw Error(settings.tun_name + " does not exist: run psi-tun up first");
-        if (tun_owner(settings.tun_name) != static_cast<long>(user.uid))
-            throw Error(settings.tun_name + " is not a TUN of " + user.name + "'s (psi-tun up makes it so)");
-        tun = attach_tun(settings.tun_name);
-        // The device may have been deleted and made anew between the check and the attach (root's
-        // attach would then have created a fresh one): check what was attached.
-        if (!is_persistent(tun.get()) || tun_owner(settings.tun_name) != static_cast<long>(user.uid))
-            throw Error(settings.tun_name + " changed while the engine attached to it; run psi-tun up");
+        tun = attach_users_tun(settings.tun_name, user, TunFraming::virtio_net_header);
         prepare_engine_directory(config, user);
         drop_privileges(user);
     } else {
         tun = attach_tun(settings.tun_name);
     }
 
-    UniqueFd signal_fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
-    if (!signal_fd.is_open()) throw_system_error("cannot receive signals", errno);
     EventLoop loop;
     Engine engine(loop, std::move(tun), settings);
     StatsPublisher publisher(config, options, engine);

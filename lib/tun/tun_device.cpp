@@ -38,12 +38,13 @@ bool is_layer3_tun(const std::string& name) {
 
 }  // namespace
 
-UniqueFd attach_tun(const std::string& name, UniqueFd tun_file) {
+UniqueFd attach_tun(const std::string& name, UniqueFd tun_file, TunFraming framing) {
+    const bool has_header = framing == TunFraming::virtio_net_header;
     if (!tun_file.is_open()) tun_file.reset(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
     if (!tun_file.is_open()) throw_system_error("cannot open /dev/net/tun", errno);
     ifreq request{};
     std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    request.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
+    request.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (has_header ? IFF_VNET_HDR : 0));
     if (::ioctl(tun_file.get(), TUNSETIFF, &request) != 0) {
         const int error = errno;
         if (error == EPERM)
@@ -51,12 +52,23 @@ UniqueFd attach_tun(const std::string& name, UniqueFd tun_file) {
                         "tunnel user)");
         throw_system_error("cannot attach to " + name, error);
     }
-    if (::ioctl(tun_file.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
-        throw_system_error("cannot turn on the offloads of " + name, errno);
+    // The offloads belong to the device and outlive the last attachment: set them either way.
+    if (::ioctl(tun_file.get(), TUNSETOFFLOAD, has_header ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0) != 0)
+        throw_system_error("cannot set the offloads of " + name, errno);
     const int flags = ::fcntl(tun_file.get(), F_GETFL);
     if (flags < 0 || ::fcntl(tun_file.get(), F_SETFL, flags | O_NONBLOCK) != 0)
         throw_system_error("cannot make " + name + " non-blocking", errno);
     return tun_file;
+}
+
+UniqueFd attach_users_tun(const std::string& name, const UserIdentity& user, TunFraming framing) {
+    if (!interface_exists(name)) throw Error(name + " does not exist: run psi-tun up first");
+    if (tun_owner(name) != static_cast<long>(user.uid))
+        throw Error(name + " is not a TUN of " + user.name + "'s (psi-tun up makes it so)");
+    UniqueFd tun = attach_tun(name, UniqueFd(), framing);
+    if (!is_persistent(tun.get()) || tun_owner(name) != static_cast<long>(user.uid))
+        throw Error(name + " changed while it was being attached to; run psi-tun up");
+    return tun;
 }
 
 bool is_persistent(int tun_file) {

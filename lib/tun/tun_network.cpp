@@ -160,6 +160,10 @@ UpReport bring_up(const Config& config) {
         state.set("dns", plan_resolver_change(resolver));
         save_state(path, state);
         apply_resolver_change(resolver, *state.find("dns"));
+    } else if (state.find("dns")->find("method")->as_string() == "systemd-resolved") {
+        // systemd-resolved keeps them per link: a TUN made anew, or a resolved that was not
+        // running at the last up, has none. Setting them again changes nothing otherwise.
+        apply_resolver_change(resolver, *state.find("dns"));
     }
     report.dns_method = state.find("dns")->find("method")->as_string();
     log::debug("DNS through " + report.dns_method);

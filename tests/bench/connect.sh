@@ -16,6 +16,7 @@ cd "$(dirname "$0")/../.."
 source tests/lab/fw.bash
 source tests/lab/sshd.bash
 source tests/lab/connect.bash
+source tests/bench/measure.bash
 trap lab_down EXIT
 
 ROUNDS=${CONNECT_BENCH_ROUNDS:-3}
@@ -38,7 +39,6 @@ chmod o+x "$LAB_DIR"
 
 fail() { echo "connect.sh: $1" >&2; [ -z "${2:-}" ] || cat "$LAB_DIR/$2" >&2; exit 1; }
 inet_listening() { [ -n "$(lab_inet ss -Hltn "sport = :$1")" ]; }
-memory() { awk '/^VmHWM/ { hwm = $2 } /^VmRSS/ { rss = $2 } END { print hwm, rss }' "/proc/$1/status"; }
 milliseconds() { echo $(($(date +%s%N) / 1000000)); }
 
 lab__spawn "$LAB_INET" rr-server "$RR" server "$LAB_INET_IP4:$RR_PORT"
@@ -54,8 +54,6 @@ psiphond_start psiphond
 
 # Each proxy as the tunnel user; a start returns once the proxy serves, its time in ms appended
 # to results/start-NAME.
-mkdir "$LAB_DIR/results"
-result() { cat >>"$LAB_DIR/results/$1"; }
 
 ssh_start() {
     local dir=$LAB_DIR/sshd home=$LAB_DIR/sshd/user-$TUNNEL_USER start
@@ -136,24 +134,13 @@ CONNECT_PID=
 
 # --- the report ----------------------------------------------------------------------------------
 
-values() { [ -s "$LAB_DIR/results/$1" ] && awk -v field="${2:-1}" '{ print $field }' "$LAB_DIR/results/$1" || true; }
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
-                                         else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-spread() { sort -g | awk 'NR == 1 { low = $1 } { high = $1 } END { if (NR) printf "%.2f-%.2f", low, high; else print "-" }'; }
-median_of() { values "$@" | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-
-# A number with DIGITS decimals, or "-" when there is none.
-fmt() { awk -v value="$1" -v digits="$2" 'BEGIN { if (value == "-" || value == "") print "-"; else printf "%.*f", digits, value }'; }
 printf '\n%-9s %22s %22s %16s %16s %10s\n' path "up Gbit/s (min-max)" "down Gbit/s (min-max)" "new flow p50 µs" "new flow p99 µs" "start ms"
 for name in ssh-D connect ossh; do
     printf '%-9s %10s (%9s) %10s (%9s) %16s %16s %10s\n' "$name" \
-        "$(fmt "$(median_of "stream-$name-up")" 2)" "$(values "stream-$name-up" | spread)" \
-        "$(fmt "$(median_of "stream-$name-down")" 2)" "$(values "stream-$name-down" | spread)" \
-        "$(fmt "$(median_of "connects-$name" 1)" 0)" "$(fmt "$(median_of "connects-$name" 2)" 0)" \
-        "$(fmt "$(median_of "start-$name")" 0)"
+        "$(number "$(median_of "stream-$name-up")" 2)" "$(values "stream-$name-up" | spread)" \
+        "$(number "$(median_of "stream-$name-down")" 2)" "$(values "stream-$name-down" | spread)" \
+        "$(number "$(median_of "connects-$name" 1)" 0)" "$(number "$(median_of "connects-$name" 2)" 0)" \
+        "$(number "$(median_of "start-$name")" 0)"
 done
 echo
 echo "ratio psi-connect / ssh -D, same sshd and cipher (target >= 0.9):" \

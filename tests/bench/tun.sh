@@ -16,6 +16,7 @@ cd "$(dirname "$0")/../.."
 source tests/lab/fw.bash
 source tests/lab/sshd.bash
 source tests/lab/connect.bash
+source tests/bench/measure.bash
 trap lab_down EXIT
 
 ROUNDS=${TUN_BENCH_ROUNDS:-3}
@@ -112,40 +113,6 @@ engine_stop() {
 
 # --- measuring ---------------------------------------------------------------------------------
 
-CLOCK_TICKS=$(getconf CLK_TCK)
-cpu_ticks() { # PID: utime + stime
-    local stat
-    stat=$(cat "/proc/$1/stat")
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
-machine_busy_ticks() { # all cores: everything but idle and iowait
-    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
-}
-memory() { # PID: "VmHWM-KiB VmRSS-KiB"
-    awk '/^VmHWM/ { hwm = $2 } /^VmRSS/ { rss = $2 } END { print hwm, rss }' "/proc/$1/status"
-}
-
-# Runs CMD while counting the CPU of processes given as ROLE=PID, and of the whole machine
-# (role "machine"); appends "NAME ROLE percent" (of one core) to $LAB_DIR/cpu.
-with_cpu() { # NAME "ROLE=PID ..." CMD...
-    local name=$1 watched=$2 entry start end ticks busy_before
-    local -A before=()
-    shift 2
-    for entry in $watched; do before[$entry]=$(cpu_ticks "${entry#*=}"); done
-    busy_before=$(machine_busy_ticks)
-    start=$(date +%s%N)
-    "$@"
-    end=$(date +%s%N)
-    ticks=$(($(machine_busy_ticks) - busy_before))
-    echo "$name machine $(echo "scale=1; $ticks * 100 * 1000000000 / $CLOCK_TICKS / ($end - $start)" | bc)" >>"$LAB_DIR/cpu"
-    for entry in $watched; do
-        ticks=$(($(cpu_ticks "${entry#*=}") - before[$entry]))
-        echo "$name ${entry%%=*} $(echo "scale=1; $ticks * 100 * 1000000000 / $CLOCK_TICKS / ($end - $start)" | bc)" \
-            >>"$LAB_DIR/cpu"
-    done
-}
-
 # Runs a client as the tunnel user (by name) or as a uid. A client that hangs (a stalled engine)
 # is stopped after a minute, and the engine's counters are shown.
 as_client() { # WHO CMD...
@@ -163,10 +130,7 @@ as_client() { # WHO CMD...
     return "$status"
 }
 
-# Every result is a line appended to $LAB_DIR/results/TOOL-PATH-MEASURE.
-mkdir "$LAB_DIR/results"
-result() { cat >>"$LAB_DIR/results/$1"; }
-
+# Results go to $LAB_DIR/results/TOOL-PATH-MEASURE (result, in measure.bash).
 rr_streams() { # PATH WHO [--socks S]: up and down, "Gbit/s bytes seconds"
     local path=$1 who=$2 direction
     shift 2
@@ -244,25 +208,6 @@ echo "TUN:      MTU $tun_mtu, txqueuelen $tun_queue, IFF_VNET_HDR $vnet (tun_fla
 
 # --- the report ----------------------------------------------------------------------------------
 
-values() { # RESULT [FIELD]
-    [ -s "$LAB_DIR/results/$1" ] || return 0
-    awk -v field="${2:-1}" '{ print $field }' "$LAB_DIR/results/$1"
-}
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
-                                         else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-spread() { sort -g | awk 'NR == 1 { low = $1 } { high = $1 } END { if (NR) printf "%.2f-%.2f", low, high; else print "-" }'; }
-median_of() { values "$@" | median; }
-number() { [ "$1" = - ] && echo - || printf "%.${2:-2}f" "$1"; }
-ratio() { # A B: A/B, or - when either is missing
-    if [ "$1" = - ] || [ "$2" = - ]; then
-        echo -
-        return
-    fi
-    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
-}
-
 LABELS=(
     "wire|(a) wire: veth, as the tunnel user"
     "socks-relay|(b) SOCKS alone: socks5_relay"
@@ -334,9 +279,6 @@ printf '%-50s %6s µs\n' "p50 added by the TUN layer, psi-connect" "$(added conn
 
 echo
 echo "-- CPU during the streams, % of one core (the machine: 200 = both cores busy); medians, up and down together"
-cpu_of() { # NAME ROLE
-    number "$(awk -v name="$1" -v role="$2" '$1 == name && $2 == role { print $3 }' "$LAB_DIR/cpu" | median)" 0
-}
 printf '%-38s %14s %14s %14s\n' "" machine "psi-tun run" proxy
 printf '%-38s %7s%7s %7s%7s %7s%7s\n' "" rr iperf3 rr iperf3 rr iperf3
 for entry in "${LABELS[@]}"; do

@@ -131,6 +131,32 @@ lab__inet_reachable() {
         lab_client ping -q -c1 -W1 "$LAB_INET_IP6" >/dev/null 2>&1
 }
 
+# The client's uplink replaced, as when a laptop moves from cable to Wi-Fi: a new link, wlan0
+# on 10.99.0.0/24 through the router's rw (lab_add_new_uplink, so that rw can be captured from
+# the start), then eth0 goes down and wlan0 carries the default route (lab_switch_uplink).
+LAB_NEW_UPLINK_IP4=10.99.0.10
+lab_add_new_uplink() {
+    ip -n "$LAB_CLIENT" link add wlan0 type veth peer name rw netns "$LAB_ROUTER" &&
+        lab_router ip addr add 10.99.0.1/24 dev rw &&
+        lab_router ip link set rw up
+}
+
+lab_switch_uplink() {
+    lab_client ip link set eth0 down &&
+        lab_client ip addr add "$LAB_NEW_UPLINK_IP4/24" dev wlan0 &&
+        lab_client ip link set wlan0 up &&
+        lab_client ip route replace default via 10.99.0.1 dev wlan0
+}
+
+# The lab's own uplink back, for the tests after this one.
+lab_restore_uplink() {
+    lab_client ip link del wlan0 &&
+        lab_client ip link set eth0 up &&
+        lab_client ip addr replace "$LAB_CLIENT_IP6/64" dev eth0 nodad &&
+        lab_client ip route replace default via "$LAB_ROUTER_IP4" dev eth0 &&
+        lab_client ip -6 route replace default via "$LAB_ROUTER_IP6" dev eth0
+}
+
 # --- running things in the lab ---------------------------------------------
 
 lab_client() { ip netns exec "$LAB_CLIENT" "$@"; }

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""A small Psiphon server for tests (PROTOCOL.md sections 3, 4, 5, 6.1, 6.2 and 11): plain SSH
-and Obfuscated SSH, password auth with the JSON payload, the psiphon-handshake/-connected/-status
-API over SSH global requests, direct-tcpip forwards and the udpgw service. A test fixture, not a
-product: one process, threads per connection and per forward.
+"""A small Psiphon server for tests (PROTOCOL.md sections 3, 4, 5, 6 and 11): plain SSH and
+Obfuscated SSH, password auth with the JSON payload, the psiphon-handshake/-connected/-status
+API over SSH global requests, direct-tcpip forwards, the udpgw service and, with
+--packet-tunnel, the packet tunnel. A test fixture, not a product: one process, threads per
+connection and per forward.
 
     psiphond.py [--listen ADDR] [--ssh-port N] [--ossh-port N]
                 [--obfuscated-key KEYWORD] [--username U] [--password P]
@@ -11,7 +12,8 @@ product: one process, threads per connection and per forward.
                 [--dns-resolver ADDR:PORT] [--host-key FILE] [--write-host-key FILE]
                 [--print-entry] [--entry-file FILE] [--log FILE] [--verbose]
                 [--refuse-handshake] [--close-mid-kex] [--stall-after-handshake]
-                [--garbage-ossh]
+                [--garbage-ossh] [--rekey-bytes N]
+                [--packet-tunnel [--packet-tunnel-device NAME]]
 
 Ports 0 (the default) let the kernel choose; the entry line and the "listening" log line give
 the ports in use. Secrets left out are random. The host key is a fresh RSA-2048 key unless
@@ -20,6 +22,21 @@ the ports in use. Secrets left out are random. The host key is a fresh RSA-2048 
 Readiness: --print-entry prints one server entry line (hex of "0 0 0 0 " + JSON, as
 psi-servers reads it) on stdout once both listeners are bound; --entry-file writes the same line
 to FILE by an atomic rename after they are bound, so the file appearing means ready.
+
+Packet tunnel (PROTOCOL.md section 6.3): with --packet-tunnel (root; in a lab namespace) the
+server creates one TUN device at start (--packet-tunnel-device, default psitun0; MTU 1500;
+10.0.0.1/16 and fd19:ca83:e6d5:1c44::1/64) and removes it on SIGTERM; without it, a
+tun@psiphon.ca channel is refused (administratively prohibited), as by a psiphond without
+RunPacketTunnel. The channel is accepted only after the handshake, one per connection: a second
+one replaces the first (closed, its addresses carried over). Client N (the lowest free number
+from 1) gets 10.0.0.(N+10) and fd19:ca83:e6d5:1c44::(N+10 in hex: ::b for N=1). Frames both
+ways: u16 BE length + one IP packet, any number per channel write. Upstream packets that are
+not IPv4 without options or IPv6 without extension headers, not TCP/UDP/ICMP(v6), truncated,
+over 1500 bytes, to port 0, to another client (10.0.0.0/16 and the /64, except .1 and the DNS
+address .2) or not unicast are dropped and counted. The source becomes the client's address;
+TCP/UDP to 10.0.0.2 / fd19:ca83:e6d5:1c44::2 port 53 goes to --dns-resolver's address, port 53
+(the resolver's family only). Downstream, the reverse rewrites. Checksums are adjusted
+incrementally (RFC 1624) as psiphond does, so a bad checksum from the client stays bad.
 
 Fault switches:
     --refuse-handshake       psiphon-handshake gets REQUEST_FAILURE, then the server disconnects
@@ -49,12 +66,22 @@ Log: one line per event, flushed, to --log FILE or stderr:  EVENT [conn=N] [key=
     udpgw-flow conn=N conid=C target=H:P dns=yes|no
     udpgw-drop conn=N conid=C reason=...   (no socket for the flow; the packet is dropped)
     udpgw-close conn=N frames_up=N frames_down=N reason=...
+    channel-refused conn=N type=tun@psiphon.ca reason=no --packet-tunnel|before the handshake
+    packet-tunnel-device device=NAME mtu=1500 ipv4=10.0.0.1/16 ipv6=fd19:...::1/64 dns=ADDR:53
+                                        [reason=a caveat about the resolver]
+    packet-tunnel-fail reason=...       (the device could not be made: exit status 1)
+    packet-tunnel-open conn=N ipv4=10.0.0.11 ipv6=fd19:ca83:e6d5:1c44::b
+    packet-tunnel-drop conn=N dir=up|down reason=...   (the first drop of each kind per channel)
+    packet-tunnel-close conn=N up=PACKETS down=PACKETS dropped=PACKETS reason=...
+    packet-tunnel-device-removed device=NAME   (on SIGTERM, before "stopped")
     close conn=N
     stopped
 """
 
 import argparse
 import datetime
+import faulthandler
+import fcntl
 import hashlib
 import ipaddress
 import itertools
@@ -65,10 +92,12 @@ import random
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
 import string
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -77,6 +106,7 @@ import paramiko
 from paramiko.common import (
     MSG_GLOBAL_REQUEST,
     MSG_KEXINIT,
+    MSG_NEWKEYS,
     OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
     OPEN_FAILED_CONNECT_FAILED,
     OPEN_SUCCEEDED,
@@ -690,6 +720,559 @@ class UdpgwError(Exception):
     pass
 
 
+# --- Packet tunnel (PROTOCOL.md section 6.3) --------------------------------------------------
+#
+# One TUN device for every client. Upstream, a client's packets get the client's assigned
+# address as their source (and DNS to 10.0.0.2 / fd19:ca83:e6d5:1c44::2 goes to the resolver);
+# the kernel then routes them as if they came from a host on the TUN's subnet. Downstream, the
+# destination (an assigned address) names the client, and the rewrites are undone. Checksums
+# are adjusted incrementally (RFC 1624), as psiphond does: a checksum the client got wrong stays
+# wrong, and the kernel drops the packet, as behind a real server.
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+PACKET_TUNNEL_CHANNEL = "tun@psiphon.ca"
+PACKET_TUNNEL_MTU = 1500
+# /16, not psiphond's 10.0.0.0/8, so that the lab's other 10.x networks stay routable.
+PACKET_TUNNEL_IPV4 = ipaddress.ip_network("10.0.0.0/16")
+PACKET_TUNNEL_IPV6 = ipaddress.ip_network("fd19:ca83:e6d5:1c44::/64")
+PACKET_TUNNEL_SERVER_HOST = 1      # 10.0.0.1, the TUN's own address
+PACKET_TUNNEL_DNS_HOST = 2         # 10.0.0.2, the transparent DNS address
+PACKET_TUNNEL_FIRST_HOST = 10      # client N (1, 2, ...) gets host number N + 10
+PACKET_TUNNEL_MAX_CLIENTS = 65000  # host numbers up to 65010, inside the /16
+PACKET_TUNNEL_QUEUE_LIMIT = 1024 * 1024  # downstream bytes waiting for one client's channel
+PACKET_TUNNEL_READ_BATCH = 256     # TUN packets read per wakeup before they go to the channels
+PACKET_TUNNEL_SEND_CHUNK = 32768   # bytes per Channel.sendall call
+DNS_PORT = 53
+PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
+IPV6_FRAGMENT_HEADER = 44
+LENGTH_PREFIX = struct.Struct(">H")
+IP_COMMAND = shutil.which("ip") or "/usr/sbin/ip"
+
+
+def pool_address(network, host):
+    return (network.network_address + host).packed
+
+
+PT_SERVER_V4 = pool_address(PACKET_TUNNEL_IPV4, PACKET_TUNNEL_SERVER_HOST)
+PT_SERVER_V6 = pool_address(PACKET_TUNNEL_IPV6, PACKET_TUNNEL_SERVER_HOST)
+PT_DNS_V4 = pool_address(PACKET_TUNNEL_IPV4, PACKET_TUNNEL_DNS_HOST)
+PT_DNS_V6 = pool_address(PACKET_TUNNEL_IPV6, PACKET_TUNNEL_DNS_HOST)
+PT_SERVER_CIDR_V4 = "%s/%d" % (ipaddress.IPv4Address(PT_SERVER_V4), PACKET_TUNNEL_IPV4.prefixlen)
+PT_SERVER_CIDR_V6 = "%s/%d" % (ipaddress.IPv6Address(PT_SERVER_V6), PACKET_TUNNEL_IPV6.prefixlen)
+PT_PREFIX_V4 = PACKET_TUNNEL_IPV4.network_address.packed[:2]
+PT_PREFIX_V6 = PACKET_TUNNEL_IPV6.network_address.packed[:8]
+
+
+def internet_checksum(*parts):
+    """RFC 1071 checksum field value over the concatenation of parts (each but the last of
+    even length), in 0..0xFFFE. The one's complement sum of 16-bit words is the number the
+    bytes spell modulo 0xFFFF, since 2**16 = 1 (mod 0xFFFF): no loop over words in Python."""
+    total = 0
+    for part in parts:
+        value = int.from_bytes(part, "big")
+        total += value << 8 if len(part) % 2 else value
+    return -total % 0xFFFF
+
+
+def transport_checksum(version, source, destination, protocol, segment):
+    """The TCP/UDP/ICMPv6 checksum over the pseudo-header and segment (its checksum field
+    as it is: zero it first to compute, keep it to verify, where 0 means valid)."""
+    if version == 4:
+        pseudo = source + destination + struct.pack(">xBH", protocol, len(segment))
+    else:
+        pseudo = source + destination + struct.pack(">I3xB", len(segment), protocol)
+    return internet_checksum(pseudo, segment)
+
+
+def adjust_checksum(packet, offset, delta, is_udp=False):
+    """RFC 1624: the checksum at packet[offset:offset+2] after words summing to S_old were
+    replaced by words summing to S_new, delta = S_old - S_new (as plain integers)."""
+    value = (((packet[offset] << 8) | packet[offset + 1]) + delta) % 0xFFFF
+    if value == 0 and is_udp:
+        value = 0xFFFF  # 0 means "no checksum" in UDP
+    packet[offset] = value >> 8
+    packet[offset + 1] = value & 0xFF
+
+
+def transport_checksum_offset(protocol):
+    return {PROTO_TCP: 16, PROTO_UDP: 6, PROTO_ICMPV6: 2}.get(protocol)
+
+
+class PacketDrop(Exception):
+    """A packet that is not relayed. kind is the counter's key; str() the log text."""
+
+    def __init__(self, kind, detail=None):
+        super().__init__(detail or kind)
+        self.kind = kind
+
+
+def fix_transport_checksum(packet, version, protocol, l4, delta):
+    """After an address rewrite: adjust the TCP/UDP/ICMPv6 checksum, if its field is there."""
+    offset = transport_checksum_offset(protocol)
+    if offset is None or len(packet) < l4 + offset + 2:
+        return
+    if protocol == PROTO_UDP and packet[l4 + 6] == 0 and packet[l4 + 7] == 0:
+        if version == 4:
+            return  # IPv4 UDP without a checksum stays without
+        # IPv6 UDP must have one (RFC 8200 8.1): compute it whole.
+        header = packet[8:40]
+        value = transport_checksum(6, bytes(header[:16]), bytes(header[16:]), protocol,
+                                   bytes(packet[l4:]))
+        packet[l4 + 6:l4 + 8] = LENGTH_PREFIX.pack(value or 0xFFFF)
+        return
+    adjust_checksum(packet, l4 + offset, delta, protocol == PROTO_UDP)
+
+
+def check_transport_header(packet, protocol, l4, is_whole):
+    """The transport header of a first (or only) fragment: present and self-consistent."""
+    size = len(packet) - l4
+    if protocol == PROTO_TCP:
+        if size < 20 or not 20 <= (packet[l4 + 12] >> 4) * 4 <= size:
+            raise PacketDrop("truncated", "truncated TCP header")
+    elif protocol == PROTO_UDP:
+        if size < 8:
+            raise PacketDrop("truncated", "truncated UDP header")
+        udp_length = (packet[l4 + 4] << 8) | packet[l4 + 5]
+        if udp_length < 8 or (is_whole and udp_length > size):
+            raise PacketDrop("truncated", "UDP length %d with %d bytes" % (udp_length, size))
+    elif size < 8:
+        raise PacketDrop("truncated", "truncated ICMP header")
+    if protocol in (PROTO_TCP, PROTO_UDP):
+        if packet[l4 + 2] == 0 and packet[l4 + 3] == 0:
+            raise PacketDrop("port 0", "destination port 0")
+        return (packet[l4 + 2] << 8) | packet[l4 + 3]
+    return None
+
+
+class PacketTunnelClient:
+    """One tun@psiphon.ca channel: its assigned addresses, the client's own addresses (learnt
+    from its first packet of each version), whether it used the transparent DNS, counters,
+    and the queue of framed packets for its channel."""
+
+    def __init__(self, tunnel, channel, conn, slot):
+        self.tunnel = tunnel
+        self.channel = channel
+        self.conn = conn
+        self.slot = slot
+        host = slot + PACKET_TUNNEL_FIRST_HOST
+        self.assigned_v4 = pool_address(PACKET_TUNNEL_IPV4, host)
+        self.assigned_v6 = pool_address(PACKET_TUNNEL_IPV6, host)
+        self.original_v4 = None
+        self.original_v6 = None
+        self.used_dns_v4 = False
+        self.used_dns_v6 = False
+        self.packets_up = 0
+        self.packets_down = 0
+        self.dropped = 0
+        self._drop_kinds = set()
+        self.is_closed = False
+        self._close_reason = None
+        self._queue = bytearray()
+        self._queue_lock = threading.Condition(threading.Lock())
+
+    def describe(self):
+        return {"ipv4": str(ipaddress.IPv4Address(self.assigned_v4)),
+                "ipv6": str(ipaddress.IPv6Address(self.assigned_v6))}
+
+    def start(self):
+        start_thread(self._read_upstream)
+        start_thread(self._send_downstream)
+
+    def close(self, reason):
+        with self._queue_lock:
+            if self.is_closed:
+                return
+            self._close_reason = reason
+            self.is_closed = True
+            self._queue_lock.notify_all()
+        try:
+            self.channel.close()  # ends _read_upstream, which detaches and logs
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the connection is gone: the channel is as good as closed
+
+    def drop(self, direction, error):
+        self.dropped += 1
+        if error.kind not in self._drop_kinds:  # one line per kind of drop, not per packet
+            self._drop_kinds.add(error.kind)
+            self.tunnel.log.event("packet-tunnel-drop", self.conn, dir=direction, reason=str(error))
+
+    # Upstream: channel -> TUN
+
+    def _read_upstream(self):
+        buffer = bytearray()
+        reason = "client closed the channel"
+        try:
+            while not self.is_closed:
+                data = self.channel.recv(65536)
+                if not data:
+                    break
+                buffer += data
+                end = self._relay_frames(buffer)
+                if end:
+                    del buffer[:end]
+            if buffer:
+                reason = "channel closed in the middle of a packet"
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            reason = "channel error: %s" % error
+        self.close(reason)  # keeps an earlier reason (replaced, send failed)
+        self.tunnel.detach(self)
+
+    def _relay_frames(self, buffer):
+        """Relays every whole frame in buffer; returns where the first partial one starts."""
+        position = 0
+        available = len(buffer)
+        while available - position >= 2:
+            size = (buffer[position] << 8) | buffer[position + 1]
+            if available - position - 2 < size:
+                break
+            packet = buffer[position + 2:position + 2 + size]  # a copy we may rewrite
+            position += 2 + size
+            try:
+                self.tunnel.write_packet(self.rewrite_upstream(packet))
+                self.packets_up += 1
+            except PacketDrop as error:
+                self.drop("up", error)
+        return position
+
+    def rewrite_upstream(self, packet):
+        size = len(packet)
+        if size == 0:
+            raise PacketDrop("empty", "empty packet")
+        if size > PACKET_TUNNEL_MTU:
+            raise PacketDrop("over MTU", "%d bytes, over the MTU of %d" % (size, PACKET_TUNNEL_MTU))
+        version = packet[0] >> 4
+        if version == 4:
+            return self._rewrite_upstream_v4(packet, size)
+        if version == 6:
+            return self._rewrite_upstream_v6(packet, size)
+        raise PacketDrop("not IP", "IP version %d" % version)
+
+    def _rewrite_upstream_v4(self, packet, size):
+        if size < 20:
+            raise PacketDrop("truncated", "truncated IPv4 header")
+        if packet[0] != 0x45:
+            raise PacketDrop("IPv4 options", "IPv4 header length %d (options)" % ((packet[0] & 15) * 4))
+        total = (packet[2] << 8) | packet[3]
+        if total < 20 or total > size:
+            raise PacketDrop("truncated", "IPv4 total length %d with %d bytes" % (total, size))
+        if total < size:
+            del packet[total:]
+        protocol = packet[9]
+        if protocol not in (PROTO_TCP, PROTO_UDP, PROTO_ICMP):
+            raise PacketDrop("protocol", "IPv4 protocol %d" % protocol)
+        fragment = (packet[6] << 8) | packet[7]
+        is_first = fragment & 0x1FFF == 0
+        port = (check_transport_header(packet, protocol, 20, not fragment & 0x2000)
+                if is_first else None)
+        destination = bytes(packet[16:20])
+        new_destination = None
+        if destination == PT_DNS_V4:
+            new_destination = self._dns_target(4, protocol, port)
+        elif destination[:2] == PT_PREFIX_V4 and destination != PT_SERVER_V4:
+            raise PacketDrop("client to client", "to %s, inside the tunnel's subnet"
+                             % ipaddress.IPv4Address(destination))
+        elif destination[0] in (0, 127) or destination[0] >= 224:
+            raise PacketDrop("destination", "to %s, not unicast" % ipaddress.IPv4Address(destination))
+        if self.original_v4 is None:
+            self.original_v4 = bytes(packet[12:16])
+        before = int.from_bytes(packet[12:20], "big")
+        packet[12:16] = self.assigned_v4
+        if new_destination is not None:
+            packet[16:20] = new_destination
+            self.used_dns_v4 = True
+        delta = before - int.from_bytes(packet[12:20], "big")
+        adjust_checksum(packet, 10, delta)
+        if is_first:
+            fix_transport_checksum(packet, 4, protocol, 20, delta)
+        return packet
+
+    def _rewrite_upstream_v6(self, packet, size):
+        if size < 40:
+            raise PacketDrop("truncated", "truncated IPv6 header")
+        total = 40 + ((packet[4] << 8) | packet[5])
+        if total > size:
+            raise PacketDrop("truncated", "IPv6 payload length %d with %d bytes"
+                             % (total - 40, size - 40))
+        if total < size:
+            del packet[total:]
+        protocol = packet[6]
+        if protocol not in (PROTO_TCP, PROTO_UDP, PROTO_ICMPV6):
+            raise PacketDrop("protocol", "IPv6 next header %d (only TCP, UDP and ICMPv6; "
+                             "no extension headers)" % protocol)
+        port = check_transport_header(packet, protocol, 40, True)
+        destination = bytes(packet[24:40])
+        new_destination = None
+        if destination == PT_DNS_V6:
+            new_destination = self._dns_target(6, protocol, port)
+        elif destination[:8] == PT_PREFIX_V6 and destination != PT_SERVER_V6:
+            raise PacketDrop("client to client", "to %s, inside the tunnel's subnet"
+                             % ipaddress.IPv6Address(destination))
+        elif destination[0] == 0xFF or destination[:15] == bytes(15) or (
+                destination[0] == 0xFE and destination[1] & 0xC0 == 0x80):
+            raise PacketDrop("destination", "to %s, not unicast beyond the link"
+                             % ipaddress.IPv6Address(destination))
+        if self.original_v6 is None:
+            self.original_v6 = bytes(packet[8:24])
+        before = int.from_bytes(packet[8:40], "big")
+        packet[8:24] = self.assigned_v6
+        if new_destination is not None:
+            packet[24:40] = new_destination
+            self.used_dns_v6 = True
+        delta = before - int.from_bytes(packet[8:40], "big")
+        fix_transport_checksum(packet, 6, protocol, 40, delta)
+        return packet
+
+    def _dns_target(self, version, protocol, port):
+        if protocol not in (PROTO_TCP, PROTO_UDP) or port != DNS_PORT:
+            raise PacketDrop("to the DNS address", "to the transparent DNS address, not DNS")
+        target = self.tunnel.dns_v4 if version == 4 else self.tunnel.dns_v6
+        if target is None:
+            raise PacketDrop("no DNS resolver", "IPv%d DNS, but the resolver is not IPv%d"
+                             % (version, version))
+        return target
+
+    # Downstream: TUN -> channel (the TUN reader thread calls rewrite_downstream and queue)
+
+    def rewrite_downstream(self, packet):
+        if packet[0] >> 4 == 4:
+            return self._rewrite_downstream_v4(packet)
+        return self._rewrite_downstream_v6(packet)
+
+    def _rewrite_downstream_v4(self, packet):
+        if self.original_v4 is None:
+            raise PacketDrop("no client address", "IPv4 for a client that has sent no IPv4")
+        l4 = (packet[0] & 15) * 4
+        protocol = packet[9]
+        is_first = ((packet[6] << 8) | packet[7]) & 0x1FFF == 0
+        before = int.from_bytes(packet[12:20], "big")
+        packet[16:20] = self.original_v4
+        if (self.used_dns_v4 and is_first and protocol in (PROTO_TCP, PROTO_UDP)
+                and packet[12:16] == self.tunnel.dns_v4 and len(packet) >= l4 + 4
+                and ((packet[l4] << 8) | packet[l4 + 1]) == DNS_PORT):
+            packet[12:16] = PT_DNS_V4
+        delta = before - int.from_bytes(packet[12:20], "big")
+        adjust_checksum(packet, 10, delta)
+        if is_first:
+            fix_transport_checksum(packet, 4, protocol, l4, delta)
+        return packet
+
+    def _rewrite_downstream_v6(self, packet):
+        if self.original_v6 is None:
+            raise PacketDrop("no client address", "IPv6 for a client that has sent no IPv6")
+        protocol, l4, is_first = packet[6], 40, True
+        if protocol == IPV6_FRAGMENT_HEADER and len(packet) >= 48:  # the kernel fragments big UDP
+            protocol, l4 = packet[40], 48
+            is_first = ((packet[42] << 8) | packet[43]) & 0xFFF8 == 0
+        before = int.from_bytes(packet[8:40], "big")
+        packet[24:40] = self.original_v6
+        if (self.used_dns_v6 and is_first and protocol in (PROTO_TCP, PROTO_UDP)
+                and packet[8:24] == self.tunnel.dns_v6 and len(packet) >= l4 + 4
+                and ((packet[l4] << 8) | packet[l4 + 1]) == DNS_PORT):
+            packet[8:24] = PT_DNS_V6
+        delta = before - int.from_bytes(packet[8:40], "big")
+        if is_first:
+            fix_transport_checksum(packet, 6, protocol, l4, delta)
+        return packet
+
+    def queue(self, frames, count):
+        """frames: length-prefixed packets, joined. Dropped whole when the queue is full."""
+        with self._queue_lock:
+            if self.is_closed:
+                return
+            if len(self._queue) + len(frames) > PACKET_TUNNEL_QUEUE_LIMIT:
+                full = True
+            else:
+                full = False
+                self._queue += frames
+                self.packets_down += count
+                self._queue_lock.notify()
+        if full:
+            for _ in range(count):
+                self.drop("down", PacketDrop("queue full", "the channel's queue is full"))
+
+    def _send_downstream(self):
+        """Sends whatever has queued up since the last send: several packets per send."""
+        while True:
+            with self._queue_lock:
+                while not self._queue and not self.is_closed:
+                    self._queue_lock.wait()
+                if self.is_closed:
+                    return
+                data, self._queue = bytes(self._queue), bytearray()
+            try:
+                for start in range(0, len(data), PACKET_TUNNEL_SEND_CHUNK):
+                    self.channel.sendall(data[start:start + PACKET_TUNNEL_SEND_CHUNK])
+            except (OSError, EOFError, paramiko.SSHException) as error:
+                self.close("channel error: %s" % error)
+                return
+
+    def log_close(self):
+        self.tunnel.log.event("packet-tunnel-close", self.conn, up=self.packets_up,
+                              down=self.packets_down, dropped=self.dropped,
+                              reason=self._close_reason)
+
+
+class PacketTunnel:
+    """The server's TUN device and its clients; a reader thread for the downstream side."""
+
+    def __init__(self, config, log):
+        self.log = log
+        self.name = config.packet_tunnel_device
+        self.dns_resolver = config.dns_resolver
+        try:
+            address = ipaddress.ip_address(config.dns_resolver[0])
+        except ValueError:
+            raise PacketTunnelError("--dns-resolver %s is not an IP address, which the packet "
+                                    "tunnel needs" % config.dns_resolver[0])
+        self.dns_v4 = address.packed if address.version == 4 else None
+        self.dns_v6 = address.packed if address.version == 6 else None
+        self.dns_address = address
+        self.fd = None
+        self.orphans = 0  # TUN packets for no client
+        self._lock = threading.Lock()
+        self._clients = {}  # slot -> PacketTunnelClient
+        self._by_v4 = {}    # assigned address -> client (read without the lock: one dict get)
+        self._by_v6 = {}
+        self._wake_read, self._wake_write = os.pipe()
+        self._reader = None
+
+    def create_device(self):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            request = struct.pack("16sH22x", self.name.encode("ascii"), IFF_TUN | IFF_NO_PI)
+            reply = fcntl.ioctl(fd, TUNSETIFF, request)
+            self.name = reply[:16].rstrip(b"\0").decode("ascii")
+            for command in (
+                    ["link", "set", "dev", self.name, "mtu", str(PACKET_TUNNEL_MTU)],
+                    ["addr", "add", PT_SERVER_CIDR_V4, "dev", self.name],
+                    ["addr", "add", PT_SERVER_CIDR_V6, "dev", self.name, "nodad"],
+                    ["link", "set", "dev", self.name, "up"]):
+                done = subprocess.run([IP_COMMAND] + command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise PacketTunnelError("ip %s: %s" % (" ".join(command), done.stderr.strip()))
+            os.set_blocking(fd, False)
+        except (OSError, PacketTunnelError):
+            os.close(fd)
+            raise
+        self.fd = fd
+        caveat = None
+        if self.dns_resolver[1] != DNS_PORT:
+            caveat = "the packet tunnel sends DNS to port 53, not %d" % self.dns_resolver[1]
+        if self.dns_address.is_loopback:
+            caveat = "a loopback resolver cannot answer packets from the TUN (martians)"
+        self.log.event("packet-tunnel-device", device=self.name, mtu=PACKET_TUNNEL_MTU,
+                       ipv4=PT_SERVER_CIDR_V4, ipv6=PT_SERVER_CIDR_V6,
+                       dns=host_port(str(self.dns_address), DNS_PORT), reason=caveat)
+
+    def start(self):
+        self._reader = start_thread(self._read_downstream)
+
+    def stop(self):
+        """Ends the reader and removes the device (closing a non-persistent TUN deletes it)."""
+        if self.fd is None:
+            return
+        os.write(self._wake_write, b"x")
+        if self._reader is not None:
+            self._reader.join(2)
+        fd, self.fd = self.fd, None
+        os.close(fd)
+        gone = subprocess.run([IP_COMMAND, "link", "show", "dev", self.name],
+                              capture_output=True).returncode != 0
+        if not gone:
+            subprocess.run([IP_COMMAND, "link", "delete", "dev", self.name], capture_output=True)
+        self.log.event("packet-tunnel-device-removed", device=self.name)
+
+    def attach(self, channel, conn, previous=None):
+        """A new client for channel; with previous (the same connection's earlier channel),
+        the new one takes over its slot, so its addresses stay, and previous is closed."""
+        with self._lock:
+            if previous is not None and self._clients.get(previous.slot) is previous:
+                slot = previous.slot
+            else:
+                slot = next((n for n in range(1, PACKET_TUNNEL_MAX_CLIENTS + 1)
+                             if n not in self._clients), None)
+                if slot is None:
+                    return None
+            client = PacketTunnelClient(self, channel, conn, slot)
+            self._clients[slot] = client
+            self._by_v4[client.assigned_v4] = client
+            self._by_v6[client.assigned_v6] = client
+        if previous is not None:
+            previous.close("replaced by a new %s channel" % PACKET_TUNNEL_CHANNEL)
+        self.log.event("packet-tunnel-open", conn, **client.describe())
+        client.start()
+        return client
+
+    def detach(self, client):
+        with self._lock:
+            if self._clients.get(client.slot) is client:  # not when a new channel took over
+                del self._clients[client.slot]
+                del self._by_v4[client.assigned_v4]
+                del self._by_v6[client.assigned_v6]
+        client.log_close()
+
+    def write_packet(self, packet):
+        fd = self.fd
+        if fd is None:
+            raise PacketDrop("stopped", "the server is stopping")
+        try:
+            os.write(fd, packet)
+        except OSError as error:
+            raise PacketDrop("TUN write", "TUN write: %s" % (error.strerror or error))
+
+    def _read_downstream(self):
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        poller.register(self._wake_read, select.POLLIN)
+        fd = self.fd
+        while True:
+            events = poller.poll()
+            if any(ready == self._wake_read for ready, _ in events):
+                return
+            batches = {}  # client -> [frames], [count]
+            for _ in range(PACKET_TUNNEL_READ_BATCH):
+                try:
+                    packet = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                except OSError as error:
+                    self.log.event("packet-tunnel-read-fail", device=self.name, reason=str(error))
+                    return
+                self._route_downstream(bytearray(packet), batches)
+            for client, (frames, count) in batches.items():
+                client.queue(b"".join(frames), count[0])
+
+    def _route_downstream(self, packet, batches):
+        size = len(packet)
+        version = packet[0] >> 4 if size else 0
+        if version == 4 and size >= 20:
+            client = self._by_v4.get(bytes(packet[16:20]))
+        elif version == 6 and size >= 40:
+            client = self._by_v6.get(bytes(packet[24:40]))
+        else:
+            client = None
+        if client is None:
+            self.orphans += 1  # router solicitations, packets for a client just gone, ...
+            return
+        try:
+            packet = client.rewrite_downstream(packet)
+        except PacketDrop as error:
+            client.drop("down", error)
+            return
+        batch = batches.get(client)
+        if batch is None:
+            batch = batches[client] = ([], [0])
+        batch[0].append(LENGTH_PREFIX.pack(size))
+        batch[0].append(packet)
+        batch[1][0] += 1
+
+
+class PacketTunnelError(Exception):
+    pass
+
+
 # --- SSH server ------------------------------------------------------------------------------
 
 class CloseConnection(EOFError):
@@ -725,16 +1308,61 @@ def _negotiate_keys_or_close(transport, message):
     paramiko.Transport._negotiate_keys(transport, message)
 
 
+def _parse_newkeys_then_send_held(transport, message):
+    # Under the lock that other threads take before they send, so a held OPEN_SUCCESS goes out
+    # before any data of that channel.
+    with transport.clear_to_send_lock:
+        paramiko.Transport._parse_newkeys(transport, message)
+        transport.send_held_messages()
+
+
 class PsiphonTransport(paramiko.Transport):
+    """paramiko's Transport, with the Psiphon global requests, the KEX fault switch, and two
+    faults of paramiko 2.12 mended for rekeys under traffic. During a key exchange the transport
+    thread itself answered channel messages (an OPEN_SUCCESS, a CLOSE for the peer's CLOSE, a
+    request reply): sent at once, they broke RFC 4253 7.1 (libssh drops the connection for it);
+    sent the user way, they waited for the key exchange that only that same thread can finish,
+    and the connection died after 30 s. Such messages are held and sent after NEWKEYS, as
+    OpenSSH and Go's x/crypto/ssh do."""
+
     _handler_table = dict(paramiko.Transport._handler_table)
     _handler_table[MSG_GLOBAL_REQUEST] = _parse_global_request_raw
     _handler_table[MSG_KEXINIT] = _negotiate_keys_or_close
+    _handler_table[MSG_NEWKEYS] = _parse_newkeys_then_send_held
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clear_to_send_lock = threading.RLock()  # _parse_newkeys takes it again inside
+        self._held_messages = []
+
+    def _is_held(self, data):
+        # Transport-layer messages (KEX included) are below 50; authentication and channels above.
+        return (threading.current_thread() is self and not self.clear_to_send.is_set()
+                and data.asbytes()[0] >= 50)
+
+    def _send_message(self, data):
+        if self._is_held(data):
+            self._held_messages.append(data)
+            return
+        super()._send_message(data)
+
+    def _send_user_message(self, data):
+        if self._is_held(data):
+            self._held_messages.append(data)
+            return
+        super()._send_user_message(data)
+
+    def send_held_messages(self):
+        held, self._held_messages = self._held_messages, []
+        for data in held:
+            super()._send_message(data)
 
 
 class Session(paramiko.ServerInterface):
     """One client connection: auth, the API requests, and the channels it opens."""
 
     UDPGW = "udpgw"
+    PACKET_TUNNEL = "packet tunnel"
 
     def __init__(self, server, conn, relay_protocol, peer):
         self.server = server
@@ -747,6 +1375,7 @@ class Session(paramiko.ServerInterface):
         self.has_handshake = False
         self._pending_channels = {}  # our channel id -> (target socket, target) or UDPGW
         self._udpgw = None
+        self._packet_client = None
         self._lock = threading.Lock()
 
     def log_event(self, name, reason=None, **fields):
@@ -860,7 +1489,21 @@ class Session(paramiko.ServerInterface):
     # Channels (PROTOCOL.md section 6)
 
     def check_channel_request(self, kind, chanid):
+        if kind == PACKET_TUNNEL_CHANNEL:
+            return self._check_packet_tunnel(chanid)
         self.log_event("channel-refused", type=kind)
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def _check_packet_tunnel(self, chanid):
+        # Refused as psiphond refuses it without RunPacketTunnel, and before the handshake.
+        if self.server.packet_tunnel is None:
+            reason = "no --packet-tunnel"
+        elif not self.has_handshake:
+            reason = "before the handshake"
+        else:
+            self._pending_channels[chanid] = self.PACKET_TUNNEL
+            return OPEN_SUCCEEDED
+        self.log_event("channel-refused", type=PACKET_TUNNEL_CHANNEL, reason=reason)
         return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_direct_tcpip_request(self, chanid, origin, destination):
@@ -879,6 +1522,8 @@ class Session(paramiko.ServerInterface):
             self.log_event("forward-fail", target=target, reason=error.strerror or str(error))
             return OPEN_FAILED_CONNECT_FAILED
         target_socket.settimeout(None)
+        # As Go's net package does by default (psiphond is Go): no Nagle delay on small writes.
+        target_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._pending_channels[chanid] = (target_socket, target)
         self.log_event("forward-open", target=target)
         return OPEN_SUCCEEDED
@@ -891,6 +1536,8 @@ class Session(paramiko.ServerInterface):
             pending = self._pending_channels.pop(channel.get_id(), None)
             if pending == self.UDPGW:
                 self._start_udpgw(channel)
+            elif pending == self.PACKET_TUNNEL:
+                self._start_packet_tunnel(channel)
             elif pending is not None:
                 target_socket, target = pending
                 TcpRelay(channel, target_socket, target, self.conn, self.log).start()
@@ -905,6 +1552,17 @@ class Session(paramiko.ServerInterface):
             previous.close("replaced by a new udpgw channel")
         start_thread(service.run)
 
+    def _start_packet_tunnel(self, channel):
+        # One per connection, as psiphond keeps one per client: a new channel replaces the
+        # old one, which is closed, and keeps its addresses.
+        with self._lock:
+            previous = self._packet_client
+            client = self.server.packet_tunnel.attach(channel, self.conn, previous)
+            self._packet_client = client
+        if client is None:
+            self.log_event("packet-tunnel-refused", reason="no address left")
+            channel.close()
+
 
 class PsiphonServer:
     def __init__(self, config, host_key, log):
@@ -914,6 +1572,7 @@ class PsiphonServer:
         self.stopping = threading.Event()
         self._connection_ids = itertools.count(1)
         self.listeners = {}  # relay protocol -> listening socket
+        self.packet_tunnel = None  # a PacketTunnel with --packet-tunnel
 
     def bind(self):
         family = socket.AF_INET6 if ":" in self.config.listen else socket.AF_INET
@@ -927,7 +1586,14 @@ class PsiphonServer:
     def port(self, protocol):
         return self.listeners[protocol].getsockname()[1]
 
+    def create_packet_tunnel(self):
+        tunnel = PacketTunnel(self.config, self.log)
+        tunnel.create_device()
+        self.packet_tunnel = tunnel
+
     def start(self):
+        if self.packet_tunnel is not None:
+            self.packet_tunnel.start()
         for protocol, listener in self.listeners.items():
             start_thread(self._accept_loop, listener, protocol)
         self.log.event("listening", ssh=host_port(self.config.listen, self.port("SSH")),
@@ -1003,6 +1669,8 @@ class PsiphonServer:
         self.stopping.set()
         for listener in self.listeners.values():
             listener.close()
+        if self.packet_tunnel is not None:
+            self.packet_tunnel.stop()
 
 
 # --- Entry line and command line -------------------------------------------------------------
@@ -1079,6 +1747,10 @@ def parse_args(argv):
     p.add_argument("--garbage-ossh", action="store_true")
     p.add_argument("--rekey-bytes", type=int, default=0, metavar="N",
                    help="start a key exchange after N bytes (default: paramiko's 512 MiB)")
+    p.add_argument("--packet-tunnel", action="store_true",
+                   help="accept tun@psiphon.ca channels (needs root: creates a TUN device)")
+    p.add_argument("--packet-tunnel-device", default="psitun0", metavar="NAME",
+                   help="the packet tunnel's TUN device (default: psitun0)")
     config = p.parse_args(argv)
     try:
         config.listen = str(ipaddress.ip_address(config.listen))
@@ -1091,6 +1763,8 @@ def parse_args(argv):
     for name in ("ssh_port", "ossh_port"):
         if not 0 <= getattr(config, name) < 65536:
             p.error("--%s: out of range" % name.replace("_", "-"))
+    if not re.fullmatch(r"[A-Za-z0-9_.%-]{1,15}", config.packet_tunnel_device):
+        p.error("--packet-tunnel-device: not a device name of 1-15 characters")
     config.homepages = config.homepage
     config.discovered_entries = config.discovered_entry
     return config
@@ -1121,10 +1795,19 @@ def main(argv=None):
     logging.getLogger("paramiko").setLevel(logging.DEBUG if config.verbose else logging.CRITICAL)
     raise_open_file_limit()
     threading.stack_size(THREAD_STACK_SIZE)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a stalled test asks where every thread is
 
     host_key = load_host_key(config)
     server = PsiphonServer(config, host_key, log)
     server.bind()
+    if config.packet_tunnel:
+        try:
+            server.create_packet_tunnel()
+        except (OSError, PacketTunnelError) as error:
+            message = "--packet-tunnel: device %s: %s" % (config.packet_tunnel_device, error)
+            log.event("packet-tunnel-fail", reason=message)
+            sys.stderr.write("psiphond.py: %s\n" % message)
+            sys.exit(1)
     # Blocked before any thread starts, so every thread inherits the mask and only sigwait()
     # below sees them: no handler runs in the middle of a lock.
     stop_signals = {signal.SIGTERM, signal.SIGINT}

@@ -1,22 +1,30 @@
 #!/bin/bash
 # Self-test of psiphond.py, the Psiphon test server, with ossh_client.py as the client.
-# Runs as root: everything happens in a network namespace of its own (psiX<pid>, deleted on
-# exit), with fixed ports there. Prints one PASS/FAIL line per check; exits 1 if any failed.
+# Runs as root: everything happens in two network namespaces of its own (psiX<pid>, the
+# server side, and psiY<pid>, a client joined to it by a veth pair; both deleted on exit),
+# with fixed ports there. Prints one PASS/FAIL line per check; exits 1 if any failed.
 #
 #   tests/tools/psiphond_selftest.sh
 #
-# Servers started (all in the namespace):
+# Servers started (all in psiX<pid>):
 #   main    127.0.0.1, homepage, one discovered entry, DNS resolver 127.0.0.1:5353, and the
-#           checks of the protocol (auth, gating, handshake, API, forwards, udpgw)
+#           checks of the protocol (auth, gating, handshake, API, forwards, udpgw); no packet
+#           tunnel, so it refuses tun@psiphon.ca
 #   v6      ::1, with main's host key loaded from the PEM file main wrote
 #   refuse, kex, stall, garbage   one fault switch each
+#   packet  10.98.0.1 (the veth), --packet-tunnel (TUN psitun0), DNS resolver 10.98.0.1:53
+#           (dns_server.py), with packet_echo.py on 10.98.0.1 / fd98::1 (UDP 7002, TCP 7001);
+#           the packet tunnel checks run in the client namespace, 10.98.0.2 / fd98::2
+#   busy    --packet-tunnel with packet's device name: must fail, as the device is taken
 
 set -u
+export PYTHONDONTWRITEBYTECODE=1  # the tests import psiphond and ossh_client: no __pycache__
 
 TOOLS=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 PSI_SERVERS="$TOOLS/../../build/psi-servers"
 NS=psiX$$
+CLIENT_NS=psiY$$
 WORK=$(mktemp -d)
 SERVER_PIDS=()
 FAILED=0
@@ -26,6 +34,7 @@ cleanup() {
     local pid
     for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    ip netns delete "$CLIENT_NS" 2>/dev/null
     ip netns delete "$NS" 2>/dev/null
     rm -rf "$WORK"
 }
@@ -60,6 +69,21 @@ fi
 trap cleanup EXIT
 ip netns add "$NS" || exit 1
 ip -n "$NS" link set lo up
+# The packet tunnel's client side: a second namespace, joined by a veth pair (names inside the
+# namespaces only, so nothing appears on the host).
+ip netns add "$CLIENT_NS" || exit 1
+ip -n "$CLIENT_NS" link set lo up
+ip -n "$NS" link add vs type veth peer name vc netns "$CLIENT_NS" &&
+    ip -n "$NS" addr add 10.98.0.1/24 dev vs && ip -n "$NS" addr add fd98::1/64 dev vs nodad &&
+    ip -n "$CLIENT_NS" addr add 10.98.0.2/24 dev vc &&
+    ip -n "$CLIENT_NS" addr add fd98::2/64 dev vc nodad &&
+    ip -n "$NS" link set vs up && ip -n "$CLIENT_NS" link set vc up || exit 1
+ip netns exec "$NS" "$PY" "$TOOLS/packet_echo.py" --udp 10.98.0.1:7002 --udp "[fd98::1]:7002" \
+    --tcp 10.98.0.1:7001 > "$WORK/echo.out" 2>&1 &
+SERVER_PIDS+=("$!")
+ip netns exec "$NS" "$PY" "$TOOLS/dns_server.py" --bind 10.98.0.1 --port 53 \
+    --record selftest.psi.test=10.98.0.1 > "$WORK/dns.out" 2>&1 &
+SERVER_PIDS+=("$!")
 
 DISCOVERED=$("$PY" "$TOOLS/make_entries.py" --count 1 --seed selftest)
 start_server main --listen 127.0.0.1 --ssh-port 2022 --ossh-port 2443 --region CA \
@@ -72,10 +96,43 @@ start_server refuse --refuse-handshake
 start_server kex --close-mid-kex
 start_server stall --stall-after-handshake
 start_server garbage --garbage-ossh
-for name in v6 refuse kex stall garbage; do
+start_server packet --listen 10.98.0.1 --ssh-port 3022 --ossh-port 3443 --packet-tunnel \
+    --dns-resolver 10.98.0.1:53
+PACKET_PID=$LAST_PID
+for name in v6 refuse kex stall garbage packet; do
     wait_for_entry "$name" || fail "$name server ready"
 done
+for _ in $(seq 50); do
+    grep -q listening "$WORK/echo.out" && grep -q listening "$WORK/dns.out" && break
+    sleep 0.1
+done
 pass "servers ready (entry files written after binding)"
+
+# The packet tunnel's device, as --packet-tunnel made it.
+DEVICE=$(ip -n "$NS" addr show dev psitun0 2>&1)
+if grep -q "mtu 1500 " <<<"$DEVICE" && grep -q "[<,]UP[,>]" <<<"$DEVICE" &&
+    grep -q "inet 10\.0\.0\.1/16 " <<<"$DEVICE" &&
+    grep -q "inet6 fd19:ca83:e6d5:1c44::1/64 " <<<"$DEVICE" &&
+    ip -n "$NS" -d link show dev psitun0 | grep -q "tun type tun pi off" &&
+    grep -q "^packet-tunnel-device device=psitun0 mtu=1500 ipv4=10.0.0.1/16 \
+ipv6=fd19:ca83:e6d5:1c44::1/64 dns=10.98.0.1:53$" "$WORK/packet.log"; then
+    pass "--packet-tunnel: TUN psitun0 (no PI), MTU 1500, up, 10.0.0.1/16 and fd19:ca83:e6d5:1c44::1/64"
+else
+    fail "--packet-tunnel device: $DEVICE"
+fi
+
+# A second server cannot take the same device: it says so and exits 1, before it is "ready".
+timeout 20 ip netns exec "$NS" "$PY" "$TOOLS/psiphond.py" --entry-file "$WORK/busy.entry" \
+    --log "$WORK/busy.log" --listen 10.98.0.1 --packet-tunnel --dns-resolver 10.98.0.1:53 \
+    2>"$WORK/busy.err"
+status=$?
+if [ "$status" = 1 ] && [ ! -e "$WORK/busy.entry" ] &&
+    grep -q "^psiphond.py: --packet-tunnel: device psitun0: .*busy" "$WORK/busy.err" &&
+    grep -q "^packet-tunnel-fail reason=--packet-tunnel: device psitun0: " "$WORK/busy.log"; then
+    pass "--packet-tunnel with a device already in use: exit status 1, packet-tunnel-fail"
+else
+    fail "--packet-tunnel with a device already in use: status $status, $(cat "$WORK/busy.log")"
+fi
 
 if [ -x "$PSI_SERVERS" ]; then
     echo '{}' > "$WORK/psi.conf"
@@ -384,6 +441,19 @@ def _():
     for channel in channels:
         channel.close()
 
+@check("without --packet-tunnel: tun@psiphon.ca is refused with reason 1 after the handshake")
+def _():
+    try:
+        client.open_packet_tunnel(tunnel).close()
+    except paramiko.ChannelException as error:
+        code = error.code
+    else:
+        code = 0
+    expect(code == paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, "reason %d" % code)
+    expect(tunnel.transport.is_active(), "disconnected")
+    expect(re.search(r"^channel-refused conn=\d+ type=tun@psiphon\.ca reason=no --packet-tunnel$",
+                     log_text("main"), re.M), "no channel-refused line")
+
 @check("a second handshake is refused and disconnects")
 def _():
     expect(handshake(tunnel, main, "OSSH") is None, "second handshake accepted")
@@ -471,6 +541,346 @@ def _():
 sys.exit(1 if failures else 0)
 EOF
 
+# The packet tunnel (PROTOCOL.md section 6.3), from the client namespace: hand-built packets
+# from 10.200.3.1 / fd42:42:42::1 (the client's own TUN addresses) over tun@psiphon.ca to the
+# packet server, whose TUN hands them to the kernel of the server namespace.
+ip netns exec "$CLIENT_NS" "$PY" - "$TOOLS" "$WORK" <<'EOF' || FAILED=1
+import ipaddress, json, logging, os, re, struct, sys, time
+import paramiko
+
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+tools, work = sys.argv[1:3]
+sys.path.insert(0, tools)
+import ossh_client as client
+
+failures = []
+opened = []  # a check's connections, closed when it ends (so a failure does not spread)
+
+def check(name):
+    def run(function):
+        try:
+            function()
+            print("PASS " + name)
+        except Exception as error:
+            failures.append(name)
+            print("FAIL %s: %s: %s" % (name, type(error).__name__, error))
+        sys.stdout.flush()
+        while opened:
+            opened.pop().close()
+    return run
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+def read(name):
+    return open(os.path.join(work, name)).read()
+
+def wait_for(function, seconds=5):
+    deadline = time.time() + seconds
+    while True:
+        value = function()
+        if value or time.time() > deadline:
+            return value
+        time.sleep(0.05)
+
+def log_match(pattern, seconds=5, name="packet.log"):
+    return wait_for(lambda: re.search(pattern, read(name), re.M), seconds)
+
+packet = client.decode_entry(read("packet.entry"))
+SERVER4, SERVER6 = "10.98.0.1", "fd98::1"
+SOURCE4, SOURCE6 = client.CLIENT_TUN_IPV4, client.CLIENT_TUN_IPV6
+DNS4, DNS6 = "10.0.0.2", "fd19:ca83:e6d5:1c44::2"
+UDP_ECHO, TCP_ECHO = 7002, 7001
+SYN, ACK, PSH, RST = client.TCP_SYN, client.TCP_ACK, client.TCP_PSH, client.TCP_RST
+
+def connection_number(tunnel):
+    port = tunnel.ssh_socket._sock.getsockname()[1]
+    match = log_match(r"^connect conn=(\d+) protocol=OSSH peer=10\.98\.0\.2:%d$" % port)
+    expect(match, "no connect line for local port %d" % port)
+    return int(match.group(1))
+
+def connect(with_handshake=True, keep=False):
+    tunnel = client.connect(packet, "OSSH")
+    if not keep:
+        opened.append(tunnel)
+    tunnel.conn = connection_number(tunnel)
+    if with_handshake:
+        params = client.handshake_params(packet, "OSSH", tunnel.session_id)
+        reply = client.global_request(tunnel.transport, "psiphon-handshake",
+                                      json.dumps(params).encode())
+        expect(reply is not None, "handshake refused")
+    return tunnel
+
+def open_code(tunnel):
+    try:
+        client.open_packet_tunnel(tunnel).close()
+    except paramiko.ChannelException as error:
+        return error.code
+    return 0
+
+class PacketChannel:
+    def __init__(self, tunnel):
+        self.channel = client.open_packet_tunnel(tunnel)
+        self.reader = client.PacketReader(self.channel)
+
+    def send(self, *packets):
+        self.channel.sendall(client.frame(*packets))
+
+    def receive(self, timeout=5):
+        raw = self.reader.read(timeout)
+        expect(raw is not None, "no packet came back in %ss" % timeout)
+        return client.parse_packet(raw)
+
+def expect_reply(reply, source, destination, source_port=None, destination_port=None):
+    expect((reply.source, reply.destination) == (source, destination),
+           "addresses: %r" % reply.summary())
+    if source_port is not None:
+        expect((reply.source_port, reply.destination_port) == (source_port, destination_port),
+               "ports: %r" % reply.summary())
+    expect(reply.checksums_ok, "checksums do not verify: %r" % reply.summary())
+
+def opened_addresses(conn):
+    match = log_match(r"^packet-tunnel-open conn=%d ipv4=(\S+) ipv6=(\S+)$" % conn)
+    expect(match, "no packet-tunnel-open line for conn %d" % conn)
+    return match.group(1), match.group(2)
+
+def closed_line(conn):
+    match = log_match(r"^packet-tunnel-close conn=%d up=(\d+) down=(\d+) dropped=(\d+) reason=(.*)$"
+                      % conn)
+    expect(match, "no packet-tunnel-close line for conn %d" % conn)
+    return int(match.group(1)), int(match.group(2)), int(match.group(3)), match.group(4)
+
+def dns_query(name, ident):
+    question = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+    return struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
+
+def expect_dns_answer(message, ident, address):
+    flags, _, answers = struct.unpack(">HHH", message[2:8])
+    expect(message[:2] == struct.pack(">H", ident) and flags & 0x8000 and answers == 1,
+           "not the answer: %r" % message)
+    expect(message[-4:] == ipaddress.ip_address(address).packed, "A record: %r" % message[-4:])
+
+def tcp_exchange(pt, source, destination, source_port, destination_port, data, is_complete):
+    """A TCP connection by hand: SYN, the handshake's ACK with data, the reply's bytes in
+    order until is_complete(bytes), then RST. Every packet back must verify."""
+    sequence = 1000
+    pt.send(client.tcp_packet(source, destination, source_port, destination_port, SYN, seq=sequence))
+    answer = pt.receive()
+    expect_reply(answer, destination, source, destination_port, source_port)
+    expect(answer.tcp_flags & (SYN | ACK) == SYN | ACK, "no SYN-ACK: %r" % answer.summary())
+    expected = (answer.tcp_seq + 1) & 0xFFFFFFFF
+    pt.send(client.tcp_packet(source, destination, source_port, destination_port, ACK | PSH,
+                              seq=sequence + 1, ack=expected, payload=data))
+    received = b""
+    while not is_complete(received):
+        segment = pt.receive()
+        expect_reply(segment, destination, source, destination_port, source_port)
+        if segment.payload and segment.tcp_seq == expected:
+            received += segment.payload
+            expected = (expected + len(segment.payload)) & 0xFFFFFFFF
+    pt.send(client.tcp_packet(source, destination, source_port, destination_port, RST,
+                              seq=sequence + 1 + len(data)))
+    return received
+
+@check("packet tunnel: tun@psiphon.ca before the handshake is refused with reason 1")
+def _():
+    tunnel = connect(with_handshake=False)
+    code = open_code(tunnel)
+    expect(code == paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, "reason %d" % code)
+    expect(tunnel.transport.is_active(), "disconnected")
+    expect(log_match(r"^channel-refused conn=%d type=tun@psiphon\.ca reason=before the handshake$"
+                     % tunnel.conn), "no channel-refused line")
+    tunnel.close()
+
+tunnel = connect(keep=True)  # for the checks up to "closing the channel"
+pt = None
+
+@check("packet tunnel: opens after the handshake; the client gets 10.0.0.11 and fd19:ca83:e6d5:1c44::b")
+def _():
+    global pt
+    pt = PacketChannel(tunnel)
+    expect(opened_addresses(tunnel.conn) == ("10.0.0.11", "fd19:ca83:e6d5:1c44::b"),
+           opened_addresses(tunnel.conn))
+
+@check("packet tunnel: UDP/IPv4 reaches the echo server from 10.0.0.11; the reply comes back "
+       "to 10.200.3.1 with valid checksums")
+def _():
+    payload = b"ping v4 through the packet tunnel"
+    pt.send(client.udp_packet(SOURCE4, SERVER4, 40001, UDP_ECHO, payload))
+    reply = pt.receive()
+    expect(reply.protocol == 17 and reply.payload == payload, reply.summary())
+    expect_reply(reply, SERVER4, SOURCE4, UDP_ECHO, 40001)
+    expect(log_match(r"^udp 10\.0\.0\.11 40001 -> 10\.98\.0\.1 7002 bytes=%d$" % len(payload),
+                     name="echo.out"), "the echo server did not see 10.0.0.11")
+
+@check("packet tunnel: UDP/IPv6 reaches the echo server from fd19:ca83:e6d5:1c44::b; the reply "
+       "comes back to fd42:42:42::1 with a valid checksum")
+def _():
+    payload = b"ping v6 through the packet tunnel"
+    pt.send(client.udp_packet(SOURCE6, SERVER6, 40001, UDP_ECHO, payload))
+    reply = pt.receive()
+    expect(reply.version == 6 and reply.payload == payload, reply.summary())
+    expect_reply(reply, SERVER6, SOURCE6, UDP_ECHO, 40001)
+    expect(log_match(r"^udp fd19:ca83:e6d5:1c44::b 40001 -> fd98::1 7002 bytes=%d$" % len(payload),
+                     name="echo.out"), "the echo server did not see fd19:ca83:e6d5:1c44::b")
+
+@check("packet tunnel: DNS over UDP to 10.0.0.2:53 reaches --dns-resolver; the answer comes "
+       "from 10.0.0.2:53 with valid checksums")
+def _():
+    pt.send(client.udp_packet(SOURCE4, DNS4, 40002, 53, dns_query("selftest.psi.test", 0x5151)))
+    reply = pt.receive()
+    expect_reply(reply, DNS4, SOURCE4, 53, 40002)
+    expect_dns_answer(reply.payload, 0x5151, SERVER4)
+    expect(log_match(r"^query udp selftest\.psi\.test A$", name="dns.out"), "no query at the resolver")
+
+@check("packet tunnel: TCP by hand: to the echo server, and DNS over TCP to 10.0.0.2:53, "
+       "replies rewritten back with valid checksums")
+def _():
+    data = b"tcp through the packet tunnel"
+    echoed = tcp_exchange(pt, SOURCE4, SERVER4, 40003, TCP_ECHO, data,
+                          lambda received: len(received) >= len(data))
+    expect(echoed == data, "echo: %r" % echoed)
+    query = dns_query("selftest.psi.test", 0x5252)
+    answer = tcp_exchange(pt, SOURCE4, DNS4, 40004, 53, struct.pack(">H", len(query)) + query,
+                          lambda r: len(r) >= 2 and len(r) >= 2 + struct.unpack(">H", r[:2])[0])
+    expect_dns_answer(answer[2:], 0x5252, SERVER4)
+    expect(log_match(r"^query tcp selftest\.psi\.test A$", name="dns.out"), "no TCP query")
+
+@check("packet tunnel: ICMP and ICMPv6 echo requests get their replies, with valid checksums")
+def _():
+    pt.send(client.icmp_echo(SOURCE4, SERVER4, 0x77, 1, b"icmp v4"))
+    reply = pt.receive()
+    expect(reply.icmp_type == client.ICMP_ECHO_REPLY and reply.payload == b"icmp v4", reply.summary())
+    expect_reply(reply, SERVER4, SOURCE4)
+    pt.send(client.icmp_echo(SOURCE6, SERVER6, 0x77, 2, b"icmp v6"))
+    reply = pt.receive()
+    expect(reply.icmp_type == client.ICMPV6_ECHO_REPLY and reply.payload == b"icmp v6", reply.summary())
+    expect_reply(reply, SERVER6, SOURCE6)
+
+@check("packet tunnel: framing: two packets in one write and one split across two writes")
+def _():
+    packets = [client.udp_packet(SOURCE4, SERVER4, 40010 + n, UDP_ECHO, b"frame %d" % n)
+               for n in range(3)]
+    data = client.frame(*packets)
+    cut = len(client.frame(*packets[:2])) + 5  # in the middle of the third packet's header
+    pt.channel.sendall(data[:cut])
+    time.sleep(0.3)
+    pt.channel.sendall(data[cut:])
+    replies = [pt.receive() for _ in packets]
+    for reply in replies:
+        expect_reply(reply, SERVER4, SOURCE4)
+    expect(sorted(reply.payload for reply in replies) == [b"frame 0", b"frame 1", b"frame 2"],
+           [reply.payload for reply in replies])
+
+@check("packet tunnel: closing the channel logs packet-tunnel-close with the counts (up=14 dropped=0)")
+def _():
+    pt.channel.close()
+    up, down, dropped, reason = closed_line(tunnel.conn)
+    # UDP 2, DNS 1, TCP 2 x (SYN, data, RST), ICMP 2, framing 3
+    expect((up, dropped, reason) == (14, 0, "client closed the channel"), (up, down, dropped, reason))
+    expect(down >= 11, "down=%d" % down)
+    tunnel.close()
+
+@check("packet tunnel: malformed and forbidden packets are dropped and counted, the rest relayed")
+def _():
+    tunnel = connect()
+    pt = PacketChannel(tunnel)
+    options = bytearray(client.udp_packet(SOURCE4, SERVER4, 40020, UDP_ECHO, b"x"))
+    options[0] = 0x46
+    bad = [bytes(options),                                                      # IPv4 options
+           client.ip_packet(SOURCE4, SERVER4, 47, bytes(24)),                   # GRE
+           client.udp_packet(SOURCE4, SERVER4, 40020, UDP_ECHO, b"cut")[:-2],   # truncated
+           client.ip_packet(SOURCE6, SERVER6, 0, bytes([17, 0]) + bytes(6) + bytes(8)),  # hop-by-hop
+           client.udp_packet(SOURCE4, SERVER4, 40020, UDP_ECHO, bytes(1600)),   # over the MTU
+           client.udp_packet(SOURCE4, "10.0.0.12", 40020, UDP_ECHO, b"x"),      # another client
+           client.udp_packet(SOURCE6, DNS6, 40020, 53, b"x"),                   # no IPv6 resolver
+           client.udp_packet(SOURCE4, DNS4, 40020, 54, b"x")]                   # .2, not DNS
+    pt.send(*bad, client.udp_packet(SOURCE4, SERVER4, 40021, UDP_ECHO, b"after the bad ones"))
+    reply = pt.receive()
+    expect(reply.payload == b"after the bad ones", reply.summary())
+    expect(pt.reader.read(0.5) is None, "something else came back")
+    pt.channel.close()
+    up, down, dropped, _ = closed_line(tunnel.conn)
+    expect((up, down, dropped) == (1, 1, len(bad)), (up, down, dropped))
+    text = read("packet.log")
+    for reason in (r"IPv4 header length 24 \(options\)", r"IPv4 protocol 47",
+                   r"IPv4 total length \d+ with \d+ bytes", r"1628 bytes, over the MTU of 1500",
+                   r"to 10\.0\.0\.12, inside the tunnel's subnet",
+                   r"IPv6 DNS, but the resolver is not IPv6",
+                   r"to the transparent DNS address, not DNS"):
+        expect(re.search(r"^packet-tunnel-drop conn=%d dir=up reason=%s$" % (tunnel.conn, reason),
+                         text, re.M), "no drop line: " + reason)
+    tunnel.close()
+
+@check("packet tunnel: a second tun@psiphon.ca channel replaces the first (closed), "
+       "with the same addresses")
+def _():
+    tunnel = connect()
+    first = PacketChannel(tunnel)
+    first.send(client.udp_packet(SOURCE4, SERVER4, 40030, UDP_ECHO, b"first"))
+    expect(first.receive().payload == b"first", "no echo on the first channel")
+    second = PacketChannel(tunnel)
+    expect(first.reader.read(3) is None and wait_for(lambda: first.channel.closed, 3),
+           "the first channel is still open")
+    second.send(client.udp_packet(SOURCE4, SERVER4, 40031, UDP_ECHO, b"second"))
+    reply = second.receive()
+    expect(reply.payload == b"second", reply.summary())
+    expect_reply(reply, SERVER4, SOURCE4, UDP_ECHO, 40031)
+    up, down, dropped, reason = closed_line(tunnel.conn)
+    expect((up, down, dropped) == (1, 1, 0), (up, down, dropped))
+    expect(reason == "replaced by a new tun@psiphon.ca channel", reason)
+    opens = re.findall(r"^packet-tunnel-open conn=%d (.*)$" % tunnel.conn, read("packet.log"), re.M)
+    expect(len(opens) == 2 and opens[0] == opens[1], opens)
+    second.channel.close()
+    tunnel.close()
+
+@check("packet tunnel: two clients at once get 10.0.0.11 and 10.0.0.12 and only their own "
+       "replies; a closed client's address is given out again")
+def _():
+    wait_for(lambda: read("packet.log").count("packet-tunnel-close ") ==
+             read("packet.log").count("packet-tunnel-open "), 5)  # no client left
+    first, second = connect(), connect()
+    # The address is given when the server's side takes the channel, just after it confirmed
+    # the open: one client at a time, so that the order is known.
+    first_channel = PacketChannel(first)
+    expect(opened_addresses(first.conn)[0] == "10.0.0.11", opened_addresses(first.conn))
+    second_channel = PacketChannel(second)
+    expect(opened_addresses(second.conn) == ("10.0.0.12", "fd19:ca83:e6d5:1c44::c"),
+           opened_addresses(second.conn))
+    for channel, text in ((first_channel, b"to the first"), (second_channel, b"to the second")):
+        channel.send(client.udp_packet(SOURCE4, SERVER4, 40040, UDP_ECHO, text))
+    for channel, text in ((first_channel, b"to the first"), (second_channel, b"to the second")):
+        reply = channel.receive()
+        expect(reply.payload == text, reply.summary())
+        expect_reply(reply, SERVER4, SOURCE4, UDP_ECHO, 40040)
+    echo = read("echo.out")
+    expect("udp 10.0.0.11 40040 " in echo and "udp 10.0.0.12 40040 " in echo, "sources at the echo")
+    first.close()
+    closed_line(first.conn)
+    third = connect()
+    PacketChannel(third)
+    expect(opened_addresses(third.conn)[0] == "10.0.0.11", opened_addresses(third.conn))
+    second.close()
+    third.close()
+
+sys.exit(1 if failures else 0)
+EOF
+
+# ossh_client.py's command-line mode, as a person would use it.
+ENTRY=$(cat "$WORK/packet.entry")
+for target in 10.98.0.1:7002 "[fd98::1]:7002"; do
+    if REPLY=$(ip netns exec "$CLIENT_NS" "$PY" "$TOOLS/ossh_client.py" --entry "$ENTRY" \
+        --packet-udp "$target" --payload "from the command line" 2>&1) &&
+        grep -q '"destination": "\(10\.200\.3\.1\|fd42:42:42::1\)".*"checksums_ok": true, '\
+'"payload": "from the command line"' <<<"$REPLY"; then
+        pass "ossh_client.py --packet-udp $target: the reply, to the client's own address"
+    else
+        fail "ossh_client.py --packet-udp $target: $REPLY"
+    fi
+done
+
 kill -TERM "$MAIN_PID"
 wait "$MAIN_PID"
 status=$?
@@ -478,6 +888,16 @@ if [ "$status" = 0 ] && tail -n 1 "$WORK/main.log" | grep -qx stopped; then
     pass "SIGTERM: exit status 0, last log line 'stopped'"
 else
     fail "SIGTERM: exit status $status, last log line '$(tail -n 1 "$WORK/main.log")'"
+fi
+
+kill -TERM "$PACKET_PID"
+wait "$PACKET_PID"
+status=$?
+if [ "$status" = 0 ] && [ "$(tail -n 2 "$WORK/packet.log")" = "packet-tunnel-device-removed device=psitun0
+stopped" ] && ! ip -n "$NS" link show psitun0 >/dev/null 2>&1; then
+    pass "--packet-tunnel, SIGTERM: exit status 0, psitun0 removed, then 'stopped'"
+else
+    fail "--packet-tunnel, SIGTERM: status $status, $(tail -n 2 "$WORK/packet.log" | tr '\n' '|')"
 fi
 
 if [ "$FAILED" = 0 ]; then

@@ -1,0 +1,124 @@
+#!/usr/bin/env bats
+# Psiphon's packet tunnel (PROTOCOL.md §6.3) end to end in the lab: psi-connect --tun carries
+# PsiphonTUN's packets over one tun@psiphon.ca channel to the lab's Psiphon test server, which
+# runs them through a TUN of its own. A normal user (uid 2000) in the client namespace, with the
+# kill switch and psi-tun up but no psi-tun run, reaches the inet host through it.
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+    load lab/fw
+    load lab/tun
+    tun_lab_up
+}
+
+teardown_file() {
+    load lab/fw
+    load lab/tun
+    tun_lab_down
+}
+
+setup() {
+    load lab/fw
+    load lab/tun
+    load lab/connect
+}
+
+teardown() {
+    [ -n "${ENGINE_PID:-}" ] && lab__stop "$ENGINE_PID" TERM
+    [ -n "${CONNECT_PID:-}" ] && lab__stop "$CONNECT_PID" TERM
+    [ -n "${PSIPHOND_PID:-}" ] && lab__stop "$PSIPHOND_PID" TERM
+    ENGINE_PID= CONNECT_PID= PSIPHOND_PID=
+}
+
+PSI_DIAGNOSE="$(cd "$BATS_TEST_DIRNAME/.." && pwd)/build/psi-diagnose"
+engine_verdict() { jq -r '.checks[] | select(.check == "packet engine") | .passed' <<<"$output"; }
+as_user() { lab_as "$DESKTOP_UID" "$@"; }
+probe() { probe_as "$DESKTOP_UID" "$@" 2>/dev/null; }
+
+# The test server with its packet tunnel, and psi-connect attached to PsiphonTUN.
+packet_path_start() {
+    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53" --packet-tunnel "$@"
+    connect_start connect "$LAB_DIR/psiphond.entry" --socks 1090 --protocols OSSH --tun PsiphonTUN
+    connect_wait_tunnels connect 1
+}
+
+@test "packet mode: a normal user reaches the inet host by IPv4, IPv6 and name, as packets, with no port forward" {
+    packet_path_start
+    grep '"noticeType":"PacketTunnel"' "$LAB_DIR/connect.out" | grep -q '"state":"up"'
+    run --separate-stderr lab_client "$PSI_DIAGNOSE" --config "$LAB_DIR/psi.conf" --no-probes --json
+    [ "$(engine_verdict)" = true ]  # psi-connect --tun, holding PsiphonTUN
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run as_user curl -sS -m 10 "http://[$LAB_INET_IP6]:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run as_user curl -sS -m 10 "http://inet.psi.test:8080/"
+    assert_success
+    assert_output "hello from inet"
+    grep -q "^packet-tunnel-open " "$LAB_DIR/psiphond.err"
+    ! grep -q "^forward-open " "$LAB_DIR/psiphond.err"
+    # The name was asked of 10.200.3.2, sent to the server's resolver address and answered from it.
+    grep -q "^query udp inet.psi.test" "$LAB_DIR/dns.out"
+}
+
+@test "packet mode: UDP both ways, IPv4 and IPv6; ICMP is not carried (Psiphon's filter drops it)" {
+    packet_path_start
+    [ "$(probe udp "$LAB_INET_IP4" 7200 --timeout 3)" = reply ]
+    [ "$(probe udp "$LAB_INET_IP6" 7200 --timeout 3)" = reply ]
+    run as_user ping -c 1 -W 2 "$LAB_INET_IP4"
+    assert_failure
+}
+
+@test "packet mode: 1,000 connections at once all complete" {
+    packet_path_start
+    run as_user /usr/bin/python3 "$TOOLS/many_connections.py" connect "$LAB_INET_IP4" 7100 --count 1000 --timeout 60
+    assert_success
+    assert_output "ok=1000 failed=0"
+}
+
+@test "packet mode: psi-connect killed, nothing leaves the machine; back when it is back" {
+    packet_path_start
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_success
+    lab__stop "$CONNECT_PID" TERM
+    CONNECT_PID=
+    lab_capture_start
+    run as_user curl -sS -m 3 "http://$LAB_INET_IP4:8080/"
+    assert_failure
+    [ "$(probe udp "$LAB_INET_IP4" 7200 --timeout 1)" != reply ]
+    lab_client getent hosts inet.psi.test && false
+    lab_capture_stop
+    assert_equal "$(lab_capture_count "$(lab_leak_filter)")" 0
+    connect_start connect "$LAB_DIR/psiphond.entry" --socks 1090 --protocols OSSH --tun PsiphonTUN
+    connect_wait_tunnels connect 1
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+}
+
+@test "a server without the packet tunnel refuses it: psi-connect says so, lets the TUN go, and psi-tun run carries the traffic" {
+    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53"
+    connect_start connect "$LAB_DIR/psiphond.entry" --socks 1090 --protocols OSSH --tun PsiphonTUN
+    connect_wait_tunnels connect 1
+    grep '"noticeType":"PacketTunnel"' "$LAB_DIR/connect.out" | grep -q '"state":"refused"'
+    grep -q "the server refused the packet tunnel" "$LAB_DIR/connect.err"
+    # psi-diagnose does not count a psi-connect --tun that let the TUN go as the packet engine.
+    run --separate-stderr lab_client "$PSI_DIAGNOSE" --config "$LAB_DIR/psi.conf" --no-probes --json
+    [ "$(engine_verdict)" = false ]
+    lab__spawn "$LAB_CLIENT" engine "$PSI_TUN" --config "$LAB_DIR/psi.conf" run --socks 127.0.0.1:1090
+    ENGINE_PID=$LAB_LAST_PID
+    lab__wait_for 5 grep -q "carried into" "$LAB_DIR/engine.out"
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+    run --separate-stderr lab_client "$PSI_DIAGNOSE" --config "$LAB_DIR/psi.conf" --no-probes --json
+    [ "$(engine_verdict)" = true ]
+}
+
+@test "psi-connect --tun with a TUN that is not the tunnel user's: one clear line, exit 1" {
+    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53" --packet-tunnel
+    run lab_client "$PSI_CONNECT" --config "$(connect_config)" --entries "$LAB_DIR/psiphond.entry" --tun NoSuchTUN
+    assert_failure 1
+    assert_output --partial "psi-connect: error: "
+    [ "${#lines[@]}" -eq 1 ]
+}
