@@ -78,6 +78,28 @@ packet_path_start() {
     assert_output "ok=1000 failed=0"
 }
 
+# A reset the kernel sends for a socket gone leaves from the uplink's address, and the routing
+# rule sends it into the TUN. The server takes the client's address from its first packet.
+send_from_uplink() { # ADDRESS FAMILY
+    lab_client /usr/bin/python3 -c 'import socket, sys
+s = socket.socket(int(sys.argv[3]), socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 40999))
+s.sendto(b"from the uplink", (sys.argv[2], 7200))' "$1" "$2" "$3"
+}
+
+@test "packet mode: a packet from the uplink's address into the TUN is not sent; the server never learns that address" {
+    packet_path_start
+    send_from_uplink "$LAB_CLIENT_IP4" "$LAB_INET_IP4" 2
+    send_from_uplink "$LAB_CLIENT_IP6" "$LAB_INET_IP6" 10
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+    run as_user curl -sS -m 10 "http://[$LAB_INET_IP6]:8080/"
+    assert_output "hello from inet"
+    grep -q "^packet-tunnel-client .*ipv4=10.200.3.1$" "$LAB_DIR/psiphond.err"
+    grep -q "^packet-tunnel-client .*ipv6=fd42:42:42::1$" "$LAB_DIR/psiphond.err"
+    ! grep -q "$LAB_CLIENT_IP4\|$LAB_CLIENT_IP6" <(grep "^packet-tunnel" "$LAB_DIR/psiphond.err")
+}
+
 @test "packet mode: psi-connect killed, nothing leaves the machine; back when it is back" {
     packet_path_start
     run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -317,7 +318,9 @@ private:
             log::info("packet tunnel: " + std::to_string(packet_counters_.packets_up) + " packets up, " +
                       std::to_string(packet_counters_.packets_down) + " down; dropped " +
                       std::to_string(packet_counters_.dropped_up) + " up (filtered), " +
-                      std::to_string(packet_counters_.dropped_down) + " down");
+                      std::to_string(packet_counters_.refused_down) + " down (refused), " +
+                      std::to_string(packet_counters_.unwritten_down) + " down (TUN full" +
+                      (packet_counters_.last_write_error ? std::string(": ") + std::strerror(packet_counters_.last_write_error) : "") + ")");
         if (session_) {
             session_.reset();
             notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});

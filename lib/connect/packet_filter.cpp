@@ -30,6 +30,8 @@ OutboundDrop filter_outbound(std::span<std::uint8_t> packet, const PacketTunnelA
     if (view->version == tun::IpVersion::v4 && view->ip_header_length != 20) return OutboundDrop::malformed;  // options
     if (!carries_ports(view->protocol)) return OutboundDrop::protocol;
     if (view->source.port == 0 || view->destination.port == 0) return OutboundDrop::port_zero;
+    const bool is_v4 = view->version == tun::IpVersion::v4;
+    if (view->source.address != (is_v4 ? addresses.tun_ipv4 : addresses.tun_ipv6)) return OutboundDrop::source;
     if (view->destination.address == in_tunnel_dns(addresses, view->version)) {
         if (view->destination.port != dns_port) return OutboundDrop::destination;
         tun::rewrite_endpoints(packet, *view, view->source,

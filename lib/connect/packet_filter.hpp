@@ -22,9 +22,12 @@ struct PacketTunnelAddresses {
 };
 
 // Why a packet from the TUN is not sent.
-enum class OutboundDrop { none, malformed, protocol, port_zero, destination };
+enum class OutboundDrop { none, malformed, protocol, port_zero, source, destination };
 
-// Checks one packet from the TUN and rewrites DNS in place; `none` when it may be sent.
+// Checks one packet from the TUN and rewrites DNS in place; `none` when it may be sent. Only
+// the TUN's own address may be the source: the server takes the client's address from its
+// first packet, and the kernel sends some replies (a reset for a socket gone, from the uplink
+// address) into the TUN, which would give the server the machine's LAN address.
 OutboundDrop filter_outbound(std::span<std::uint8_t> packet, const PacketTunnelAddresses& addresses);
 
 // Checks one packet from the server and rewrites DNS answers in place; false to drop it. It

@@ -88,6 +88,18 @@ TEST(PacketFilter, DropsWhatThePsiphonServerWouldDrop) {
     EXPECT_EQ(filter_outbound(icmp, addresses), OutboundDrop::protocol);
 }
 
+TEST(PacketFilter, OnlyTheTunsOwnAddressIsSentAsTheSource) {
+    // Like the kernel's reset for a socket gone, which leaves from the uplink's address.
+    Bytes uplink = udp("192.168.77.10", 51418, "198.51.100.10", 4443);
+    EXPECT_EQ(filter_outbound(uplink, addresses), OutboundDrop::source);
+    Bytes other_v4 = udp("10.200.3.3", 40000, "198.51.100.10", 7);
+    EXPECT_EQ(filter_outbound(other_v4, addresses), OutboundDrop::source);
+    Bytes uplink_v6 = udp("2001:db8:77::10", 40000, "2001:db8:100::10", 7);
+    EXPECT_EQ(filter_outbound(uplink_v6, addresses), OutboundDrop::source);
+    Bytes query_from_elsewhere = udp("192.168.77.10", 40000, "10.200.3.2", 53);
+    EXPECT_EQ(filter_outbound(query_from_elsewhere, addresses), OutboundDrop::source);
+}
+
 TEST(PacketFilter, TheServerReachesOnlyTheTunsAddressAndNeverPosesAsTheTunsOwnNetwork) {
     // The kill switch lets psi-tun run's NAT legs (from .3) reach local listeners.
     Bytes nat_leg = udp("10.200.3.3", 40000, "10.200.3.1", 22);

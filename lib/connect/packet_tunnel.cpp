@@ -55,8 +55,13 @@ PacketTunnel::~PacketTunnel() {
 void PacketTunnel::take_frames() {
     const std::span<std::uint8_t> frames(reinterpret_cast<std::uint8_t*>(down_.data()), down_.size());
     const std::size_t taken = connect::take_frames(frames, [this](std::span<std::uint8_t> packet) {
-        if (!accept_inbound(packet, addresses_) || ::write(tun_, packet.data(), packet.size()) < 0) {
-            ++counters_.dropped_down;
+        if (!accept_inbound(packet, addresses_)) {
+            ++counters_.refused_down;
+            return;
+        }
+        if (::write(tun_, packet.data(), packet.size()) < 0) {
+            ++counters_.unwritten_down;
+            counters_.last_write_error = errno;
             return;
         }
         ++counters_.packets_down;

@@ -23,7 +23,9 @@ struct PacketTunnelCounters {
     std::uint64_t packets_up = 0, packets_down = 0;
     std::uint64_t bytes_up = 0, bytes_down = 0;
     std::uint64_t dropped_up = 0;    // by the filter
-    std::uint64_t dropped_down = 0;  // malformed, or the TUN's queue was full
+    std::uint64_t refused_down = 0;  // malformed, or not for the TUN (accept_inbound)
+    std::uint64_t unwritten_down = 0;  // the TUN took no more (its queue was full)
+    int last_write_error = 0;
 };
 
 class PacketTunnel {

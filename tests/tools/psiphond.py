@@ -977,6 +977,8 @@ class PacketTunnelClient:
             raise PacketDrop("destination", "to %s, not unicast" % ipaddress.IPv4Address(destination))
         if self.original_v4 is None:
             self.original_v4 = bytes(packet[12:16])
+            self.tunnel.log.event("packet-tunnel-client", self.conn,
+                                  ipv4=str(ipaddress.IPv4Address(self.original_v4)))
         before = int.from_bytes(packet[12:20], "big")
         packet[12:16] = self.assigned_v4
         if new_destination is not None:
@@ -1015,6 +1017,8 @@ class PacketTunnelClient:
                              % ipaddress.IPv6Address(destination))
         if self.original_v6 is None:
             self.original_v6 = bytes(packet[8:24])
+            self.tunnel.log.event("packet-tunnel-client", self.conn,
+                                  ipv6=str(ipaddress.IPv6Address(self.original_v6)))
         before = int.from_bytes(packet[8:40], "big")
         packet[8:24] = self.assigned_v6
         if new_destination is not None:
