@@ -208,6 +208,31 @@ PY
     grep -q "^forward-open .*target=$LAB_INET_IP4:8080" "$LAB_DIR/psiphond.err"
 }
 
+connected_requests() { grep -c "^request-$1 .*kind=psiphon-connected" "$LAB_DIR/psiphond.err"; }
+
+@test "psiphon-connected: sent once the tunnel is up, again 5 s after a refusal, and with the last timestamp on the next tunnel" {
+    psiphond_start psiphond --refuse-connected 1
+    connect_start ossh "$LAB_DIR/psiphond.entry" --socks 1083 --protocols OSSH
+    connect_wait_tunnels ossh 1
+    lab__wait_for 5 grep -q "^request-fail .*kind=psiphon-connected last_connected=None reason=--refuse-connected" \
+        "$LAB_DIR/psiphond.err"
+    [ "$(connected_requests ok)" -eq 0 ]
+    sleep 3
+    [ "$(connected_requests ok)" -eq 0 ]  # not before the 5 s are up
+    lab__wait_for 5 grep -q "^request-ok .*kind=psiphon-connected last_connected=None$" "$LAB_DIR/psiphond.err"
+    sleep 6
+    [ "$(connected_requests ok)" -eq 1 ]  # once per tunnel, not every 5 s
+    # The server drops the connection: the next tunnel sends the timestamp the last reply gave.
+    lab_inet ss -K state established "( sport = :4443 )" >/dev/null
+    connect_wait_tunnels ossh 0
+    connect_wait_tunnels ossh 1 20
+    lab__wait_for 5 grep -q "^request-ok .*kind=psiphon-connected last_connected=[0-9-]*T[0-9]*:00:00Z$" \
+        "$LAB_DIR/psiphond.err"
+    [ "$(connected_requests ok)" -eq 2 ]
+    run through_socks 1083 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+}
+
 @test "the HTTP proxy: CONNECT and absolute-URI requests reach the inet host; a bad request gets its status" {
     psiphond_start psiphond
     connect_start http "$LAB_DIR/psiphond.entry" --socks 1089 --http 8089

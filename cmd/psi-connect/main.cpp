@@ -19,6 +19,7 @@
 #include "connect/http_proxy_server.hpp"
 #include "connect/network_watch.hpp"
 #include "connect/notice.hpp"
+#include "connect/connected_report.hpp"
 #include "connect/packet_tunnel.hpp"
 #include "connect/psiphon_api.hpp"
 #include "connect/socks_server.hpp"
@@ -104,7 +105,10 @@ public:
         settings_.identity_file = options.identity_file;
         settings_.timeout = std::chrono::seconds(options.dial_timeout);
         settings_.session_id = make_session_id();
-        if (options.is_handshake) settings_.identity = client_identity(config);
+        if (options.is_handshake) {
+            settings_.identity = client_identity(config);
+            connected_.emplace(settings_.identity);
+        }
         if (options.keepalive > 0) {
             keepalive_.min_interval = keepalive_.max_interval = std::chrono::seconds(options.keepalive);
             keepalive_.timeout = std::min(keepalive_.timeout, std::chrono::seconds(options.keepalive));
@@ -191,6 +195,7 @@ private:
         announce(*tunnel);
         session_ = std::make_unique<TunnelSession>(loop_, std::move(tunnel), keepalive_,
                                                    [this](const std::string& reason) { on_tunnel_failed(reason); });
+        if (connected_) connected_->start(*session_, session_->tunnel().candidate().protocol);
         if (tun_.is_open()) {
             open_packet_tunnel();
             return;
@@ -290,6 +295,7 @@ private:
         socks_.tick();
         http_.tick();
         if (session_) session_->tick();
+        if (session_ && connected_) connected_->tick(*session_);
         if (!session_ && !establisher_ && Clock::now() >= retry_at_) {
             const int limit = options_.establish_timeout;
             if (limit > 0 && Clock::now() - establishing_since_ >= std::chrono::seconds(limit)) {
@@ -337,6 +343,7 @@ private:
     DialSettings settings_;
     KeepaliveSettings keepalive_;
     std::unique_ptr<TunnelSession> session_;
+    std::optional<ConnectedReport> connected_;  // with the Psiphon handshake only
     SocksServer socks_;
     HttpProxyServer http_;
     std::unique_ptr<Establisher> establisher_;

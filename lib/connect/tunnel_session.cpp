@@ -34,7 +34,7 @@ TunnelSession::TunnelSession(EventLoop& loop, std::unique_ptr<Tunnel> tunnel, Ke
       event_(ssh_event_new()),
       keepalive_(keepalive),
       on_failure_(std::move(on_failure)) {
-    if (!event_) throw Error("out of memory for the tunnel's events");
+    if (!event_ || !reply_) throw Error("out of memory for the tunnel's events");
     ssh_set_blocking(session(), 0);
     if (ssh_event_add_session(event_, session()) != SSH_OK) {
         ssh_event_free(event_);
@@ -133,7 +133,7 @@ void TunnelSession::after_packets() {
         return;
     }
     advance_opens();
-    advance_keepalive();
+    advance_requests();
     if (has_failed_) return;
     after_write();
     if (!is_congested() && !drained_waiters_.empty()) {
@@ -177,42 +177,62 @@ void TunnelSession::schedule_keepalive() {
     next_keepalive_ = Clock::now() + keepalive_.min_interval + extra;
 }
 
-void TunnelSession::advance_keepalive() {
-    if (!is_keepalive_pending_) return;
-    const int status = ssh_send_global_request(session(), keepalive_request, nullptr, 0, 1, nullptr);
-    if (status == SSH_AGAIN) {
-        if (Clock::now() >= keepalive_deadline_) fail("the server stopped answering (no keepalive reply in time)");
-        return;
-    }
-    is_keepalive_pending_ = false;
-    if (status == SSH_ERROR && ssh_get_error_code(session()) != SSH_REQUEST_DENIED) {
-        fail(std::string("keepalive: ") + ssh_get_error(session()));
-        return;
-    }
-    schedule_keepalive();
+void TunnelSession::send_request(std::string name, std::string data, RequestHandler done) {
+    if (has_failed_) return;
+    requests_.push_back(PendingRequest{std::move(name), std::move(data), std::move(done)});
+    if (requests_.size() == 1) request_deadline_ = Clock::now() + keepalive_.timeout;
+    advance_requests();
+    if (!has_failed_) after_write();
 }
 
-void TunnelSession::send_keepalive(Clock::time_point deadline) {
+void TunnelSession::advance_requests() {
+    while (!requests_.empty() && !has_failed_) {
+        PendingRequest& request = requests_.front();
+        const int status = ssh_send_global_request(session(), request.name.c_str(), request.data.data(),
+                                                   request.data.size(), 1, reply_.get());
+        if (status == SSH_AGAIN) {
+            if (Clock::now() >= request_deadline_)
+                fail("the server stopped answering (no " +
+                     std::string(request.done ? request.name : "keepalive") + " reply in time)");
+            return;
+        }
+        if (status == SSH_ERROR && ssh_get_error_code(session()) != SSH_REQUEST_DENIED) {
+            fail(request.name + ": " + ssh_get_error(session()));
+            return;
+        }
+        std::optional<std::string> reply;
+        if (status == SSH_OK)
+            reply.emplace(static_cast<const char*>(ssh_buffer_get(reply_.get())), ssh_buffer_get_len(reply_.get()));
+        RequestHandler done = std::move(request.done);
+        requests_.pop_front();
+        if (!requests_.empty()) request_deadline_ = Clock::now() + keepalive_.timeout;
+        if (done) {
+            loop_.defer([done = std::move(done), reply = std::move(reply), alive = std::weak_ptr<bool>(alive_),
+                         this]() mutable {
+                if (!alive.expired() && !has_failed_) done(std::move(reply));
+            });
+        } else {
+            is_keepalive_pending_ = false;
+            schedule_keepalive();
+        }
+    }
+}
+
+void TunnelSession::send_keepalive() {
     is_keepalive_pending_ = true;
-    keepalive_deadline_ = deadline;
-    advance_keepalive();
+    send_request(keepalive_request, std::string(), nullptr);
 }
 
 void TunnelSession::tick() {
     if (has_failed_) return;
-    if (!is_keepalive_pending_ && Clock::now() >= next_keepalive_) send_keepalive(Clock::now() + keepalive_.timeout);
+    if (!is_keepalive_pending_ && Clock::now() >= next_keepalive_) send_keepalive();
     after_packets();
 }
 
 void TunnelSession::probe() {
     if (has_failed_) return;
-    const auto deadline = Clock::now() + keepalive_.probe_timeout;
-    if (is_keepalive_pending_) {
-        keepalive_deadline_ = std::min(keepalive_deadline_, deadline);
-        return;
-    }
-    send_keepalive(deadline);
-    if (!has_failed_) after_write();
+    if (!is_keepalive_pending_) send_keepalive();
+    if (!requests_.empty()) request_deadline_ = std::min(request_deadline_, Clock::now() + keepalive_.probe_timeout);
 }
 
 void TunnelSession::fail(const std::string& reason) {
@@ -226,6 +246,7 @@ void TunnelSession::fail(const std::string& reason) {
         open.done(OpenResult{});
     }
     drained_waiters_.clear();
+    requests_.clear();
     on_failure_(reason);
 }
 

@@ -1,15 +1,18 @@
 // An established tunnel driven by psi-connect's event loop: libssh in non-blocking mode, its
-// socket watched by the loop, direct-tcpip channels opened on request, keepalives, and the
-// moment the tunnel fails (the session ends, the OSSH shim ends, or keepalives go unanswered).
+// socket watched by the loop, direct-tcpip channels opened on request, global requests
+// (keepalives, psiphon-connected), and the moment the tunnel fails (the session ends, the OSSH
+// shim ends, or a request goes unanswered).
 #pragma once
 
 #include <libssh/libssh.h>
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,7 @@ class TunnelSession {
 public:
     using OpenHandler = std::function<void(OpenResult)>;
     using FailureHandler = std::function<void(const std::string& reason)>;
+    using RequestHandler = std::function<void(std::optional<std::string> reply)>;
 
     TunnelSession(EventLoop& loop, std::unique_ptr<Tunnel> tunnel, KeepaliveSettings keepalive,
                   FailureHandler on_failure);
@@ -49,6 +53,13 @@ public:
     // Opens a channel of `type` with no type-specific data ("tun@psiphon.ca"), the same way.
     std::uint64_t open_custom(const std::string& type, OpenHandler done);
     void cancel_open(std::uint64_t id);
+
+    // Sends global request `name` with `data` (psiphon-connected); `done` gets the reply's
+    // payload, or nothing when the server refused it, later from the loop (never once the
+    // session has failed). One request is on the wire
+    // at a time, keepalives included, and one unanswered for the keepalive timeout fails the
+    // tunnel (libssh cannot give up on a request and send the next).
+    void send_request(std::string name, std::string data, RequestHandler done);
 
     // libssh holds output it could not send yet: readers should wait for when_drained().
     bool is_congested() const;
@@ -81,8 +92,14 @@ private:
     void on_socket(std::uint32_t events);
     void after_packets();
     void advance_opens();
-    void send_keepalive(std::chrono::steady_clock::time_point deadline);
-    void advance_keepalive();
+    struct PendingRequest {
+        std::string name;
+        std::string data;
+        RequestHandler done;  // empty for a keepalive
+    };
+
+    void send_keepalive();
+    void advance_requests();
     void schedule_keepalive();
     void fail(const std::string& reason);
 
@@ -94,9 +111,11 @@ private:
     std::list<PendingOpen> opens_;
     std::uint64_t next_open_id_ = 1;
     std::vector<std::function<void()>> drained_waiters_;
+    std::deque<PendingRequest> requests_;  // the first is on the wire
+    std::unique_ptr<ssh_buffer_struct, void (*)(ssh_buffer)> reply_{ssh_buffer_new(), ssh_buffer_free};
+    std::chrono::steady_clock::time_point request_deadline_{};
     std::chrono::steady_clock::time_point next_keepalive_;
-    std::chrono::steady_clock::time_point keepalive_deadline_{};
-    bool is_keepalive_pending_ = false;
+    bool is_keepalive_pending_ = false;  // queued or on the wire
     bool is_write_watched_ = false;
     bool has_failed_ = false;
     bool is_advance_scheduled_ = false;

@@ -12,7 +12,7 @@ connection and per forward.
                 [--dns-resolver ADDR:PORT] [--host-key FILE] [--write-host-key FILE]
                 [--print-entry] [--entry-file FILE] [--log FILE] [--verbose]
                 [--refuse-handshake] [--close-mid-kex] [--stall-after-handshake]
-                [--garbage-ossh] [--rekey-bytes N]
+                [--garbage-ossh] [--rekey-bytes N] [--refuse-connected N]
                 [--packet-tunnel [--packet-tunnel-device NAME]]
 
 Ports 0 (the default) let the kernel choose; the entry line and the "listening" log line give
@@ -40,6 +40,7 @@ incrementally (RFC 1624) as psiphond does, so a bad checksum from the client sta
 
 Fault switches:
     --refuse-handshake       psiphon-handshake gets REQUEST_FAILURE, then the server disconnects
+    --refuse-connected N     the first N psiphon-connected requests get REQUEST_FAILURE
     --close-mid-kex          the connection is closed once the client's KEXINIT is read
     --stall-after-handshake  after the handshake reply nothing more is answered (keepalives
                              included); the TCP connection stays open
@@ -1482,7 +1483,10 @@ class Session(paramiko.ServerInterface):
         except ApiError as error:
             self.log_event("request-fail", kind=kind, param=error.param, reason=error.reason)
             return Answer(None)
-        self.log_event("request-ok", kind=kind)
+        if self.server.take_connected_refusal():
+            self.log_event("request-fail", kind=kind, last_connected=last, reason="--refuse-connected")
+            return Answer(None)
+        self.log_event("request-ok", kind=kind, last_connected=last)
         return Answer(compact_json({"connected_timestamp": rfc3339_now(is_hour=True)}))
 
     def stall(self):
@@ -1577,6 +1581,16 @@ class PsiphonServer:
         self._connection_ids = itertools.count(1)
         self.listeners = {}  # relay protocol -> listening socket
         self.packet_tunnel = None  # a PacketTunnel with --packet-tunnel
+        self._connected_refusals = config.refuse_connected
+        self._connected_lock = threading.Lock()
+
+    def take_connected_refusal(self):
+        """True while --refuse-connected has refusals left (each call uses one)."""
+        with self._connected_lock:
+            if self._connected_refusals <= 0:
+                return False
+            self._connected_refusals -= 1
+            return True
 
     def bind(self):
         family = socket.AF_INET6 if ":" in self.config.listen else socket.AF_INET
@@ -1746,6 +1760,8 @@ def parse_args(argv):
     p.add_argument("--log", metavar="FILE", help="event log (default: stderr)")
     p.add_argument("--verbose", action="store_true", help="paramiko's debug log on stderr")
     p.add_argument("--refuse-handshake", action="store_true")
+    p.add_argument("--refuse-connected", type=int, default=0, metavar="N",
+                   help="refuse the first N psiphon-connected requests (of any client)")
     p.add_argument("--close-mid-kex", action="store_true")
     p.add_argument("--stall-after-handshake", action="store_true")
     p.add_argument("--garbage-ossh", action="store_true")

@@ -525,7 +525,7 @@ def _():
                 r"^auth-fail conn=\d+ user=\S+ reason=wrong SshPassword$",
                 r"^handshake-ok conn=\d+ relay_protocol=OSSH session=[0-9a-f]{32}$",
                 r"^keepalive conn=\d+ bytes=\d+$",
-                r"^request-ok conn=\d+ kind=psiphon-connected$",
+                r"^request-ok conn=\d+ kind=psiphon-connected last_connected=\S+$",
                 r"^request-fail conn=\d+ kind=psiphon-connected param=last_connected reason=",
                 r"^forward-refused conn=\d+ target=127\.0\.0\.1:7001 reason=before the handshake$",
                 r"^forward-fail conn=\d+ target=127\.0\.0\.1:9 reason=",
