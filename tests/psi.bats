@@ -35,10 +35,11 @@ setup() {
 
 teardown() {
     local config
-    for config in psi empty stall shipped; do
+    for config in psi empty stall shipped discovering linked; do
         [ -f "$LAB_DIR/$config.conf" ] && lab_client "$PSI" --config "$LAB_DIR/$config.conf" down >/dev/null 2>&1
     done
     if [ -n "${LAB_CGROUP:-}" ]; then rmdir "$LAB_CGROUP" 2>/dev/null; fi
+    if [ -n "${DISCOVERING_PID:-}" ]; then lab__stop "$DISCOVERING_PID" TERM; fi
     true
 }
 
@@ -177,6 +178,44 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     run lab_client "$PSI_SERVERS" --config "$LAB_DIR/shipped.conf" list --json
     [ "$(jq length <<<"$output")" -ge 1 ]
     lab_client "$PSI" --config "$LAB_DIR/shipped.conf" down >/dev/null
+}
+
+@test "servers the tunnel's handshake hands out are stored (source DISCOVERY) once the tunnel is up" {
+    local discovered main_server=$PSIPHOND_PID
+    discovered=$(connect_entry '{"ipAddress":"192.0.2.7","sshPort":22,"capabilities":["SSH"],"region":"US"}')
+    psiphond_start discovering --ossh-port 4444 --ssh-port 4023 --discovered-entry "$discovered"
+    DISCOVERING_PID=$PSIPHOND_PID PSIPHOND_PID=$main_server
+    mkdir -p "$LAB_DIR/discovering-data" "$LAB_DIR/discovering-run"
+    chown psiphon-user:psiphon-group "$LAB_DIR/discovering-data"
+    chmod 750 "$LAB_DIR/discovering-data"
+    sed "s#$LAB_DIR/empty-data#$LAB_DIR/discovering-data#; s#$LAB_DIR/empty-run#$LAB_DIR/discovering-run#" \
+        "$LAB_DIR/empty.conf" >"$LAB_DIR/discovering.conf"
+    chmod 600 "$LAB_DIR/discovering.conf"
+    lab_client "$PSI_SERVERS" --config "$LAB_DIR/discovering.conf" import "$LAB_DIR/discovering.entry" >/dev/null
+    run lab_client "$PSI" --config "$LAB_DIR/discovering.conf" up --timeout 30
+    assert_success
+    grep -q "servers the tunnel handed out: imported 1 entries: 1 added" "$LAB_DIR/discovering-run/psi.log"
+    run lab_client "$PSI_SERVERS" --config "$LAB_DIR/discovering.conf" list --json
+    [ "$(jq -r '.[] | select(.address == "192.0.2.7") | .source' <<<"$output")" = DISCOVERY ]
+    [ "$(jq length <<<"$output")" -eq 2 ]
+    [ ! -e "$LAB_DIR/discovering-data/discovered" ]  # taken
+    lab_client "$PSI" --config "$LAB_DIR/discovering.conf" down >/dev/null
+    # A link the tunnel user puts there is not followed: root reads no path they control.
+    connect_entry '{"ipAddress":"192.0.2.8","sshPort":22,"capabilities":["SSH"],"region":"US"}' >"$LAB_DIR/elsewhere"
+    mkdir -p "$LAB_DIR/linked-data" "$LAB_DIR/linked-run"
+    chown psiphon-user:psiphon-group "$LAB_DIR/linked-data"
+    chmod 750 "$LAB_DIR/linked-data"
+    ln -s "$LAB_DIR/elsewhere" "$LAB_DIR/linked-data/discovered"
+    chown -h psiphon-user:psiphon-group "$LAB_DIR/linked-data/discovered"
+    sed "s#$LAB_DIR/empty-data#$LAB_DIR/linked-data#; s#$LAB_DIR/empty-run#$LAB_DIR/linked-run#" \
+        "$LAB_DIR/empty.conf" >"$LAB_DIR/linked.conf"
+    chmod 600 "$LAB_DIR/linked.conf"
+    lab_client "$PSI_SERVERS" --config "$LAB_DIR/linked.conf" import "$LAB_DIR/psiphond.entry" >/dev/null
+    run lab_client "$PSI" --config "$LAB_DIR/linked.conf" up --timeout 30
+    assert_success
+    run lab_client "$PSI_SERVERS" --config "$LAB_DIR/linked.conf" list --json
+    [ "$(jq length <<<"$output")" -eq 1 ]
+    [ -L "$LAB_DIR/linked-data/discovered" ]
 }
 
 @test "an empty store whose remote list never answers: the refresh runs beside the supervisor, and psi down stops it at once" {

@@ -12,7 +12,8 @@ struct ProcessResult {
     std::string errors;  // stderr
 };
 
-ProcessResult run_process(const std::vector<std::string>& argv);
+// `input`: the tool's standard input (a descriptor the caller keeps); -1 for /dev/null.
+ProcessResult run_process(const std::vector<std::string>& argv, int input = -1);
 
 // run_process that throws psi::Error "<argv>: <first line of stderr>" on a non-zero exit.
 std::string run_checked(const std::vector<std::string>& argv);

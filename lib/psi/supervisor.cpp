@@ -26,6 +26,7 @@
 #include "core/event_loop.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "core/privileges.hpp"
 #include "core/process.hpp"
 #include "core/signals.hpp"
 #include "core/unique_fd.hpp"
@@ -42,6 +43,7 @@ constexpr auto longest_backoff = std::chrono::seconds(30);
 constexpr auto stable_after = std::chrono::seconds(60);  // a child that ran this long restarts at once
 constexpr int stop_grace_seconds = 5;
 constexpr off_t max_log_bytes = 1 << 20;
+constexpr off_t max_discovered_bytes = 1 << 20;
 
 std::string utc_now() {
     char text[32];
@@ -351,7 +353,7 @@ private:
             connect_retry_ = Clock::now() + connect_.next_backoff();
             return;
         }
-        std::vector<std::string> argv = tool("psi-connect", {"--entries", "-"});
+        std::vector<std::string> argv = tool("psi-connect", {"--entries", "-", "--discovered", discovered_path()});
         is_connect_discarded_ = false;
         if (wants_packet_tunnel()) {
             if (connect_.restarts() > 0) make_tun_again();
@@ -475,6 +477,7 @@ private:
                 state_.erase("error");
                 say("tunnel up (" + field_of(tunnel_, "protocol") + ", server region " +
                     field_of(tunnel_, "serverRegion") + ")");
+                import_discovered();
                 refresh_servers_once();
             } else {
                 set_tunnel_down();
@@ -539,6 +542,38 @@ private:
     }
 
     // Once per run, with the first tunnel: the remote server list, fetched through it.
+    // Where psi-connect, as the tunnel user, writes the servers the handshake hands out.
+    std::string discovered_path() const { return config_.data_root_directory + "/discovered"; }
+
+    // Those servers go into the store (source DISCOVERY), so that psi can reach them when the
+    // lists cannot be fetched. psi-servers reads them through a descriptor opened here without
+    // following links, and only a regular file of the tunnel user's: root reads no path the
+    // tunnel user could point elsewhere.
+    void import_discovered() {
+        const std::string path = discovered_path();
+        UniqueFd file(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        if (!file.is_open()) return;  // none handed out
+        ::unlink(path.c_str());       // taken: the next tunnel's servers come in a new file
+        struct stat info {};
+        if (::fstat(file.get(), &info) != 0 || !S_ISREG(info.st_mode) || info.st_uid != tunnel_uid() ||
+            info.st_size > max_discovered_bytes) {
+            say("ignored " + path + ": not a regular file of " + config_.tunnel_user + " of at most 1 MiB");
+            return;
+        }
+        const ProcessResult result =
+            run_process(tool("psi-servers", {"import", "--source", "DISCOVERY", "-"}), file.get());
+        const std::string& text = result.exit_code == 0 ? result.output : result.errors;
+        say("servers the tunnel handed out: " + text.substr(0, text.find('\n')));
+    }
+
+    uid_t tunnel_uid() const {
+        try {
+            return lookup_user(config_.tunnel_user).uid;
+        } catch (const Error&) {
+            return static_cast<uid_t>(-1);  // no such user: no file is theirs
+        }
+    }
+
     void refresh_servers_once() {
         if (has_refreshed_through_tunnel_) return;
         has_refreshed_through_tunnel_ = true;
