@@ -310,7 +310,7 @@ print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())' "$LAB_D
     grep -q '^auth-fail .*wrong SshPassword' "$LAB_DIR/psiphond.err"
 }
 
-@test "of several entries, a dead one and a good one: the good one wins, and OSSH is tried before SSH" {
+@test "of several entries, a dead one and a good one: the good one wins, OSSH is tried before SSH, and the dead one is named" {
     psiphond_start psiphond
     connect_entry '{"ipAddress":"192.0.2.1","sshObfuscatedPort":443,"sshObfuscatedKey":"k","capabilities":["OSSH"]}' \
         >"$LAB_DIR/several.entries"
@@ -321,6 +321,8 @@ print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())' "$LAB_D
     grep -q '"data":{"protocol":"OSSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/several.out"
     run through_socks 1087 "http://$LAB_INET_IP4:8080/"
     assert_output "hello from inet"
+    # The dead one is named, though another won.
+    grep -q "^psi-connect: warning: OSSH 192.0.2.1:443: " "$LAB_DIR/several.err"
 }
 
 @test "UDP ASSOCIATE over udpgw: UDP echo by IPv4 and IPv6, and DNS answered by the server's resolver" {

@@ -182,8 +182,8 @@ private:
         std::unique_ptr<Tunnel> tunnel = establisher_->take_tunnel();
         const std::vector<std::string> failures = establisher_->failures();
         establisher_.reset();
+        for (const std::string& failure : failures) log::warning(failure);  // a wrong host key, say
         if (!tunnel) {
-            for (const std::string& failure : failures) log::warning(failure);
             notices_.emit("Warning", json::Object{{"message", "no server could be reached (" +
                                                                    std::to_string(failures.size()) + " tried)"}});
             retry_at_ = Clock::now() + retry_delay_;
