@@ -122,6 +122,26 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     assert_output "hello from inet"
 }
 
+@test "psi status after psi up --allow-lan and psi down: the kill switch that allows the LAN is no difference (exit 1, not 3)" {
+    run psi up --allow-lan --timeout 30
+    assert_success
+    psi down >/dev/null
+    run psi status --json
+    assert_failure 1
+    [ "$(jq -r .killSwitch.intact <<<"$output")" = true ]
+    [ "$(jq -r .killSwitch.allowLan <<<"$output")" = true ]
+    run psi status
+    assert_failure 1
+    assert_line "psi: not running (psi up)"
+    assert_line --partial "(and the LAN)"
+    # The kill switch without the LAN is intact as well, and says nothing of the LAN.
+    lab_client "$PSI_FW" --config "$LAB_DIR/psi.conf" up >/dev/null
+    run psi status --json
+    assert_failure 1
+    [ "$(jq -r .killSwitch.intact <<<"$output")" = true ]
+    [ "$(jq -r .killSwitch.allowLan <<<"$output")" = false ]
+}
+
 @test "psi down keeps the kill switch: nothing leaves; psi down --open removes it" {
     psi up --timeout 30 >/dev/null
     run psi down

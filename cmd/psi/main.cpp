@@ -204,11 +204,24 @@ int status(const Config& config, const CommonOptions& common) {
     const json::Value state = supervisor ? read_state(config) : json::Value(json::Object{});
     const json::Value& tunnel = tunnel_of(state);
     const std::string directory = program_directory();
-    std::vector<std::string> fw_status = {directory + "/psi-fw", "--config", common.config_path, "status"};
-    if (flag(state, "allowLan")) fw_status.push_back("--allow-lan");
-    fw_status.push_back("--json");
-    const ProcessResult fw = run_process(fw_status);
-    const bool is_intact = fw.exit_code == 0;
+    const auto fw_status = [&](bool is_lan_allowed, bool is_json) {
+        std::vector<std::string> argv = {directory + "/psi-fw", "--config", common.config_path, "status"};
+        if (is_lan_allowed) argv.push_back("--allow-lan");
+        if (is_json) argv.push_back("--json");
+        return argv;
+    };
+    // The kill switch to expect is the running supervisor's. Without one, it is the one in
+    // place: psi up --allow-lan and psi down leave the LAN allowed, which is no difference.
+    bool is_lan_allowed = flag(state, "allowLan");
+    ProcessResult fw = run_process(fw_status(is_lan_allowed, true));
+    if (!supervisor && !is_lan_allowed && fw.exit_code == exit_status::not_secure) {
+        ProcessResult with_lan = run_process(fw_status(true, true));
+        if (with_lan.exit_code == exit_status::ok) {
+            fw = std::move(with_lan);
+            is_lan_allowed = true;
+        }
+    }
+    const bool is_intact = fw.exit_code == exit_status::ok;
     const bool is_tunnel_up = supervisor && flag(tunnel, "up");
     json::Value engine;
     if (supervisor) {
@@ -223,7 +236,7 @@ int status(const Config& config, const CommonOptions& common) {
         document.set("running", static_cast<bool>(supervisor));
         if (supervisor) document.set("pid", static_cast<std::int64_t>(supervisor->pid));
         document.set("tunnel", tunnel);
-        document.set("killSwitch", json::Object{{"intact", is_intact}});
+        document.set("killSwitch", json::Object{{"intact", is_intact}, {"allowLan", is_lan_allowed}});
         document.set("engine", engine);
         print_json(document);
     } else {
@@ -243,8 +256,7 @@ int status(const Config& config, const CommonOptions& common) {
             std::puts("psi: not running (psi up)");
         }
         // psi-fw's own words for the kill switch (tunnel or boot policy, LAN, differences).
-        fw_status.pop_back();
-        const ProcessResult fw_text = run_process(fw_status);
+        const ProcessResult fw_text = run_process(fw_status(is_lan_allowed, false));
         std::fputs(fw_text.output.c_str(), stdout);
         if (!is_intact)
             std::puts(supervisor ? "(psi puts it back within moments; psi-fw status names the difference)"
