@@ -45,6 +45,7 @@ teardown() {
 
 as_user() { lab_as "$DESKTOP_UID" "$@"; }
 state() { psi_state "$@"; }
+packets_counted() { [ "$(state '.tunnel.packetTunnelStats.packetsDown // 0')" -gt 0 ]; }
 tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)" != "$1" ]; }
 
 @test "psi up: kill switch, TUN and tunnel; the homepage and region are printed; a normal user reaches the inet host" {
@@ -61,9 +62,12 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     assert_output "hello from inet"
     run as_user curl -sS -m 10 "http://inet.psi.test:8080/"
     assert_output "hello from inet"
+    # psi-connect's packet tunnel counters reach psi status within its 5 s.
+    lab__wait_for 8 packets_counted
     run psi status
     assert_success
     assert_line "kill switch: up, intact; only psiphon-user and PsiphonTUN may reach the network"
+    assert_line --regexp '^packet tunnel: [1-9][0-9]* packets up, [1-9][0-9]* down; dropped [0-9]+ up \(filtered\), 0 down \(refused\), 0 down \(TUN full\)$'
     run psi status --json
     assert_success
     [ "$(jq -r '.tunnel.up' <<<"$output")" = true ]

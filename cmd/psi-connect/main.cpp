@@ -62,6 +62,7 @@ constexpr const char* packet_tunnel_channel = "tun@psiphon.ca";
 constexpr auto first_retry_delay = std::chrono::seconds(2);
 constexpr auto longest_retry_delay = std::chrono::seconds(30);
 constexpr auto brief_tunnel = std::chrono::seconds(10);  // a tunnel that failed sooner was no good
+constexpr auto packet_stats_interval = std::chrono::seconds(5);
 
 std::vector<std::string> config_strings(const Config& config, const char* key) {
     std::vector<std::string> values;
@@ -296,6 +297,7 @@ private:
         http_.tick();
         if (session_) session_->tick();
         if (session_ && connected_) connected_->tick(*session_);
+        if (packet_tunnel_ && Clock::now() >= next_packet_stats_) emit_packet_stats();
         if (!session_ && !establisher_ && Clock::now() >= retry_at_) {
             const int limit = options_.establish_timeout;
             if (limit > 0 && Clock::now() - establishing_since_ >= std::chrono::seconds(limit)) {
@@ -304,6 +306,25 @@ private:
             }
             start_establishing();
         }
+    }
+
+    // The packet tunnel's counters, for psi status, every few seconds while they change.
+    void emit_packet_stats() {
+        next_packet_stats_ = Clock::now() + packet_stats_interval;
+        const PacketTunnelCounters& counters = packet_counters_;
+        const std::uint64_t moved = counters.packets_up + counters.packets_down + counters.dropped_up +
+                                    counters.refused_down + counters.unwritten_down;
+        if (moved == last_packet_stats_) return;
+        last_packet_stats_ = moved;
+        const auto number = [](std::uint64_t value) { return static_cast<std::int64_t>(value); };
+        notices_.emit("PacketTunnelStats",
+                      json::Object{{"packetsUp", number(counters.packets_up)},
+                                   {"packetsDown", number(counters.packets_down)},
+                                   {"bytesUp", number(counters.bytes_up)},
+                                   {"bytesDown", number(counters.bytes_down)},
+                                   {"droppedUp", number(counters.dropped_up)},
+                                   {"refusedDown", number(counters.refused_down)},
+                                   {"unwrittenDown", number(counters.unwritten_down)}});
     }
 
     void fail_for_good(const std::string& reason) {
@@ -357,6 +378,8 @@ private:
     Clock::time_point establishing_since_{};
     Clock::time_point tunnel_up_since_{};
     Clock::time_point last_network_retry_{};
+    Clock::time_point next_packet_stats_{};
+    std::uint64_t last_packet_stats_ = 0;
     std::chrono::seconds retry_delay_ = first_retry_delay;
     int exit_code_ = exit_status::ok;
 };

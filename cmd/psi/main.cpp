@@ -82,6 +82,17 @@ void print_tunnel(const json::Value& tunnel) {
             if (url.is_string()) std::printf("homepage: %s\n", url.as_string().c_str());
 }
 
+// psi-connect's packet tunnel counters (every 5 s while they change).
+void print_packet_tunnel_stats(const json::Value& tunnel) {
+    const json::Value* stats = tunnel.find("packetTunnelStats");
+    if (!stats || !stats->is_object()) return;
+    const auto count = [&](const char* key) { return static_cast<long long>(integer(*stats, key)); };
+    std::printf("packet tunnel: %lld packets up, %lld down; dropped %lld up (filtered), %lld down (refused), "
+                "%lld down (TUN full)\n",
+                count("packetsUp"), count("packetsDown"), count("droppedUp"), count("refusedDown"),
+                count("unwrittenDown"));
+}
+
 // Waits for a tunnel newer than `after` from the supervisor `pid`; false on timeout or when the
 // supervisor ended.
 bool wait_for_tunnel(const Config& config, std::int64_t pid, std::int64_t after, int seconds, bool& has_ended) {
@@ -248,6 +259,7 @@ int status(const Config& config, const CommonOptions& common) {
             if (is_tunnel_up) {
                 print_tunnel(tunnel);
                 std::printf("since %s\n", text(tunnel, "since", "?").c_str());
+                print_packet_tunnel_stats(tunnel);
             } else {
                 std::printf("tunnel: down, connecting%s\n",
                             state.find("error") ? (" (" + text(state, "error") + ")").c_str() : "");

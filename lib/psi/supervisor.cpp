@@ -451,13 +451,16 @@ private:
     }
 
     // psi-connect's notices (Psiphon's format): the tunnel's state for psi status.
+    // psi-connect runs as the tunnel user: a line that is not a notice as it writes them (not
+    // JSON, a port that is not a whole number) is ignored, never the supervisor's end.
     void on_notice(const std::string& line) {
-        json::Value notice;
         try {
-            notice = json::parse(line, "notice");
+            handle_notice(json::parse(line, "notice"));
         } catch (const Error&) {
-            return;
         }
+    }
+
+    void handle_notice(const json::Value& notice) {
         const json::Value* type = notice.find("noticeType");
         const json::Value* data = notice.find("data");
         if (!type || !type->is_string() || !data || data->type() != json::Type::object) return;
@@ -483,6 +486,14 @@ private:
                 set_tunnel_down();
                 say("tunnel down; psi-connect is reconnecting");
             }
+        } else if (kind == "PacketTunnelStats") {
+            json::Value counters = json::Object{};
+            for (const char* key : {"packetsUp", "packetsDown", "bytesUp", "bytesDown", "droppedUp", "refusedDown",
+                                    "unwrittenDown"}) {
+                const json::Value* value = data->find(key);
+                counters.set(key, value && value->is_number() ? value->as_integer() : std::int64_t{0});
+            }
+            tunnel_.set("packetTunnelStats", std::move(counters));
         } else if (kind == "PacketTunnel") {
             on_packet_tunnel(field("state"));
         } else if (kind == "ActiveTunnel") {
