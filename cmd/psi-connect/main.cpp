@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "connect/connected_report.hpp"
 #include "connect/dial.hpp"
 #include "connect/establish.hpp"
 #include "connect/http_proxy_server.hpp"
 #include "connect/network_watch.hpp"
 #include "connect/notice.hpp"
-#include "connect/connected_report.hpp"
 #include "connect/packet_tunnel.hpp"
 #include "connect/psiphon_api.hpp"
 #include "connect/socks_server.hpp"
@@ -327,6 +327,11 @@ private:
                                    {"unwrittenDown", number(counters.unwritten_down)}});
     }
 
+    std::string last_write_error() const {
+        const int error = packet_counters_.last_write_error;
+        return error ? std::string(": ") + std::strerror(error) : std::string();
+    }
+
     void fail_for_good(const std::string& reason) {
         log::error(reason);
         notices_.emit("Error", json::Object{{"message", reason}});
@@ -346,8 +351,7 @@ private:
                       std::to_string(packet_counters_.packets_down) + " down; dropped " +
                       std::to_string(packet_counters_.dropped_up) + " up (filtered), " +
                       std::to_string(packet_counters_.refused_down) + " down (refused), " +
-                      std::to_string(packet_counters_.unwritten_down) + " down (TUN full" +
-                      (packet_counters_.last_write_error ? std::string(": ") + std::strerror(packet_counters_.last_write_error) : "") + ")");
+                      std::to_string(packet_counters_.unwritten_down) + " down (TUN full" + last_write_error() + ")");
         if (session_) {
             session_.reset();
             notices_.emit("Tunnels", json::Object{{"count", std::int64_t{0}}});

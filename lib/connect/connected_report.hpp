@@ -28,8 +28,6 @@ public:
     // second with the tunnel that start() was given.
     void tick(TunnelSession& session);
 
-    const std::string& last_connected() const { return last_connected_; }
-
 private:
     void on_reply(std::uint64_t tunnel, const std::optional<std::string>& reply);
 

@@ -56,9 +56,9 @@ public:
 
     // Sends global request `name` with `data` (psiphon-connected); `done` gets the reply's
     // payload, or nothing when the server refused it, later from the loop (never once the
-    // session has failed). One request is on the wire
-    // at a time, keepalives included, and one unanswered for the keepalive timeout fails the
-    // tunnel (libssh cannot give up on a request and send the next).
+    // session has failed). One request is on the wire at a time, keepalives included, and one
+    // unanswered for the keepalive timeout fails the tunnel (libssh cannot give up on a request
+    // and send the next).
     void send_request(std::string name, std::string data, RequestHandler done);
 
     // libssh holds output it could not send yet: readers should wait for when_drained().

@@ -552,7 +552,6 @@ private:
         return value && value->is_string() ? value->as_string() : std::string("?");
     }
 
-    // Once per run, with the first tunnel: the remote server list, fetched through it.
     // Where psi-connect, as the tunnel user, writes the servers the handshake hands out.
     std::string discovered_path() const { return config_.data_root_directory + "/discovered"; }
 
@@ -585,6 +584,7 @@ private:
         }
     }
 
+    // Once per run, with the first tunnel: the remote server list, fetched through it.
     void refresh_servers_once() {
         if (has_refreshed_through_tunnel_) return;
         has_refreshed_through_tunnel_ = true;
