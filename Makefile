@@ -17,7 +17,7 @@ DESTDIR      ?=
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Ilib -I$(BUILD)/libssh/install/include -DPSI_VERSION='"$(VERSION)"' -MMD -MP
-LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto
+LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto -lbpf
 
 BUILD    := build
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
@@ -25,7 +25,7 @@ PROGRAMS := psi psi-fw psi-servers psi-connect psi-tun psi-diagnose
 
 LIB_SOURCES  := $(filter-out %_test.cpp,$(wildcard lib/*/*.cpp))
 TEST_SOURCES := $(wildcard lib/*/*_test.cpp) third_party/libssh/extensions_test.cpp
-LIB_OBJECTS  := $(LIB_SOURCES:%.cpp=$(BUILD)/%.o)
+LIB_OBJECTS  := $(LIB_SOURCES:%.cpp=$(BUILD)/%.o) $(BUILD)/bpf/tcp_fast_path_object.o
 TEST_OBJECTS := $(TEST_SOURCES:%.cpp=$(BUILD)/%.o)
 BINARIES     := $(PROGRAMS:%=$(BUILD)/%)
 
@@ -36,7 +36,7 @@ FUZZ_SECONDS  ?= 300
 FUZZ_SOURCES  := $(wildcard lib/*/fuzz/*_fuzz.cpp)
 FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
 FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/tun/% lib/connect/psiphon_api.cpp lib/connect/packet_filter.cpp,$(filter-out lib/core/cli.cpp lib/tun/engine_run.cpp,$(LIB_SOURCES)))
-FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
+FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o) $(BUILD)/bpf/tcp_fast_path_object.o
 
 # libssh: Debian's source package of libssh 0.11 (Debian 13's, with its security fixes) with
 # third_party/libssh's patch, built static into $(BUILD)/libssh/install (third_party/libssh/README.md).
@@ -52,6 +52,23 @@ $(filter $(BUILD)/lib/connect/% $(BUILD)/third_party/%,$(LIB_OBJECTS) $(TEST_OBJ
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# psi-tun's tc program (lib/tun/tcp_fast_path.bpf.c), built for the kernel's BPF machine and
+# linked in as a byte array that libbpf loads.
+BPF_CLANG := clang-14
+$(BUILD)/bpf/tcp_fast_path.bpf.o: lib/tun/tcp_fast_path.bpf.c lib/tun/tcp_fast_path_abi.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) -O2 -g -Wall -Werror -target bpf -Ilib -I/usr/include/$(shell $(CXX) -print-multiarch) -c $< -o $@
+
+$(BUILD)/bpf/tcp_fast_path_object.cpp: $(BUILD)/bpf/tcp_fast_path.bpf.o
+	{ echo '#include <cstddef>'; \
+	  echo 'extern const unsigned char psi_tcp_fast_path_object[] = {'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'extern const std::size_t psi_tcp_fast_path_object_size = sizeof psi_tcp_fast_path_object;'; } >$@
+
+$(BUILD)/bpf/tcp_fast_path_object.o: $(BUILD)/bpf/tcp_fast_path_object.cpp
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/libpsi.a: $(LIB_OBJECTS)
@@ -76,7 +93,7 @@ $(BUILD)/fuzz/obj/%.o: %.cpp
 
 $(BUILD)/fuzz/%_fuzz: lib/*/fuzz/%_fuzz.cpp $(FUZZ_OBJECTS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -lcrypto -lz -lcurl -lcap -o $@
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -lcrypto -lz -lcurl -lcap -lbpf -o $@
 
 fuzz-build: $(FUZZ_TARGETS)
 .SECONDARY: $(FUZZ_OBJECTS)

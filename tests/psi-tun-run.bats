@@ -120,6 +120,62 @@ elapsed_ms() {
     assert_failure
 }
 
+# The engine's tc program (TcpFastPath) as the kernel lists it: how many are loaded.
+fast_path_programs() { bpftool -j prog show | jq '[.[] | select(.name == "tcp_fast_path")] | length'; }
+
+@test "the kernel NATs established flows: byte for byte both ways, IPv4 and IPv6" {
+    proxy_start
+    engine_start
+    head -c 16M /dev/urandom >"$LAB_DIR/www/blob"
+    chmod 644 "$LAB_DIR/www/blob"
+    local want family address sink
+    want=$(sha256sum <"$LAB_DIR/www/blob")
+    for address in "$LAB_INET_IP4" "[$LAB_INET_IP6]"; do
+        run as_user sh -c "curl -sS -m 30 http://$address:8080/blob | sha256sum"
+        assert_success
+        assert_output "$want"
+    done
+    for family in 4 6; do
+        address=$LAB_INET_IP4
+        [ "$family" = 4 ] || address="[$LAB_INET_IP6]"
+        rm -f "$LAB_DIR/upload"
+        lab__spawn "$LAB_INET" sink timeout 30 socat -u "TCP$family-LISTEN:7200,reuseaddr" "CREATE:$LAB_DIR/upload"
+        sink=$LAB_LAST_PID
+        lab__wait_for 5 eval '[ -n "$(lab_inet ss -Hltn "sport = :7200")" ]'
+        as_user timeout 30 socat -u STDIN "TCP$family:$address:7200" <"$LAB_DIR/www/blob"
+        wait "$sink"
+        [ "$(sha256sum <"$LAB_DIR/upload")" = "$want" ]
+    done
+    run --separate-stderr psi_tun stats --json
+    assert_success
+    [ "$(jq '.stats.fastPath.on' <<<"$output")" = true ]
+    # 64 MB moved: far more segments went through the kernel than through the engine.
+    [ "$(jq '.stats.fastPath.packets' <<<"$output")" -gt "$(jq '.stats.packets.read * 2' <<<"$output")" ]
+    [ "$(jq '.stats.tcp.flowsOpened' <<<"$output")" -ge 4 ]
+    run psi_tun stats
+    assert_line --regexp '^kernel fast path: [0-9]+ TCP segments NATed in the kernel$'
+}
+
+@test "the kernel fast path lives and dies with the engine; --no-fast-path leaves it out" {
+    proxy_start
+    [ "$(fast_path_programs)" = 0 ]
+    engine_start
+    [ "$(fast_path_programs)" = 1 ]
+    # Killed outright, the engine takes its program with it: no table outlives it.
+    lab__stop "$ENGINE_PID" KILL
+    ENGINE_PID=
+    [ "$(fast_path_programs)" = 0 ]
+    engine_start --no-fast-path
+    [ "$(fast_path_programs)" = 0 ]
+    run as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/"
+    assert_success
+    assert_output "hello from inet"
+    run --separate-stderr psi_tun stats --json
+    [ "$(jq '.stats.fastPath' <<<"$output" | jq -c .)" = '{"on":false,"packets":0}' ]
+    run psi_tun stats
+    refute_line --partial "kernel fast path"
+}
+
 @test "1,000 connections at once all complete" {
     proxy_start
     engine_start

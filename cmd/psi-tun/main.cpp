@@ -18,12 +18,22 @@ namespace {
 
 // The counters as a person reads them. The file comes from the tunnel user: only numbers and
 // the drop reasons psi knows are shown, whatever else it holds.
-std::int64_t number(const psi::json::Value& document, std::initializer_list<const char*> path) {
+const psi::json::Value* member(const psi::json::Value& document, std::initializer_list<const char*> path) {
     const psi::json::Value* value = &document;
     for (const char* key : path) {
-        if (value->type() != psi::json::Type::object || !(value = value->find(key))) return 0;
+        if (value->type() != psi::json::Type::object || !(value = value->find(key))) return nullptr;
     }
-    if (value->type() != psi::json::Type::number) return 0;
+    return value;
+}
+
+bool is_true(const psi::json::Value& document, std::initializer_list<const char*> path) {
+    const psi::json::Value* value = member(document, path);
+    return value && value->is_boolean() && value->as_boolean();
+}
+
+std::int64_t number(const psi::json::Value& document, std::initializer_list<const char*> path) {
+    const psi::json::Value* value = member(document, path);
+    if (!value || value->type() != psi::json::Type::number) return 0;
     try {
         return value->as_integer();
     } catch (const psi::Error&) {
@@ -55,6 +65,9 @@ void print_stats(const psi::json::Value& document) {
             dropped += " " + std::to_string(count) + " " + reason;
     }
     if (!dropped.empty()) std::printf("not passed on:%s\n", dropped.c_str());
+    if (is_true(document, {"stats", "fastPath", "on"}))
+        std::printf("kernel fast path: %lld TCP segments NATed in the kernel\n",
+                    static_cast<long long>(number(document, {"stats", "fastPath", "packets"})));
 }
 
 }  // namespace
@@ -75,10 +88,12 @@ int main(int argc, char** argv) {
     auto* down = app.add_subcommand("down", "Undo exactly what up did, also after a crash (idempotent)");
     tun::RunOptions run_options;
     bool is_udp_disabled = false;
+    bool is_fast_path_disabled = false;
     auto* run = app.add_subcommand("run", "Carry the TUN's TCP and UDP into a SOCKS5 proxy (as the tunnel user)");
     run->add_option("--socks", run_options.socks, "The SOCKS5 proxy, HOST:PORT (default 127.0.0.1:LocalSocksProxyPort)");
     run->add_option("--dns-resolver", run_options.dns_resolver, "Where DNS to the in-tunnel address goes (TunDnsResolver)");
     run->add_flag("--no-udp", is_udp_disabled, "No UDP ASSOCIATE: DNS over TCP, other UDP refused");
+    run->add_flag("--no-fast-path", is_fast_path_disabled, "NAT every TCP segment in the engine, none in the kernel");
     auto* stats = app.add_subcommand("stats", "The running engine's counters: flows, bytes, drops by reason");
 
     return run_program(app, argc, argv, common, [&]() -> int {
@@ -91,6 +106,7 @@ int main(int argc, char** argv) {
                 return exit_status::ok;
             }
             run_options.is_udp_enabled = !is_udp_disabled;
+            run_options.is_fast_path_enabled = !is_fast_path_disabled;
             run_options.is_json = common.is_json;
             return tun::run_engine(config, run_options);
         }

@@ -22,11 +22,12 @@ constexpr int packets_per_wakeup = 64;  // then the sockets get their turn
 
 }  // namespace
 
-Engine::Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings)
+Engine::Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings, std::unique_ptr<TcpFastPath> fast_path)
     : loop_(loop),
       tun_(std::move(tun)),
       settings_(std::move(settings)),
-      context_{loop_, settings_, *this, stats_, proxy_health_, icmp_budget_},
+      fast_path_(std::move(fast_path)),
+      context_{loop_, settings_, *this, stats_, proxy_health_, icmp_budget_, fast_path_.get()},
       buffer_(buffer_size) {
     tcp_ = std::make_unique<TcpNat>(context_);
     udp_ = std::make_unique<UdpRelay>(context_);
@@ -48,6 +49,8 @@ Engine::~Engine() {
 const EngineStats& Engine::stats() {
     stats_.tcp_flows_active = tcp_->active_flows();
     stats_.udp_sessions_active = udp_->active_sessions();
+    stats_.is_fast_path_on = fast_path_ != nullptr;
+    if (fast_path_) stats_.packets_fast_path = fast_path_->packets();
     return stats_;
 }
 

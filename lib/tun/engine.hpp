@@ -19,8 +19,9 @@ namespace psi::tun {
 
 class Engine : public PacketOutput {
 public:
-    // `tun` from attach_tun(). Throws psi::Error when the listeners cannot be set up.
-    Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings);
+    // `tun` from attach_tun(); `fast_path` from TcpFastPath::attach(), or null. Throws psi::Error
+    // when the listeners cannot be set up.
+    Engine(EventLoop& loop, UniqueFd tun, EngineSettings settings, std::unique_ptr<TcpFastPath> fast_path = nullptr);
     ~Engine() override;
 
     void send(std::span<const std::uint8_t> packet, const VnetHeader* header = nullptr) override;
@@ -33,6 +34,7 @@ private:
     EventLoop& loop_;
     UniqueFd tun_;
     EngineSettings settings_;
+    std::unique_ptr<TcpFastPath> fast_path_;
     EngineStats stats_;
     ProxyHealth proxy_health_;
     IcmpBudget icmp_budget_;

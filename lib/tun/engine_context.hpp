@@ -12,6 +12,7 @@
 #include "proxy/socks5_client.hpp"
 #include "tun/engine_stats.hpp"
 #include "tun/packet.hpp"
+#include "tun/tcp_fast_path.hpp"
 
 namespace psi::tun {
 
@@ -80,6 +81,7 @@ struct EngineContext {
     EngineStats& stats;
     ProxyHealth& proxy_health;
     IcmpBudget& icmp_budget;
+    TcpFastPath* fast_path;  // null: the engine NATs every segment itself
 };
 
 // Throws psi::Error naming `what` when `text` is not an IPv4 or IPv6 address.

@@ -130,19 +130,25 @@ int run_engine(const Config& config, const RunOptions& options) {
 
     raise_open_file_limit(wanted_open_files);
     UniqueFd tun;
+    std::unique_ptr<TcpFastPath> fast_path;
     if (::geteuid() == 0) {
         // Attach as root, then become the tunnel user for good, with no capability: the engine
         // could not lower the kill switch or change a route even if it were taken over.
         const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
         tun = attach_users_tun(settings.tun_name, user, TunFraming::virtio_net_header);
         prepare_engine_directory(config, user);
+        if (options.is_fast_path_enabled) {
+            std::string why;
+            fast_path = TcpFastPath::attach(settings.tun_name, why);
+            if (!fast_path) log::info("the kernel fast path is off (" + why + "): the engine NATs every TCP segment");
+        }
         drop_privileges(user);
     } else {
         tun = attach_tun(settings.tun_name);
     }
 
     EventLoop loop;
-    Engine engine(loop, std::move(tun), settings);
+    Engine engine(loop, std::move(tun), settings, std::move(fast_path));
     StatsPublisher publisher(config, options, engine);
     loop.add(signal_fd.get(), EPOLLIN, [&](std::uint32_t) {
         signalfd_siginfo info{};

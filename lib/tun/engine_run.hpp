@@ -15,6 +15,7 @@ struct RunOptions {
     std::string socks;         // HOST:PORT; empty: 127.0.0.1 and LocalSocksProxyPort (or 1080)
     std::string dns_resolver;  // empty: TunDnsResolver
     bool is_udp_enabled = true;
+    bool is_fast_path_enabled = true;  // the kernel NATs established TCP flows (TcpFastPath)
     bool is_json = false;      // the ready line and SIGUSR1's counters as JSON lines on stdout
 };
 

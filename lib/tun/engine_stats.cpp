@@ -30,6 +30,7 @@ json::Value EngineStats::to_json() const {
     for (std::size_t i = 0; i < drops.size(); ++i) dropped.emplace_back(drop_name(static_cast<Drop>(i)), drops[i]);
     return json::Object{
         {"packets", json::Object{{"read", packets_read}, {"written", packets_written}}},
+        {"fastPath", json::Object{{"on", is_fast_path_on}, {"packets", packets_fast_path}}},
         {"tcp", json::Object{{"flowsOpened", tcp_flows_opened},
                              {"flowsActive", static_cast<std::uint64_t>(tcp_flows_active)},
                              {"bytesUp", tcp_bytes.up},

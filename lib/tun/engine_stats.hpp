@@ -36,6 +36,8 @@ const char* drop_name(Drop reason);
 struct EngineStats {
     std::uint64_t packets_read = 0;
     std::uint64_t packets_written = 0;
+    bool is_fast_path_on = false;
+    std::uint64_t packets_fast_path = 0;  // NATed by the kernel (TcpFastPath), never read
     std::uint64_t tcp_flows_opened = 0;
     std::size_t tcp_flows_active = 0;
     RelayCounters tcp_bytes;

@@ -47,6 +47,7 @@ TcpNat::TcpNat(const EngineContext& context)
       output_(context.output),
       stats_(context.stats),
       proxy_health_(context.proxy_health),
+      fast_path_(context.fast_path),
       table_(first_nat_port, last_nat_port, port_quarantine),
       ipv4_(open_listener(context.settings.tun_address_ipv4)),
       ipv6_(open_listener(context.settings.tun_address_ipv6)) {
@@ -274,12 +275,24 @@ void TcpNat::on_accept(int listener) {
             continue;
         }
         state.phase = Phase::relaying;
+        // From here on the kernel may NAT the flow's segments as well; SYNs still come here.
+        if (fast_path_) {
+            const Flow* flow = table_.flow_of(port);
+            const IpVersion version = flow->application.address.version;
+            state.is_in_fast_path =
+                fast_path_->add(*flow, Endpoint{nat_source_for(version), port}, listener_for(version).address);
+        }
     }
 }
 
 void TcpNat::forget(std::uint16_t port, Clock::time_point now) {
     const auto found = flows_.find(port);
     if (found != flows_.end()) {
+        if (found->second.is_in_fast_path) {
+            const Flow* flow = table_.flow_of(port);
+            const IpVersion version = flow->application.address.version;
+            fast_path_->remove(*flow, Endpoint{nat_source_for(version), port}, listener_for(version).address);
+        }
         if (found->second.handshake) {
             loop_.remove(found->second.handshake->fd());
             if (found->second.phase == Phase::connecting) --connecting_flows_;

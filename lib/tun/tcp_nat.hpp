@@ -45,6 +45,7 @@ private:
         std::unique_ptr<proxy::SocksHandshake> handshake;
         UniqueFd upstream;  // the connected SOCKS socket, until accept pairs it
         std::unique_ptr<Relay> relay;
+        bool is_in_fast_path = false;  // the kernel NATs its segments too (TcpFastPath)
     };
     struct Listener {
         UniqueFd socket;
@@ -71,6 +72,7 @@ private:
     PacketOutput& output_;
     EngineStats& stats_;
     ProxyHealth& proxy_health_;
+    TcpFastPath* fast_path_;
     NatTable table_;
     std::unordered_map<std::uint16_t, FlowState> flows_;
     Listener ipv4_, ipv6_;
