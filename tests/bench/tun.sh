@@ -294,10 +294,12 @@ printf '%-50s %s\n' "psi-tun run memory (largest of $((ROUNDS * 2)) engines)" \
 # TCP payload per TUN packet far above the MSS: the kernel hands over TSO/GRO super-packets.
 jq -rs '(map(.stats) | {flows: (map(.tcp.flowsOpened) | add),
     packets: (map(.packets.read + .packets.written) | add), bytes: (map(.tcp.bytesUp + .tcp.bytesDown) | add),
+    kernel: (map(.fastPath.packets // 0) | add),
     dropped: ([.[].dropped | to_entries[] | select(.value > 0)] | group_by(.key) |
               map("\(map(.value) | add) \(.[0].key)") | join(", "))}) |
-    "psi-tun stats, all engines: \(.flows) TCP flows, \(.packets) TUN packets, " +
-    "\(.bytes / ([.packets, 1] | max) | floor) payload bytes per packet; dropped: \(if .dropped == "" then "none" else .dropped end)"' \
+    "psi-tun stats, all engines: \(.flows) TCP flows, \(.packets) TUN packets through the engine, \(.kernel) TCP " +
+    "segments NATed by the kernel fast path, \(.bytes / ([.packets + .kernel, 1] | max) | floor) payload bytes per packet; " +
+    "dropped: \(if .dropped == "" then "none" else .dropped end)"' \
     "$LAB_DIR/engine-stats.json" || echo "psi-tun stats: none read"
 if [ -s "$LAB_DIR/engine-errors" ]; then
     echo "psi-tun run wrote to stderr:"
