@@ -19,6 +19,7 @@
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);  // memory as flows come (preallocated: 18 MB of kernel memory)
     __uint(max_entries, PSI_FAST_PATH_MAX_REWRITES);
     __type(key, struct psi_endpoints);
     __type(value, struct psi_endpoints);
