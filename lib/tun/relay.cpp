@@ -59,7 +59,14 @@ Relay::~Relay() {
 void Relay::on_event(int socket, std::uint32_t events) {
     if (is_finished_) return;
     has_moved_ = false;
+    // A direction moves when its source is readable or its destination writable: one splice(2)
+    // fewer per wake-up than trying both. Trouble, or a socket no longer watched, moves both.
+    const bool is_application = socket == application_.get();
+    const bool is_any = (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || is_application_hung_up_ || is_upstream_hung_up_;
+    const Direction* reading = (events & EPOLLIN) ? (is_application ? &up_ : &down_) : nullptr;
+    const Direction* writing = (events & EPOLLOUT) ? (is_application ? &down_ : &up_) : nullptr;
     for (Direction* direction : {&up_, &down_}) {
+        if (!is_any && direction != reading && direction != writing) continue;
         const Fault fault = pump(*direction);
         if (fault == Fault::none) continue;
         // A reset on one side is passed on as a reset to the other.
@@ -98,29 +105,41 @@ void Relay::on_event(int socket, std::uint32_t events) {
 Relay::Fault Relay::pump(Direction& direction) {
     for (int round = 0; round < pump_rounds; ++round) {
         bool has_moved = false;
+        // Less than asked for means the source had no more, or the destination took no more:
+        // trying again now would only return EAGAIN, and level-triggered readiness says when.
+        bool is_source_dry = direction.is_source_done, is_destination_full = false;
         if (direction.wants_read()) {
-            const ssize_t read = ::splice(direction.from, nullptr, direction.pipe_write.get(), nullptr,
-                                          direction.capacity - direction.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            const std::size_t room = direction.capacity - direction.in_pipe;
+            const ssize_t read = ::splice(direction.from, nullptr, direction.pipe_write.get(), nullptr, room,
+                                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (read > 0) {
                 direction.in_pipe += static_cast<std::size_t>(read);
                 if (direction.in_pipe == direction.capacity) grow(direction);
+                is_source_dry = static_cast<std::size_t>(read) < room;
                 has_moved = true;
             } else if (read == 0) {
                 direction.is_source_done = true;
+                is_source_dry = true;
                 has_moved = true;
             } else if (errno != EAGAIN && errno != EINTR) {
                 return Fault::source_reset;
+            } else {
+                is_source_dry = true;
             }
         }
         if (direction.in_pipe > 0) {
-            const ssize_t written = ::splice(direction.pipe_read.get(), nullptr, direction.to, nullptr, direction.in_pipe,
+            const std::size_t queued = direction.in_pipe;
+            const ssize_t written = ::splice(direction.pipe_read.get(), nullptr, direction.to, nullptr, queued,
                                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (written > 0) {
                 direction.in_pipe -= static_cast<std::size_t>(written);
                 *direction.counter += static_cast<std::uint64_t>(written);
+                is_destination_full = static_cast<std::size_t>(written) < queued;
                 has_moved = true;
             } else if (written < 0 && errno != EAGAIN && errno != EINTR) {
                 return Fault::destination_reset;
+            } else {
+                is_destination_full = true;
             }
         }
         if (direction.is_source_done && direction.in_pipe == 0 && !direction.is_shut) {
@@ -129,6 +148,7 @@ Relay::Fault Relay::pump(Direction& direction) {
         }
         if (!has_moved) break;
         has_moved_ = true;
+        if (is_source_dry && (direction.in_pipe == 0 || is_destination_full)) break;
     }
     return Fault::none;
 }
