@@ -14,6 +14,7 @@
 
 #include "core/log.hpp"
 #include "tun/tcp_fast_path_abi.h"
+#include "tun/wire.hpp"
 
 // The program as clang built it, linked in by the Makefile (tcp_fast_path_object.cpp).
 extern const unsigned char psi_tcp_fast_path_object[];
@@ -45,9 +46,8 @@ std::string failure(const std::string& what, int error) {
 
 psi_endpoints endpoints_of(const Endpoint& source, const Endpoint& destination) {
     psi_endpoints entry{};
-    const bool is_v4 = source.address.version == IpVersion::v4;
-    entry.family = is_v4 ? 4 : 6;
-    const std::size_t size = is_v4 ? 4 : 16;
+    entry.family = source.address.version == IpVersion::v4 ? 4 : 6;
+    const std::size_t size = wire::address_size(source.address.version);
     std::memcpy(entry.source, source.address.bytes.data(), size);
     std::memcpy(entry.destination, destination.address.bytes.data(), size);
     entry.source_port = htons(source.port);
@@ -104,22 +104,22 @@ TcpFastPath::~TcpFastPath() {
     bpf_object__close(object_);
 }
 
-bool TcpFastPath::add(const Flow& flow, const Endpoint& nat_source, const Endpoint& listener) {
+bool TcpFastPath::add(const Flow& flow, const Flow& nat_leg) {
     const psi_endpoints application = endpoints_of(flow.application, flow.destination);
-    const psi_endpoints nat_leg = endpoints_of(nat_source, listener);
-    const psi_endpoints listener_side = endpoints_of(listener, nat_source);
+    const psi_endpoints into_leg = endpoints_of(nat_leg.application, nat_leg.destination);
+    const psi_endpoints listener_side = endpoints_of(nat_leg.destination, nat_leg.application);
     const psi_endpoints answer = endpoints_of(flow.destination, flow.application);
     if (bpf_map_update_elem(rewrites_, &listener_side, &answer, BPF_ANY) != 0) return false;
-    if (bpf_map_update_elem(rewrites_, &application, &nat_leg, BPF_ANY) != 0) {
+    if (bpf_map_update_elem(rewrites_, &application, &into_leg, BPF_ANY) != 0) {
         bpf_map_delete_elem(rewrites_, &listener_side);
         return false;
     }
     return true;
 }
 
-void TcpFastPath::remove(const Flow& flow, const Endpoint& nat_source, const Endpoint& listener) {
+void TcpFastPath::remove(const Flow& flow, const Flow& nat_leg) {
     const psi_endpoints application = endpoints_of(flow.application, flow.destination);
-    const psi_endpoints listener_side = endpoints_of(listener, nat_source);
+    const psi_endpoints listener_side = endpoints_of(nat_leg.destination, nat_leg.application);
     bpf_map_delete_elem(rewrites_, &application);
     bpf_map_delete_elem(rewrites_, &listener_side);
 }

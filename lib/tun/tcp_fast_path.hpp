@@ -28,10 +28,11 @@ public:
     TcpFastPath(const TcpFastPath&) = delete;
     TcpFastPath& operator=(const TcpFastPath&) = delete;
 
-    // The flow's two rewrites: the application's segments to F:port -> listener, and the
-    // listener's back. False when the table refuses them (full): the engine keeps NATing that flow.
-    bool add(const Flow& flow, const Endpoint& nat_source, const Endpoint& listener);
-    void remove(const Flow& flow, const Endpoint& nat_source, const Endpoint& listener);
+    // The flow's two rewrites: the application's segments into `nat_leg` (F:port -> listener),
+    // and the listener's back. False when the table refuses them (full): the engine keeps NATing
+    // that flow.
+    bool add(const Flow& flow, const Flow& nat_leg);
+    void remove(const Flow& flow, const Flow& nat_leg);
     // Segments the kernel has NATed since the attachment.
     std::uint64_t packets() const;
     int program() const { return program_; }

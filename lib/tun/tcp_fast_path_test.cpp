@@ -16,6 +16,7 @@
 
 #include "tun/engine_context.hpp"
 #include "tun/packet.hpp"
+#include "tun/wire.hpp"
 
 // The kernel's half of the NAT against the engine's own (rewrite_endpoints): the program runs on
 // hand-made segments through BPF_PROG_TEST_RUN, which needs root, as the engine's loading does.
@@ -37,12 +38,10 @@ void put_u16(Bytes& bytes, std::size_t offset, std::uint16_t value) {
     bytes.at(offset + 1) = static_cast<std::uint8_t>(value & 0xff);
 }
 
-std::size_t address_size(const Endpoint& endpoint) { return endpoint.address.version == IpVersion::v4 ? 4 : 16; }
-
 // A TCP segment with `flags` and a payload, IPv4 or IPv6, with complete, valid checksums.
 Bytes segment(const Endpoint& source, const Endpoint& destination, std::uint8_t flags) {
     const bool is_v4 = source.address.version == IpVersion::v4;
-    const std::size_t size = address_size(source);
+    const std::size_t size = wire::address_size(source.address.version);
     Bytes tcp(20 + 300);
     put_u16(tcp, 0, source.port);
     put_u16(tcp, 2, destination.port);
@@ -131,7 +130,7 @@ protected:
     // The application's segment goes to F:port -> listener; the listener's comes back as the
     // destination's, both exactly as the engine writes them, with checksums that hold.
     void expect_both_directions_rewritten(const Flow& flow, const Endpoint& nat_source, const Endpoint& listener) {
-        ASSERT_TRUE(fast_path_->add(flow, nat_source, listener));
+        ASSERT_TRUE(fast_path_->add(flow, Flow{nat_source, listener}));
         const Bytes from_application = segment(flow.application, flow.destination, tcp_ack | tcp_push);
         const Verdict up = run_program(*fast_path_, from_application);
         EXPECT_EQ(up.action, TC_ACT_REDIRECT);
@@ -162,7 +161,7 @@ TEST_F(TcpFastPathTest, RewritesIpv6SegmentsAsTheEngineDoes) {
 TEST_F(TcpFastPathTest, LeavesSynFinResetAndUnknownFlowsToTheEngine) {
     const Flow flow{endpoint("10.200.3.1", 51000), endpoint("93.184.216.34", 443)};
     const Endpoint nat_source = endpoint("10.200.3.3", 20001), listener = endpoint("10.200.3.1", 38211);
-    ASSERT_TRUE(fast_path_->add(flow, nat_source, listener));
+    ASSERT_TRUE(fast_path_->add(flow, Flow{nat_source, listener}));
     for (const std::uint8_t flags : {tcp_syn, static_cast<std::uint8_t>(tcp_syn | tcp_ack),
                                      static_cast<std::uint8_t>(tcp_fin | tcp_ack), tcp_rst}) {
         const Bytes packet = segment(flow.application, flow.destination, flags);
@@ -173,7 +172,7 @@ TEST_F(TcpFastPathTest, LeavesSynFinResetAndUnknownFlowsToTheEngine) {
     const Bytes other_port = segment(endpoint("10.200.3.1", 51001), flow.destination, tcp_ack);
     EXPECT_EQ(run_program(*fast_path_, other_port).action, TC_ACT_UNSPEC);
 
-    fast_path_->remove(flow, nat_source, listener);
+    fast_path_->remove(flow, Flow{nat_source, listener});
     for (const Bytes& packet : {segment(flow.application, flow.destination, tcp_ack), segment(listener, nat_source, tcp_ack)}) {
         const Verdict verdict = run_program(*fast_path_, packet);
         EXPECT_EQ(verdict.action, TC_ACT_UNSPEC);
@@ -184,13 +183,13 @@ TEST_F(TcpFastPathTest, LeavesSynFinResetAndUnknownFlowsToTheEngine) {
 
 TEST_F(TcpFastPathTest, LeavesFragmentsAndIpv6ExtensionHeadersToTheEngine) {
     const Flow flow{endpoint("10.200.3.1", 51000), endpoint("93.184.216.34", 443)};
-    ASSERT_TRUE(fast_path_->add(flow, endpoint("10.200.3.3", 20001), endpoint("10.200.3.1", 38211)));
+    ASSERT_TRUE(fast_path_->add(flow, Flow{endpoint("10.200.3.3", 20001), endpoint("10.200.3.1", 38211)}));
     Bytes fragment = segment(flow.application, flow.destination, tcp_ack);
     fragment[6] = 0x20;  // more fragments
     EXPECT_EQ(run_program(*fast_path_, fragment).action, TC_ACT_UNSPEC);
 
     const Flow flow6{endpoint("fd42:42:42::1", 51000), endpoint("2001:db8:ffff::7", 443)};
-    ASSERT_TRUE(fast_path_->add(flow6, endpoint("fd42:42:42::3", 20001), endpoint("fd42:42:42::1", 38211)));
+    ASSERT_TRUE(fast_path_->add(flow6, Flow{endpoint("fd42:42:42::3", 20001), endpoint("fd42:42:42::1", 38211)}));
     Bytes with_options = segment(flow6.application, flow6.destination, tcp_ack);
     with_options[6] = 0;  // a hop-by-hop options header before the TCP one
     EXPECT_EQ(run_program(*fast_path_, with_options).action, TC_ACT_UNSPEC);

@@ -118,8 +118,8 @@ void TcpNat::from_application(std::span<std::uint8_t> packet, const PacketView& 
             stats_.count(Drop::held_syn);
             return;
         } else {
-            rewrite_endpoints(packet, view, Endpoint{nat_source_for(view.version), *port}, listener_for(view.version).address,
-                              checksum_kind(header));
+            const Flow leg = nat_leg(view.version, *port);
+            rewrite_endpoints(packet, view, leg.application, leg.destination, checksum_kind(header));
             output_.send(packet.first(view.total_length), &header);
             return;
         }
@@ -215,8 +215,8 @@ void TcpNat::on_handshake(std::uint16_t port) {
         forget(port, Clock::now());
         return;
     }
-    rewrite_endpoints(state.held_syn, *view, Endpoint{nat_source_for(view->version), port},
-                      listener_for(view->version).address, checksum_kind(state.held_header));
+    const Flow leg = nat_leg(view->version, port);
+    rewrite_endpoints(state.held_syn, *view, leg.application, leg.destination, checksum_kind(state.held_header));
     state.phase = Phase::injected;
     output_.send(state.held_syn, &state.held_header);
     state.held_syn = {};
@@ -282,12 +282,11 @@ void TcpNat::on_accept(int listener) {
             continue;
         }
         state.phase = Phase::relaying;
-        // From here on the kernel may NAT the flow's segments as well; SYNs still come here.
+        // From here on the kernel may NAT the flow's segments as well; SYN, FIN and RST still
+        // come here.
         if (fast_path_) {
-            const Flow* flow = table_.flow_of(port);
-            const IpVersion version = flow->application.address.version;
-            state.is_in_fast_path =
-                fast_path_->add(*flow, Endpoint{nat_source_for(version), port}, listener_for(version).address);
+            const Flow& flow = *table_.flow_of(port);
+            state.is_in_fast_path = fast_path_->add(flow, nat_leg(flow.application.address.version, port));
         }
     }
 }
@@ -296,9 +295,8 @@ void TcpNat::forget(std::uint16_t port, Clock::time_point now) {
     const auto found = flows_.find(port);
     if (found != flows_.end()) {
         if (found->second.is_in_fast_path) {
-            const Flow* flow = table_.flow_of(port);
-            const IpVersion version = flow->application.address.version;
-            fast_path_->remove(*flow, Endpoint{nat_source_for(version), port}, listener_for(version).address);
+            const Flow& flow = *table_.flow_of(port);
+            fast_path_->remove(flow, nat_leg(flow.application.address.version, port));
         }
         if (found->second.handshake) {
             loop_.remove(found->second.handshake->fd());

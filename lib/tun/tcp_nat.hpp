@@ -65,6 +65,10 @@ private:
     const IpAddress& nat_source_for(IpVersion version) const {
         return version == IpVersion::v4 ? settings_.nat_source_ipv4 : settings_.nat_source_ipv6;
     }
+    // The connection the kernel's TCP sees for NAT port `port`: from F:port to the listener.
+    Flow nat_leg(IpVersion version, std::uint16_t port) const {
+        return {Endpoint{nat_source_for(version), port}, listener_for(version).address};
+    }
     static TransportChecksum checksum_kind(const VnetHeader& header);
 
     EventLoop& loop_;
