@@ -35,7 +35,7 @@ setup() {
 
 teardown() {
     local config
-    for config in psi empty stall shipped discovering linked; do
+    for config in psi empty stall shipped discovering linked lan; do
         [ -f "$LAB_DIR/$config.conf" ] && lab_client "$PSI" --config "$LAB_DIR/$config.conf" down >/dev/null 2>&1
     done
     if [ -n "${LAB_CGROUP:-}" ]; then rmdir "$LAB_CGROUP" 2>/dev/null; fi
@@ -144,6 +144,40 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     assert_failure 1
     [ "$(jq -r .killSwitch.intact <<<"$output")" = true ]
     [ "$(jq -r .killSwitch.allowLan <<<"$output")" = false ]
+}
+
+@test "psi restart keeps --allow-lan, and reads AllowLan from psi.conf again" {
+    psi_lan() { lab_client "$PSI" --config "$LAB_DIR/lan.conf" "$@"; }
+    lan_route() { lab_client ip route get "$LAB_ROUTER_IP4" uid "$DESKTOP_UID"; }
+    jq '.AllowLan = true' "$LAB_DIR/psi.conf" >"$LAB_DIR/lan.conf"
+    chmod 600 "$LAB_DIR/lan.conf"
+    run psi_lan up --timeout 30
+    assert_success
+    [ "$(state .allowLan)" = true ]
+    run lan_route
+    assert_output --partial "dev eth0"
+    # AllowLan is turned off: after the restart the LAN goes into the tunnel like everything else.
+    jq '.AllowLan = false' "$LAB_DIR/psi.conf" >"$LAB_DIR/lan.conf"
+    run psi_lan restart --timeout 30
+    assert_success
+    [ "$(state .allowLan)" = false ]
+    run psi_lan status --json
+    assert_success
+    [ "$(jq -r .killSwitch.intact <<<"$output")" = true ]
+    [ "$(jq -r .killSwitch.allowLan <<<"$output")" = false ]
+    run lan_route
+    assert_output --partial "dev PsiphonTUN"
+    # --allow-lan on the command line is kept across a restart.
+    psi_lan down >/dev/null
+    run psi_lan up --allow-lan --timeout 30
+    assert_success
+    run psi_lan restart --timeout 30
+    assert_success
+    [ "$(state .allowLanOption)" = true ]
+    run psi_lan status --json
+    [ "$(jq -r .killSwitch.allowLan <<<"$output")" = true ]
+    run lan_route
+    assert_output --partial "dev eth0"
 }
 
 @test "psi down keeps the kill switch: nothing leaves; psi down --open removes it" {

@@ -354,8 +354,8 @@ int main(int argc, char** argv) {
             const json::Value state = read_state(config);
             if (const std::string unit = text(state, "systemdUnit"); !unit.empty() && find_supervisor(config))
                 return restart_under_systemd(unit);
-            UpRequest again;  // the last one's LAN and mode are kept across the restart
-            again.is_allow_lan = flag(state, "allowLan");
+            UpRequest again;  // the last one's --allow-lan and mode; AllowLan is read again
+            again.is_allow_lan = flag(state, "allowLanOption");
             again.mode = text(state, "mode", "auto");
             again.timeout = timeout;
             down(config, common, false);

@@ -253,6 +253,7 @@ public:
         state_.set("pid", static_cast<std::int64_t>(::getpid()));
         state_.set("started", utc_now());
         state_.set("allowLan", options_.is_allow_lan || config_.allow_lan);
+        state_.set("allowLanOption", options_.is_allow_lan);
         state_.set("mode", tunnel_mode_name(options_.mode));
         if (const std::string unit = systemd_unit(); !unit.empty()) state_.set("systemdUnit", unit);
         set_tunnel_down();
