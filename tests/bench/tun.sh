@@ -4,6 +4,10 @@
 #   (a) wire   the tunnel user straight over the veths (it bypasses the TUN)
 #   (b) socks  an application that speaks SOCKS5 itself to the proxy; no TUN
 #   (c) tun    uid 2000 through PsiphonTUN, psi-tun run and the same proxy, with psi-fw up
+#   (b+) hop   with ssh -D, iperf3 only: SOCKS through socks5_relay and then ssh -D, the one more
+#              loopback TCP connection and splice relay that (c) has too, without a TUN: how much
+#              of the TUN tax any TUN-to-SOCKS design that ends the application's TCP locally pays
+#              (its psi-tun column is socks5_relay, which makes that hop)
 # Three proxies, all run as the tunnel user: build/bench/socks5_relay (splice, isolates the TUN
 # layer), OpenSSH ssh -N -D -c aes128-gcm to a real sshd in inet, and psi-connect to the same sshd
 # (plain SSH, --no-handshake; the cipher libssh picks, chacha20-poly1305). Streams are measured with
@@ -93,6 +97,8 @@ for socks in "$RELAY_SOCKS" "$SSH_SOCKS" "$CONNECT_SOCKS"; do
     printf 'strict_chain\nquiet_mode\n[ProxyList]\nsocks5 %s %s\n' "${socks%:*}" "${socks##*:}" \
         >"$LAB_DIR/proxychains-${socks##*:}.conf"
 done
+printf 'strict_chain\nquiet_mode\n[ProxyList]\nsocks5 %s %s\nsocks5 %s %s\n' "${RELAY_SOCKS%:*}" "${RELAY_SOCKS##*:}" \
+    "${SSH_SOCKS%:*}" "${SSH_SOCKS##*:}" >"$LAB_DIR/proxychains-hop.conf"
 
 psi_fw up >/dev/null
 psi_tun up >/dev/null
@@ -184,6 +190,9 @@ proxy_round() { # NAME SOCKS PROXY-PID
     if [ -n "$PROXYCHAINS" ]; then
         with_cpu "iperf3-socks-$name" "proxy=$proxy_pid" \
             iperf_streams "socks-$name" "$DESKTOP_UID" "$LAB_DIR/proxychains-${socks##*:}.conf"
+        if [ "$name" = ssh ]; then
+            with_cpu iperf3-hop-ssh "engine=$RELAY_PID proxy=$proxy_pid" iperf_streams hop-ssh "$DESKTOP_UID" "$LAB_DIR/proxychains-hop.conf"
+        fi
     fi
     with_cpu "iperf3-tun-$name" "engine=$ENGINE_PID proxy=$proxy_pid" iperf_streams "tun-$name" "$DESKTOP_UID"
     engine_stop
@@ -213,6 +222,7 @@ LABELS=(
     "socks-relay|(b) SOCKS alone: socks5_relay"
     "tun-relay|(c) TUN -> psi-tun -> socks5_relay"
     "socks-ssh|(b) SOCKS alone: ssh -D"
+    "hop-ssh|(b+) socks5_relay, then ssh -D"
     "tun-ssh|(c) TUN -> psi-tun -> ssh -D"
     "socks-connect|(b) SOCKS alone: psi-connect"
     "tun-connect|(c) TUN -> psi-tun -> psi-connect"
@@ -222,6 +232,7 @@ stream_table() { # TOOL
     printf '%-38s %7s %12s %7s %12s\n' "" up min-max down min-max
     for entry in "${LABELS[@]}"; do
         path=${entry%%|*}
+        [ -s "$LAB_DIR/results/$1-$path-up" ] || continue
         printf '%-38s %7s %12s %7s %12s' "${entry#*|}" "$(number "$(median_of "$1-$path-up")")" \
             "$(values "$1-$path-up" | spread)" "$(number "$(median_of "$1-$path-down")")" "$(values "$1-$path-down" | spread)"
         [ "$1" != iperf3 ] || printf '   retr %s / %s' "$(median_of "$1-$path-up" 2)" "$(median_of "$1-$path-down" 2)"
@@ -259,6 +270,8 @@ echo "-- ratios (issue 5): of each tool's medians, and the median of the per-rou
 printf '%-42s %11s   %11s   %11s\n' "" "rr" "iperf3" "per round"
 printf '%-42s %5s %5s   %5s %5s   %5s %5s   %s\n' "" up down up down up down target
 ratio_row "(c)/(b) with ssh -D: the TUN tax" tun-ssh socks-ssh ">= 0.85"
+ratio_row "(b+)/(b) with ssh -D: a hop, no TUN" hop-ssh socks-ssh
+ratio_row "(c)/(b+) with ssh -D: the TUN beyond it" tun-ssh hop-ssh
 ratio_row "(c)/(b) with psi-connect: the TUN tax" tun-connect socks-connect ">= 0.85"
 ratio_row "(c)/(a) with socks5_relay" tun-relay wire ">= 0.5"
 ratio_row "(c)/(b) with socks5_relay" tun-relay socks-relay
@@ -269,6 +282,7 @@ echo "-- 64-byte request/response (rr, TCP_NODELAY), µs: medians of $((ROUNDS *
 printf '%-38s %7s %14s %7s\n' "" p50 min-max p99
 for entry in "${LABELS[@]}"; do
     path=${entry%%|*}
+    [ -s "$LAB_DIR/results/rr-$path-rr" ] || continue
     printf '%-38s %7s %14s %7s\n' "${entry#*|}" "$(number "$(median_of "rr-$path-rr" 1)" 1)" \
         "$(values "rr-$path-rr" 1 | spread)" "$(number "$(median_of "rr-$path-rr" 2)" 1)"
 done
