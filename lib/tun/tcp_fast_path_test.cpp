@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "tun/engine_context.hpp"
+#include "tun/tcp_fast_path_abi.h"
 #include "tun/packet.hpp"
 #include "tun/wire.hpp"
 
@@ -193,6 +194,35 @@ TEST_F(TcpFastPathTest, LeavesFragmentsAndIpv6ExtensionHeadersToTheEngine) {
     Bytes with_options = segment(flow6.application, flow6.destination, tcp_ack);
     with_options[6] = 0;  // a hop-by-hop options header before the TCP one
     EXPECT_EQ(run_program(*fast_path_, with_options).action, TC_ACT_UNSPEC);
+}
+
+TEST_F(TcpFastPathTest, AFullTableRefusesTheNextFlowWhichStaysWithTheEngine) {
+    // Each flow takes two rewrites; the n-th has an application and a NAT source of its own.
+    const auto address = [](int first, std::uint32_t n) {
+        return std::to_string(first + n / 65536) + "." + std::to_string(n / 256 % 256) + "." + std::to_string(n % 256);
+    };
+    const auto flow = [&](std::uint32_t n) {
+        return Flow{endpoint("10." + address(1, n), 51000), endpoint("93.184.216.34", 443)};
+    };
+    const auto nat_source = [&](std::uint32_t n) { return endpoint("10." + address(101, n), 20001); };
+    const Endpoint listener = endpoint("10.200.3.1", 38211);
+    const std::uint32_t capacity = PSI_FAST_PATH_MAX_REWRITES / 2;
+    for (std::uint32_t n = 0; n < capacity; ++n)
+        ASSERT_TRUE(fast_path_->add(flow(n), Flow{nat_source(n), listener})) << n;
+
+    EXPECT_FALSE(fast_path_->add(flow(capacity), Flow{nat_source(capacity), listener}));
+    for (const Bytes& packet : {segment(flow(capacity).application, flow(capacity).destination, tcp_ack),
+                                segment(listener, nat_source(capacity), tcp_ack)}) {
+        const Verdict verdict = run_program(*fast_path_, packet);
+        EXPECT_EQ(verdict.action, TC_ACT_UNSPEC);
+        EXPECT_EQ(verdict.packet, packet);
+    }
+    const Bytes admitted = segment(flow(0).application, flow(0).destination, tcp_ack);
+    EXPECT_EQ(run_program(*fast_path_, admitted).action, TC_ACT_REDIRECT);
+
+    // A flow the engine forgets makes room again.
+    fast_path_->remove(flow(0), Flow{nat_source(0), listener});
+    expect_both_directions_rewritten(flow(capacity), nat_source(capacity), listener);
 }
 
 }  // namespace
