@@ -148,36 +148,38 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
 
 @test "psi restart keeps --allow-lan, and reads AllowLan from psi.conf again" {
     psi_lan() { lab_client "$PSI" --config "$LAB_DIR/lan.conf" "$@"; }
-    lan_route() { lab_client ip route get "$LAB_ROUTER_IP4" uid "$DESKTOP_UID"; }
+    # A new supervisor, with the LAN allowed (true) or not (false), routed through DEV.
+    restarted_with_lan() { # ALLOWED DEV
+        local pid
+        pid=$(state .pid)
+        run psi_lan restart --timeout 30
+        assert_success
+        [ "$(state .pid)" != "$pid" ]
+        run psi_lan status --json
+        assert_success
+        [ "$(jq -r .killSwitch.intact <<<"$output")" = true ]
+        [ "$(jq -r .killSwitch.allowLan <<<"$output")" = "$1" ]
+        run lab_client ip route get "$LAB_ROUTER_IP4" uid "$DESKTOP_UID"
+        assert_output --partial "dev $2"
+    }
     jq '.AllowLan = true' "$LAB_DIR/psi.conf" >"$LAB_DIR/lan.conf"
     chmod 600 "$LAB_DIR/lan.conf"
     run psi_lan up --timeout 30
     assert_success
-    [ "$(state .allowLan)" = true ]
-    run lan_route
-    assert_output --partial "dev eth0"
+    restarted_with_lan true eth0
     # AllowLan is turned off: after the restart the LAN goes into the tunnel like everything else.
     jq '.AllowLan = false' "$LAB_DIR/psi.conf" >"$LAB_DIR/lan.conf"
-    run psi_lan restart --timeout 30
-    assert_success
-    [ "$(state .allowLan)" = false ]
-    run psi_lan status --json
-    assert_success
-    [ "$(jq -r .killSwitch.intact <<<"$output")" = true ]
-    [ "$(jq -r .killSwitch.allowLan <<<"$output")" = false ]
-    run lan_route
-    assert_output --partial "dev PsiphonTUN"
-    # --allow-lan on the command line is kept across a restart.
+    restarted_with_lan false PsiphonTUN
+    # --allow-lan on the command line is kept across a restart, also when the state comes from a
+    # psi that recorded only allowLan.
     psi_lan down >/dev/null
     run psi_lan up --allow-lan --timeout 30
     assert_success
-    run psi_lan restart --timeout 30
-    assert_success
+    restarted_with_lan true eth0
     [ "$(state .allowLanOption)" = true ]
-    run psi_lan status --json
-    [ "$(jq -r .killSwitch.allowLan <<<"$output")" = true ]
-    run lan_route
-    assert_output --partial "dev eth0"
+    jq 'del(.allowLanOption)' "$LAB_DIR/run/psi.state.json" >"$LAB_DIR/older-state.json"
+    mv "$LAB_DIR/older-state.json" "$LAB_DIR/run/psi.state.json"
+    restarted_with_lan true eth0
 }
 
 @test "psi down keeps the kill switch: nothing leaves; psi down --open removes it" {

@@ -209,6 +209,25 @@ int reload(const Config& config, int timeout) {
     return exit_status::ok;
 }
 
+// The last supervisor's --allow-lan and mode; AllowLan is read from the file again. A state from
+// before allowLanOption was recorded has only allowLan, which then stands for both.
+UpRequest request_again(const json::Value& state, int timeout) {
+    UpRequest again;
+    again.is_allow_lan = flag(state, state.find("allowLanOption") ? "allowLanOption" : "allowLan");
+    again.mode = text(state, "mode", "auto");
+    again.timeout = timeout;
+    return again;
+}
+
+int restart(const Config& config, const CommonOptions& common, int timeout) {
+    require_root("restart");
+    const json::Value state = read_state(config);
+    if (const std::string unit = text(state, "systemdUnit"); !unit.empty() && find_supervisor(config))
+        return restart_under_systemd(unit);
+    down(config, common, false);
+    return up(config, common, request_again(state, timeout));
+}
+
 int status(const Config& config, const CommonOptions& common) {
     require_root_to_read();
     const std::optional<Supervisor> supervisor = find_supervisor(config);
@@ -349,18 +368,7 @@ int main(int argc, char** argv) {
         }
         if (*down_command) return down(config, common, is_open);
         if (*reload_command) return reload(config, timeout);
-        if (*restart_command) {
-            require_root("restart");
-            const json::Value state = read_state(config);
-            if (const std::string unit = text(state, "systemdUnit"); !unit.empty() && find_supervisor(config))
-                return restart_under_systemd(unit);
-            UpRequest again;  // the last one's --allow-lan and mode; AllowLan is read again
-            again.is_allow_lan = flag(state, "allowLanOption");
-            again.mode = text(state, "mode", "auto");
-            again.timeout = timeout;
-            down(config, common, false);
-            return up(config, common, again);
-        }
+        if (*restart_command) return restart(config, common, timeout);
         if (*status_command) return status(config, common);
         if (*logs_command) return logs(config, lines, is_follow);
         return exit_status::usage;
