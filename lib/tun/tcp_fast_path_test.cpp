@@ -217,11 +217,19 @@ TEST_F(TcpFastPathTest, AFullTableRefusesTheNextFlowWhichStaysWithTheEngine) {
         EXPECT_EQ(verdict.action, TC_ACT_UNSPEC);
         EXPECT_EQ(verdict.packet, packet);
     }
-    const Bytes admitted = segment(flow(0).application, flow(0).destination, tcp_ack);
-    EXPECT_EQ(run_program(*fast_path_, admitted).action, TC_ACT_REDIRECT);
+    for (const Bytes& packet : {segment(flow(1).application, flow(1).destination, tcp_ack),
+                                segment(listener, nat_source(1), tcp_ack)})
+        EXPECT_EQ(run_program(*fast_path_, packet).action, TC_ACT_REDIRECT);
+
+    // Room for one rewrite only (a flow that takes flow 1's NAT leg adds one): the refused flow's
+    // first rewrite, which went in, is taken out again.
+    fast_path_->remove(flow(0), Flow{nat_source(0), listener});
+    ASSERT_TRUE(fast_path_->add(flow(capacity + 1), Flow{nat_source(1), listener}));
+    EXPECT_FALSE(fast_path_->add(flow(capacity), Flow{nat_source(capacity), listener}));
+    EXPECT_EQ(run_program(*fast_path_, segment(listener, nat_source(capacity), tcp_ack)).action, TC_ACT_UNSPEC);
 
     // A flow the engine forgets makes room again.
-    fast_path_->remove(flow(0), Flow{nat_source(0), listener});
+    fast_path_->remove(flow(capacity + 1), Flow{nat_source(1), listener});
     expect_both_directions_rewritten(flow(capacity), nat_source(capacity), listener);
 }
 
