@@ -11,8 +11,8 @@
 # Three proxies, all run as the tunnel user: build/bench/socks5_relay (splice, isolates the TUN
 # layer), OpenSSH ssh -N -D -c aes128-gcm to a real sshd in inet, and psi-connect to the same sshd
 # (plain SSH, --no-handshake; the cipher libssh picks, chacha20-poly1305). Streams are measured with
-# build/bench/rr (which speaks SOCKS5 itself) and with iperf3 (through proxychains4 for (b),
-# when it is installed). Configurations are interleaved round by round; medians and min-max.
+# build/bench/rr (which speaks SOCKS5 itself) and with iperf3 (through proxychains4 for (b) and
+# (b+), when it is installed). Configurations are interleaved round by round; medians and min-max.
 # Needs root; the lab namespaces are always removed. TUN_BENCH_ROUNDS, TUN_BENCH_SECONDS and
 # TUN_BENCH_ITERATIONS shorten or lengthen it (defaults 3, 3 and 5000: about 4 minutes).
 set -euo pipefail
@@ -191,7 +191,8 @@ proxy_round() { # NAME SOCKS PROXY-PID
         with_cpu "iperf3-socks-$name" "proxy=$proxy_pid" \
             iperf_streams "socks-$name" "$DESKTOP_UID" "$LAB_DIR/proxychains-${socks##*:}.conf"
         if [ "$name" = ssh ]; then
-            with_cpu iperf3-hop-ssh "engine=$RELAY_PID proxy=$proxy_pid" iperf_streams hop-ssh "$DESKTOP_UID" "$LAB_DIR/proxychains-hop.conf"
+            with_cpu iperf3-hop-ssh "engine=$RELAY_PID proxy=$proxy_pid" \
+                iperf_streams hop-ssh "$DESKTOP_UID" "$LAB_DIR/proxychains-hop.conf"
         fi
     fi
     with_cpu "iperf3-tun-$name" "engine=$ENGINE_PID proxy=$proxy_pid" iperf_streams "tun-$name" "$DESKTOP_UID"
@@ -205,7 +206,7 @@ echo "== psi-tun: TUN -> psi-tun run -> SOCKS5, against SOCKS alone and the wire
 echo "machine:  $(nproc) cores, kernel $(uname -r), before the run: $(uptime | sed 's/.*load average/load average/')"
 echo "proxies:  socks5_relay on $RELAY_SOCKS; ssh -N -D $SSH_SOCKS -c $SSH_CIPHER and psi-connect on $CONNECT_SOCKS to sshd in inet; all as $TUNNEL_USER"
 echo "runs:     $ROUNDS interleaved rounds; streams ${SECONDS_PER_RUN}s each way; rr $ITERATIONS x 64 B"
-[ -n "$PROXYCHAINS" ] || echo "note:     proxychains4 is not installed: no iperf3 for (b), SOCKS alone"
+[ -n "$PROXYCHAINS" ] || echo "note:     proxychains4 is not installed: no iperf3 for (b), SOCKS alone, nor (b+)"
 for _ in $(seq "$ROUNDS"); do
     proxy_round relay "$RELAY_SOCKS" "$RELAY_PID"
     proxy_round ssh "$SSH_SOCKS" "$SSH_PID"
@@ -297,11 +298,13 @@ printf '%-38s %14s %14s %14s\n' "" machine "psi-tun run" proxy
 printf '%-38s %7s%7s %7s%7s %7s%7s\n' "" rr iperf3 rr iperf3 rr iperf3
 for entry in "${LABELS[@]}"; do
     path=${entry%%|*}
+    grep -q -e "^rr-$path " -e "^iperf3-$path " "$LAB_DIR/cpu" || continue
     printf '%-38s %7s%7s %7s%7s %7s%7s\n' "${entry#*|}" \
         "$(cpu_of "rr-$path" machine)" "$(cpu_of "iperf3-$path" machine)" \
         "$(cpu_of "rr-$path" engine)" "$(cpu_of "iperf3-$path" engine)" \
         "$(cpu_of "rr-$path" proxy)" "$(cpu_of "iperf3-$path" proxy)"
 done
+[ ! -s "$LAB_DIR/results/iperf3-hop-ssh-up" ] || echo "(b+): its psi-tun run column is socks5_relay, which makes that hop"
 read -r hwm rss < <(sort -n "$LAB_DIR/engine-memory" | tail -n 1)
 printf '%-50s %s\n' "psi-tun run memory (largest of $((ROUNDS * 2)) engines)" \
     "VmHWM $((hwm / 1024)) MiB, VmRSS $((rss / 1024)) MiB when stopped"
