@@ -56,6 +56,9 @@ tunnel_up() { [ "$(psi_state .tunnel.up)" = true ]; }
 }
 
 @test "psi up against a server without the packet tunnel, under a UDP flood: psi-connect lets the TUN go to psi-tun run, and 0 packets leak meanwhile" {
+    # From the blocked policy, as at boot: the control before this test removed the kill switch,
+    # and what the flood sends before psi up has run at all is no leak of psi's.
+    lab_client "$PSI_FW" --config "$LAB_DIR/psi.conf" boot >/dev/null
     lab_capture_start
     flood_start 600
     psi up --timeout 30 >/dev/null
