@@ -62,11 +62,12 @@ void Relay::on_event(int socket, std::uint32_t events) {
     // A direction moves when its source is readable or its destination writable: one splice(2)
     // fewer per wake-up than trying both. Trouble, or a socket no longer watched, moves both.
     const bool is_application = socket == application_.get();
-    const bool is_any = (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || is_application_hung_up_ || is_upstream_hung_up_;
+    const bool moves_both =
+        (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || is_application_hung_up_ || is_upstream_hung_up_;
     const Direction* reading = (events & EPOLLIN) ? (is_application ? &up_ : &down_) : nullptr;
     const Direction* writing = (events & EPOLLOUT) ? (is_application ? &down_ : &up_) : nullptr;
     for (Direction* direction : {&up_, &down_}) {
-        if (!is_any && direction != reading && direction != writing) continue;
+        if (!moves_both && direction != reading && direction != writing) continue;
         const Fault fault = pump(*direction);
         if (fault == Fault::none) continue;
         // A reset on one side is passed on as a reset to the other.
