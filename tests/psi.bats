@@ -126,6 +126,53 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     assert_output "hello from inet"
 }
 
+@test "a local user looping on bind() never gets psi's proxy ports, on 127.0.0.1 or [::1], while psi-connect restarts" {
+    run psi up --mode socks --timeout 30
+    assert_success
+    lab__spawn "$LAB_CLIENT" grabber setpriv --reuid="$DESKTOP_UID" --regid="$DESKTOP_UID" --clear-groups \
+        /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/port_grabber.py" --control 127.0.0.1:1099 \
+        --port 127.0.0.1:1081 --port '[::1]:1081' --port 127.0.0.1:8081 --port '[::1]:8081'
+    local grabber=$LAB_LAST_PID round first generation
+    lab__wait_for 5 grep -q grabbing "$LAB_DIR/grabber.out"
+    grep -qx "control bound 127.0.0.1:1099" "$LAB_DIR/grabber.out"  # this user can bind a free port
+    for round in 1 2 3; do
+        first=$(state .connectPid)
+        kill -KILL "$first"  # restarted after the supervisor's backoff
+        lab__wait_for 30 tunnel_replaced "$first"
+        generation=$(state .tunnel.generation)
+        run psi reload --timeout 30  # restarted at once
+        assert_success
+        [ "$(state .tunnel.generation)" -gt "$generation" ]
+        # Applications and the engine still reach the real proxies, on both addresses.
+        run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+        assert_output "hello from inet"
+        run lab_as "$DESKTOP_UID" curl -sS -m 10 --socks5-hostname '[::1]:1081' "http://$LAB_INET_IP4:8080/"
+        assert_output "hello from inet"
+    done
+    lab__stop "$grabber" TERM
+    run cat "$LAB_DIR/grabber.out"
+    refute_line --partial "got "
+    refute_line --partial "connection "
+    run lab_client "$BATS_TEST_DIRNAME/../build/psi-diagnose" --config "$LAB_DIR/psi.conf" --no-probes
+    assert_line --regexp "^ok +proxy ports +"
+}
+
+@test "psi up when another user holds its SOCKS port on [::1]: it refuses to start, names the holder, and the kill switch stays up" {
+    lab__spawn "$LAB_CLIENT" holder setpriv --reuid="$DESKTOP_UID" --regid="$DESKTOP_UID" --clear-groups \
+        /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/port_grabber.py" --port '[::1]:1081'
+    lab__wait_for 5 grep -q "got \[::1\]:1081" "$LAB_DIR/holder.out"
+    run psi up --timeout 10
+    assert_failure
+    assert_output --partial "cannot listen on [::1]:1081: Address already in use (uid $DESKTOP_UID listens there)"
+    run psi status
+    assert_line "kill switch: up, intact; only psiphon-user and PsiphonTUN may reach the network"
+    run as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/"
+    assert_failure
+    # psi-diagnose names the listener of another user on psi's port.
+    run lab_client "$BATS_TEST_DIRNAME/../build/psi-diagnose" --config "$LAB_DIR/psi.conf" --no-probes
+    assert_line --regexp "^FAIL +proxy ports +uid $DESKTOP_UID listens on \[::1\]:1081, psi's SOCKS port"
+}
+
 @test "psi status after psi up --allow-lan and psi down: the kill switch that allows the LAN is no difference (exit 1, not 3)" {
     run psi up --allow-lan --timeout 30
     assert_success

@@ -29,6 +29,7 @@
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
 #include "core/log.hpp"
+#include "core/loopback_listener.hpp"
 #include "core/privileges.hpp"
 #include "core/signals.hpp"
 #include "servers/server_entry.hpp"
@@ -47,6 +48,8 @@ struct Options {
     std::string entries = "-";
     int socks_port = -1;  // -1: LocalSocksProxyPort, else 1080
     int http_port = -1;   // -1: LocalHttpProxyPort, else 8080
+    std::vector<int> socks_fds;  // listening sockets handed down by psi up, instead of the port
+    std::vector<int> http_fds;
     bool is_handshake = true;
     std::string identity_file;
     std::string discovered_file;
@@ -90,16 +93,21 @@ std::vector<Candidate> candidates_from(const std::string& text, const std::vecto
     return candidates;
 }
 
+// The sockets psi up handed down, or new ones on both loopback addresses.
+LoopbackListeners listeners(const std::vector<int>& fds, int port) {
+    return fds.empty() ? listen_on_loopback(static_cast<std::uint16_t>(port)) : adopt_loopback_listeners(fds);
+}
+
 class Connector {
 public:
     // `tun`: attached for the packet tunnel, or not open.
-    Connector(const Options& options, const Config& config, std::vector<Candidate> candidates, UniqueFd tun)
+    Connector(const Options& options, const Config& config, std::vector<Candidate> candidates, UniqueFd tun,
+              LoopbackListeners socks, LoopbackListeners http)
         : options_(options),
           config_(config),
           candidates_(std::move(candidates)),
-          socks_(loop_, static_cast<std::uint16_t>(options.socks_port), current_session(), totals_,
-                 options.is_handshake),
-          http_(loop_, static_cast<std::uint16_t>(options.http_port), current_session(), totals_) {
+          socks_(loop_, std::move(socks), current_session(), totals_, options.is_handshake),
+          http_(loop_, std::move(http), current_session(), totals_) {
         tun_ = std::move(tun);
         if (tun_.is_open()) packet_addresses_ = packet_tunnel_addresses(tun::engine_settings(config, tun::RunOptions{}));
         settings_.is_handshake = options.is_handshake;
@@ -121,7 +129,7 @@ public:
         if (tun_.is_open()) log::info("packet tunnel into " + options_.tun_name);
         notices_.emit("ListeningSocksProxyPort", json::Object{{"port", static_cast<std::int64_t>(socks_.port())}});
         notices_.emit("ListeningHttpProxyPort", json::Object{{"port", static_cast<std::int64_t>(http_.port())}});
-        log::info("SOCKS5 proxy on 127.0.0.1:" + std::to_string(socks_.port()) + ", HTTP proxy on 127.0.0.1:" +
+        log::info("SOCKS5 proxy on localhost:" + std::to_string(socks_.port()) + ", HTTP proxy on localhost:" +
                   std::to_string(http_.port()));
         loop_.add(signal_fd, EPOLLIN, [this, signal_fd](std::uint32_t) {
             signalfd_siginfo info{};
@@ -399,10 +407,14 @@ int main(int argc, char** argv) {
     add_common_options(app, common);
     app.add_option("--entries", options.entries, "Server entry lines, FILE or - for stdin (psi-servers pick)")
         ->capture_default_str();
-    app.add_option("--socks", options.socks_port, "SOCKS5 port on 127.0.0.1 (LocalSocksProxyPort, else 1080; 0: any)")
+    app.add_option("--socks", options.socks_port, "SOCKS5 port on 127.0.0.1 and [::1] (LocalSocksProxyPort, else 1080; 0: any)")
         ->check(CLI::Range(0, 65535));
-    app.add_option("--http", options.http_port, "HTTP proxy port on 127.0.0.1 (LocalHttpProxyPort, else 8080; 0: any)")
+    app.add_option("--http", options.http_port, "HTTP proxy port on 127.0.0.1 and [::1] (LocalHttpProxyPort, else 8080; 0: any)")
         ->check(CLI::Range(0, 65535));
+    app.add_option("--socks-fd", options.socks_fds, "Serve SOCKS5 on this inherited listening socket (psi up)")
+        ->excludes("--socks");
+    app.add_option("--http-fd", options.http_fds, "Serve the HTTP proxy on this inherited listening socket (psi up)")
+        ->excludes("--http");
     app.add_option("--discovered", options.discovered_file, "Write the servers the handshake hands out to FILE");
     app.add_option("--protocols", options.protocols, "Tunnel protocols to use, in order (LimitTunnelProtocols)")
         ->check(CLI::IsMember({"OSSH", "SSH"}))
@@ -464,7 +476,9 @@ int main(int argc, char** argv) {
 
         initialize_libssh();
         UniqueFd signal_fd = receive_signals({SIGTERM, SIGINT, SIGHUP});
-        Connector connector(options, config, candidates_from(text, options.protocols), std::move(tun));
+        Connector connector(options, config, candidates_from(text, options.protocols), std::move(tun),
+                            listeners(options.socks_fds, options.socks_port),
+                            listeners(options.http_fds, options.http_port));
         return connector.run(signal_fd.get());
     });
 }

@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
         checks.push_back(diagnose::check_dns(config));
         const std::string programs = programs_directory();
         for (auto& check : diagnose::check_processes(config, programs)) checks.push_back(std::move(check));
+        checks.push_back(diagnose::check_proxy_ports(config));
         for (auto& check : diagnose::check_files(config, programs)) checks.push_back(std::move(check));
         if (!is_without_probes)
             for (auto& check : diagnose::check_leaks(config, targets)) checks.push_back(std::move(check));

@@ -1,6 +1,5 @@
 #include "connect/local_proxy.hpp"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -21,48 +20,38 @@ constexpr auto request_timeout = std::chrono::seconds(10);
 
 }  // namespace
 
-UniqueFd listen_on_loopback(std::uint16_t port, std::uint16_t& bound_port) {
-    UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!socket.is_open()) throw_system_error("socket", errno);
-    const int one = 1;
-    ::setsockopt(socket.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-        throw Error("cannot listen on 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(errno));
-    if (::listen(socket.get(), 1024) != 0) throw_system_error("listen", errno);
-    socklen_t length = sizeof address;
-    ::getsockname(socket.get(), reinterpret_cast<sockaddr*>(&address), &length);
-    bound_port = ntohs(address.sin_port);
-    return socket;
-}
-
 void LocalProxy::send_now(int fd, const std::string& bytes) {
     // Replies are a few bytes on a fresh socket: they fit its buffer.
     (void)!::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-LocalProxy::LocalProxy(EventLoop& loop, std::uint16_t port, SessionSource session, RelayTotals& totals)
-    : loop_(loop), session_(std::move(session)), totals_(totals), listener_(listen_on_loopback(port, port_)) {
-    loop_.add(listener_.get(), EPOLLIN, [this](std::uint32_t) { accept_clients(); });
+LocalProxy::LocalProxy(EventLoop& loop, LoopbackListeners listeners, SessionSource session, RelayTotals& totals)
+    : loop_(loop), session_(std::move(session)), totals_(totals), listeners_(std::move(listeners)) {
+    watch_listeners();
+}
+
+void LocalProxy::watch_listeners() {
+    for (const UniqueFd& listener : listeners_.sockets)
+        loop_.add(listener.get(), EPOLLIN, [this, fd = listener.get()](std::uint32_t) { accept_clients(fd); });
+    is_listening_ = true;
 }
 
 LocalProxy::~LocalProxy() {
     relays_.clear();
     for (auto& [fd, client] : clients_) loop_.remove(fd);
-    if (is_listening_) loop_.remove(listener_.get());
+    if (is_listening_)
+        for (const UniqueFd& listener : listeners_.sockets) loop_.remove(listener.get());
 }
 
-void LocalProxy::accept_clients() {
+void LocalProxy::accept_clients(int listener_fd) {
     for (int accepted = 0; accepted < 64; ++accepted) {
-        UniqueFd socket(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        UniqueFd socket(::accept4(listener_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!socket.is_open()) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 // Out of descriptors: stop accepting for a moment instead of spinning on the backlog.
                 log::warning("too many connections; new ones wait");
-                loop_.remove(listener_.get());
+                if (is_listening_)
+                    for (const UniqueFd& listener : listeners_.sockets) loop_.remove(listener.get());
                 is_listening_ = false;
             }
             return;
@@ -167,9 +156,7 @@ void LocalProxy::drop(int fd) {
 }
 
 void LocalProxy::listen_again() {
-    if (is_listening_) return;
-    loop_.add(listener_.get(), EPOLLIN, [this](std::uint32_t) { accept_clients(); });
-    is_listening_ = true;
+    if (!is_listening_) watch_listeners();
 }
 
 void LocalProxy::close_all() {

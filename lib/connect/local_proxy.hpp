@@ -1,4 +1,4 @@
-// What psi-connect's local proxies share: a listener on 127.0.0.1, clients held until their
+// What psi-connect's local proxies share: listeners on 127.0.0.1 and [::1], clients held until their
 // request is whole (at most 16 KiB and 10 seconds), a direct-tcpip channel opened for each
 // request, then a ChannelRelay. Hostile or slow clients are bounded; a bad request gets its
 // protocol's error reply and a close. SocksServer and HttpProxyServer say how requests look.
@@ -14,6 +14,7 @@
 #include "connect/channel_relay.hpp"
 #include "connect/tunnel_session.hpp"
 #include "core/event_loop.hpp"
+#include "core/loopback_listener.hpp"
 #include "core/unique_fd.hpp"
 
 namespace psi::connect {
@@ -22,13 +23,13 @@ class LocalProxy {
 public:
     using SessionSource = std::function<TunnelSession*()>;  // nullptr while there is no tunnel
 
-    // Listens on 127.0.0.1:port (0: any free port).
-    LocalProxy(EventLoop& loop, std::uint16_t port, SessionSource session, RelayTotals& totals);
+    // Accepts on `listeners` (listen_on_loopback, or the ones psi up hands down).
+    LocalProxy(EventLoop& loop, LoopbackListeners listeners, SessionSource session, RelayTotals& totals);
     virtual ~LocalProxy();
     LocalProxy(const LocalProxy&) = delete;
     LocalProxy& operator=(const LocalProxy&) = delete;
 
-    std::uint16_t port() const { return port_; }
+    std::uint16_t port() const { return listeners_.port; }
 
     // Ends every connection that uses the tunnel (before the tunnel's session goes away).
     virtual void close_all();
@@ -69,20 +70,17 @@ protected:
     SessionSource session_;
 
 private:
-    void accept_clients();
+    void accept_clients(int listener_fd);
+    void watch_listeners();
     void on_client(int fd, std::uint32_t events);
     void on_opened(int fd, OpenResult result);
     void listen_again();
 
     RelayTotals& totals_;
-    std::uint16_t port_ = 0;  // before listener_: the listener's construction sets it
-    UniqueFd listener_;
+    LoopbackListeners listeners_;
     bool is_listening_ = true;
     std::unordered_map<int, Client> clients_;
     std::unordered_map<ChannelRelay*, std::unique_ptr<ChannelRelay>> relays_;
 };
-
-// A TCP listener on 127.0.0.1:port, non-blocking; throws psi::Error naming the port when busy.
-UniqueFd listen_on_loopback(std::uint16_t port, std::uint16_t& bound_port);
 
 }  // namespace psi::connect

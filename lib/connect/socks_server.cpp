@@ -12,9 +12,9 @@ constexpr std::size_t max_socks_bytes = 600;
 
 }  // namespace
 
-SocksServer::SocksServer(EventLoop& loop, std::uint16_t port, SessionSource session, RelayTotals& totals,
+SocksServer::SocksServer(EventLoop& loop, LoopbackListeners listeners, SessionSource session, RelayTotals& totals,
                          bool is_udp_enabled)
-    : LocalProxy(loop, port, std::move(session), totals), is_udp_enabled_(is_udp_enabled) {}
+    : LocalProxy(loop, std::move(listeners), std::move(session), totals), is_udp_enabled_(is_udp_enabled) {}
 
 SocksServer::~SocksServer() {
     associations_.clear();

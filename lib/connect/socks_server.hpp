@@ -15,7 +15,7 @@ class SocksServer : public LocalProxy {
 public:
     // Without `is_udp_enabled` (a server with no udpgw), UDP ASSOCIATE is answered "command not
     // supported", so a client such as psi-tun falls back to DNS over TCP.
-    SocksServer(EventLoop& loop, std::uint16_t port, SessionSource session, RelayTotals& totals, bool is_udp_enabled);
+    SocksServer(EventLoop& loop, LoopbackListeners listeners, SessionSource session, RelayTotals& totals, bool is_udp_enabled);
     ~SocksServer() override;
     void close_all() override;
 

@@ -14,6 +14,7 @@
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
+#include "core/loopback_listener.hpp"
 #include "core/privileges.hpp"
 #include "core/process.hpp"
 #include "fw/kill_switch.hpp"
@@ -336,6 +337,24 @@ std::vector<Check> check_processes(const Config& config, const std::string& prog
         checks.push_back(passed("tunnel privileges", std::to_string(count) + " process" + (count == 1 ? "" : "es") + " of " +
                                                          user.name + ", none with any capability"));
     return checks;
+}
+
+Check check_proxy_ports(const Config& config, const std::string& proc_net) {
+    const std::string name = "proxy ports";
+    const uid_t tunnel_uid = lookup_user(config.tunnel_user, config.tunnel_group).uid;
+    const int socks = local_socks_port(config);
+    const int http = local_http_port(config);
+    std::vector<std::string> foreign;
+    for (const auto& [port, role] : {std::pair{socks, "SOCKS"}, {http, "HTTP"}})
+        for (const PortListener& listener : listeners_on_port(static_cast<std::uint16_t>(port), proc_net))
+            if (listener.uid != 0 && listener.uid != tunnel_uid)
+                foreign.push_back("uid " + std::to_string(listener.uid) + " listens on " +
+                                  address_and_port(listener.address, listener.port) + ", psi's " + role + " port");
+    if (!foreign.empty())
+        return failed(name, join(foreign, "; "),
+                      "stop that program (it would receive what is sent to psi's proxies); then psi restart");
+    return passed(name, "only root and " + config.tunnel_user + " listen on " + std::to_string(socks) + " and " +
+                            std::to_string(http));
 }
 
 std::vector<Check> check_files(const Config& config, const std::string& programs_directory) {

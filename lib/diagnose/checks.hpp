@@ -32,6 +32,9 @@ Check check_dns(const Config& config, const std::string& resolv_conf = "/etc/res
 // Only processes of the programs in `programs_directory` count.
 std::vector<Check> check_processes(const Config& config, const std::string& programs_directory,
                                    const std::string& proc = "/proc");
+// No user but root and the tunnel user listens on the local proxies' ports (any address): such
+// a listener would receive what applications and the packet engine send to psi's proxies.
+Check check_proxy_ports(const Config& config, const std::string& proc_net = "/proc/net");
 // The config is root's and private, the programs root's and writable by no one else, the
 // state directories owned as DESIGN §2 says.
 std::vector<Check> check_files(const Config& config, const std::string& programs_directory);

@@ -26,6 +26,7 @@
 #include "core/event_loop.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "core/loopback_listener.hpp"
 #include "core/privileges.hpp"
 #include "core/process.hpp"
 #include "core/signals.hpp"
@@ -55,13 +56,14 @@ std::string utc_now() {
 }
 
 // The supervisor blocks the signals it reads through signalfd and ignores SIGPIPE; a program it
-// starts gets the defaults back.
-auto with_default_signals() {
-    return bp::extend::on_exec_setup = [](auto&) {
+// starts gets the defaults back, and of the supervisor's descriptors only `inherited`.
+auto with_default_signals(std::vector<int> inherited) {
+    return bp::extend::on_exec_setup = [inherited = std::move(inherited)](auto&) {
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         ::signal(SIGPIPE, SIG_DFL);
+        for (int fd : inherited) ::fcntl(fd, F_SETFD, 0);
     };
 }
 
@@ -79,16 +81,16 @@ public:
     int restarts() const { return restarts_; }
 
     // Starts argv with stdin from `input` (written whole, then closed), stdout to `on_line`
-    // (a line at a time) or to `log`, stderr to `log`.
+    // (a line at a time) or to `log`, stderr to `log`; the descriptors in `inherited` stay open in it.
     void start(const std::vector<std::string>& argv, const std::string& input, std::FILE* log,
-               std::function<void(const std::string&)> on_line, Exited exited) {
+               std::function<void(const std::string&)> on_line, Exited exited, std::vector<int> inherited = {}) {
         bp::pipe in;
         bp::pipe out;
         const std::vector<std::string> arguments(argv.begin() + 1, argv.end());
         bp::child child = on_line ? bp::child(argv.front(), arguments, bp::std_in < in, bp::std_out > out,
-                                              bp::std_err > log, with_default_signals())
+                                              bp::std_err > log, with_default_signals(std::move(inherited)))
                                   : bp::child(argv.front(), arguments, bp::std_in < in, bp::std_out > log,
-                                              bp::std_err > log, with_default_signals());
+                                              bp::std_err > log, with_default_signals(std::move(inherited)));
         pid_ = static_cast<pid_t>(child.id());
         child.detach();  // reaped here, through the process descriptor
         started_ = Clock::now();
@@ -262,6 +264,7 @@ public:
             say("kill switch up");
             run_checked(with_lan("psi-tun", "up"));
             say("TUN up");
+            hold_proxy_ports();
         } catch (const Error& error) {
             // Whatever psi-fw left in place stays; a failed up never lowers the kill switch.
             say(std::string("cannot start: ") + error.what());
@@ -355,6 +358,12 @@ private:
             return;
         }
         std::vector<std::string> argv = tool("psi-connect", {"--entries", "-", "--discovered", discovered_path()});
+        std::vector<int> listeners;
+        for (const auto& [option, held] : {std::pair{"--socks-fd", &socks_listeners_}, {"--http-fd", &http_listeners_}})
+            for (const UniqueFd& socket : held->sockets) {
+                argv.insert(argv.end(), {option, std::to_string(socket.get())});
+                listeners.push_back(socket.get());
+            }
         is_connect_discarded_ = false;
         if (wants_packet_tunnel()) {
             if (connect_.restarts() > 0) make_tun_again();
@@ -362,9 +371,17 @@ private:
         }
         connect_.start(argv, entries, log_,
                        [this](const std::string& line) { on_notice(line); },
-                       [this](int status) { on_connect_exit(status); });
+                       [this](int status) { on_connect_exit(status); }, listeners);
         state_.set("connectPid", static_cast<std::int64_t>(connect_.pid()));
         publish();
+    }
+
+    // The proxies' ports, on 127.0.0.1 and [::1], are bound here and held until psi stops: each
+    // psi-connect serves them from these sockets, so that no other local user can take a port
+    // while psi-connect restarts and receive what the packet engine and applications send there.
+    void hold_proxy_ports() {
+        socks_listeners_ = listen_on_loopback(static_cast<std::uint16_t>(local_socks_port(config_)));
+        http_listeners_ = listen_on_loopback(static_cast<std::uint16_t>(local_http_port(config_)));
     }
 
     // PROGRAM, beside psi, with psi's config and ARGUMENTS.
@@ -639,6 +656,8 @@ private:
     Child engine_;
     Child watch_;
     Child refresh_;
+    LoopbackListeners socks_listeners_;
+    LoopbackListeners http_listeners_;
     json::Value state_ = json::Object{};
     json::Value tunnel_ = json::Object{};
     std::int64_t generation_ = 0;
