@@ -57,6 +57,27 @@ teardown() {
     cmp "$STORE" "$LAB_DIR/before"
 }
 
+@test "import --source DISCOVERY: non-global addresses and all beyond ten are refused and named, not failed; a list file's are all taken" {
+    "$TOOLS/make_entries.py" --count 3 --start-ip 192.168.77.1 >"$LAB_DIR/handed-out.txt"
+    "$TOOLS/make_entries.py" --count 12 --start-ip 192.175.48.1 --seed global >>"$LAB_DIR/handed-out.txt"
+    run psi_servers import --source DISCOVERY "$LAB_DIR/handed-out.txt"
+    assert_success
+    assert_line "imported 10 entries: 10 added, 0 updated, 0 unchanged"
+    assert_line "refused 5 discovered entries: 2 beyond 10 discovered in one import, 3 non-global address"
+    [ "$(psi_servers list --json | jq '[.[] | select(.source == "DISCOVERY")] | length')" -eq 10 ]
+    [ "$(psi_servers list --json | jq '[.[] | select(.address | startswith("192.168."))] | length')" -eq 0 ]
+    # Nothing but refused entries: well-formed, so not a failure.
+    "$TOOLS/make_entries.py" --count 2 --start-ip 127.0.0.1 >"$LAB_DIR/loopback.txt"
+    run psi_servers import --json --source DISCOVERY "$LAB_DIR/loopback.txt"
+    assert_success
+    [ "$(jq -c .refused <<<"$output")" = '{"non-global address":2}' ]
+    [ "$(jq .added <<<"$output")" -eq 0 ]
+    # The same lines from a list file (EMBEDDED) are the user's choice: all stored.
+    run psi_servers import "$LAB_DIR/handed-out.txt"
+    assert_line "imported 15 entries: 5 added, 0 updated, 10 unchanged"
+    [ "$(psi_servers list --json | jq '[.[] | select(.address | startswith("192.168."))] | length')" -eq 3 ]
+}
+
 @test "fetch: a signed remote list over HTTPS is verified and stored as REMOTE" {
     serve_package 30
     run psi_servers fetch

@@ -287,10 +287,26 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     lab_client "$PSI" --config "$LAB_DIR/shipped.conf" down >/dev/null
 }
 
-@test "servers the tunnel's handshake hands out are stored (source DISCOVERY) once the tunnel is up" {
-    local discovered main_server=$PSIPHOND_PID
-    discovered=$(connect_entry '{"ipAddress":"192.0.2.7","sshPort":22,"capabilities":["SSH"],"region":"US"}')
-    psiphond_start discovering --ossh-port 4444 --ssh-port 4023 --discovered-entry "$discovered"
+# The entry lines a hostile server hands out: its client's loopback, LAN (the lab router), the
+# cloud metadata address, and one global address. 192.175.48.7 is global (IANA's AS112 direct
+# delegation block, globally reachable), so the store must take it, yet nothing in the lab holds
+# it and the lab router has no route to it: a dial to it ends there, with no reply from anyone.
+handed_out_entries() {
+    local address
+    for address in 127.0.0.1 "$LAB_ROUTER_IP4" 169.254.169.254 192.175.48.7; do
+        printf -- '--discovered-entry\n%s\n' "$(connect_entry "{\"ipAddress\":\"$address\",\"sshPort\":22,\"capabilities\":[\"SSH\",\"ssh-api-requests\"],\"region\":\"US\"}")"
+    done
+}
+
+discovering_state() { jq -r "$1" "$LAB_DIR/discovering-run/psi.state.json"; }
+discovering_connect_replaced() { [ "$(discovering_state .connectPid)" != "$1" ]; }
+no_server_reached_since() { tail -n "+$1" "$LAB_DIR/discovering-run/psi.log" | grep -q "no server could be reached"; }
+syns_to() { tcpdump -r "$LAB_DIR/discovered-syn.pcap" -n "dst host $1" 2>/dev/null | grep -c '^[0-9]' || true; }
+
+@test "servers the tunnel's handshake hands out: only global ones are stored (source DISCOVERY), and psi never dials the loopback, LAN or metadata ones" {
+    local main_server=$PSIPHOND_PID handed_out log_lines first_connect address
+    mapfile -t handed_out < <(handed_out_entries)
+    psiphond_start discovering --ossh-port 4444 --ssh-port 4023 "${handed_out[@]}"
     DISCOVERING_PID=$PSIPHOND_PID PSIPHOND_PID=$main_server
     mkdir -p "$LAB_DIR/discovering-data" "$LAB_DIR/discovering-run"
     chown psiphon-user:psiphon-group "$LAB_DIR/discovering-data"
@@ -303,9 +319,29 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     assert_success
     grep -q "servers the tunnel handed out: imported 1 entries: 1 added" "$LAB_DIR/discovering-run/psi.log"
     run lab_client "$PSI_SERVERS" --config "$LAB_DIR/discovering.conf" list --json
-    [ "$(jq -r '.[] | select(.address == "192.0.2.7") | .source' <<<"$output")" = DISCOVERY ]
-    [ "$(jq length <<<"$output")" -eq 2 ]
+    [ "$(jq -r '.[] | select(.address == "192.175.48.7") | .source' <<<"$output")" = DISCOVERY ]
+    [ "$(jq length <<<"$output")" -eq 2 ]  # the discovering server and 192.175.48.7
     [ ! -e "$LAB_DIR/discovering-data/discovered" ]  # taken
+    # A reconnect with the server that handed them out gone: psi-connect, started anew, dials
+    # every server psi-servers pick gives it. SYNs on any of the client's interfaces (eth0, lo).
+    lab__spawn "$LAB_CLIENT" discovered-syn tcpdump --immediate-mode -U -n -i any -w "$LAB_DIR/discovered-syn.pcap" \
+        'tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0'
+    local capture=$LAB_LAST_PID
+    lab__wait_for 5 grep -q "listening on" "$LAB_DIR/discovered-syn.err"
+    # Stopped first, so that the lines after log_lines are the new psi-connect's.
+    first_connect=$(discovering_state .connectPid)
+    kill -STOP "$first_connect"
+    lab__stop "$DISCOVERING_PID" TERM
+    log_lines=$(($(wc -l <"$LAB_DIR/discovering-run/psi.log") + 1))
+    kill -KILL "$first_connect"
+    lab__wait_for 30 discovering_connect_replaced "$first_connect"
+    lab__wait_for 30 no_server_reached_since "$log_lines"
+    lab__stop "$capture" INT
+    [ "$(syns_to 192.175.48.7)" -ge 1 ]  # the global one was dialled: the capture saw the dials
+    for address in 127.0.0.1 "$LAB_ROUTER_IP4" 169.254.169.254; do
+        [ "$(syns_to "$address")" -eq 0 ]
+        ! tail -n "+$log_lines" "$LAB_DIR/discovering-run/psi.log" | grep -q "SSH $address:22"
+    done
     lab_client "$PSI" --config "$LAB_DIR/discovering.conf" down >/dev/null
     # A link the tunnel user puts there is not followed: root reads no path they control.
     connect_entry '{"ipAddress":"192.0.2.8","sshPort":22,"capabilities":["SSH"],"region":"US"}' >"$LAB_DIR/elsewhere"

@@ -17,6 +17,7 @@
 #include "core/log.hpp"
 #include "core/output.hpp"
 #include "core/privileges.hpp"
+#include "servers/discovery.hpp"
 #include "servers/importer.hpp"
 #include "servers/remote_list.hpp"
 #include "servers/selection.hpp"
@@ -119,6 +120,8 @@ void report_import(const Options& options, const ImportReport& report, const cha
         document.set("updated", static_cast<std::uint64_t>(counts.updated));
         document.set("unchanged", static_cast<std::uint64_t>(counts.unchanged));
         document.set("skipped", skipped_json(skipped));
+        document.set("refused", skipped_json(report.refused));
+        document.set("removedDiscovered", static_cast<std::uint64_t>(report.removed_discovered));
         print_json(document);
         return;
     }
@@ -127,6 +130,14 @@ void report_import(const Options& options, const ImportReport& report, const cha
     if (skipped_count > 0)
         std::printf("skipped %zu bad line%s: %s\n", skipped_count, skipped_count == 1 ? "" : "s",
                     skipped_text(skipped).c_str());
+    const std::size_t refused_count = report.refused_count();
+    if (refused_count > 0)
+        std::printf("refused %zu discovered entr%s: %s\n", refused_count, refused_count == 1 ? "y" : "ies",
+                    skipped_text(report.refused).c_str());
+    if (report.removed_discovered > 0)
+        std::printf("removed %zu discovered entr%s: not global, not seen for %lld days, or beyond %zu\n",
+                    report.removed_discovered, report.removed_discovered == 1 ? "y" : "ies",
+                    static_cast<long long>(discovered_lifetime_seconds / 86400), max_discovered_stored);
 }
 
 int command_import(const Options& options, const Config& config) {

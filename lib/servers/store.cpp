@@ -133,6 +133,9 @@ void Store::import_one(const ServerEntry& entry, Source source, std::int64_t now
         by_address_[fresh.ip_address] = entries_.size();
         entries_.push_back(std::move(fresh));
         ++counts.added;
+    } else if (source == Source::discovery && existing->source != Source::discovery) {
+        existing->last_seen = now;
+        ++counts.unchanged;
     } else if (force || fresh.configuration_version > existing->configuration_version) {
         fresh.first_seen = existing->first_seen;
         fresh.last_connected = existing->last_connected;
@@ -150,6 +153,14 @@ bool Store::remove(const std::string& ip_address) {
     entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(it->second));
     index();
     return true;
+}
+
+std::size_t Store::remove_if(const std::function<bool(const StoredEntry&)>& is_removed) {
+    const auto kept_end = std::remove_if(entries_.begin(), entries_.end(), is_removed);
+    const auto removed = static_cast<std::size_t>(entries_.end() - kept_end);
+    entries_.erase(kept_end, entries_.end());
+    if (removed > 0) index();
+    return removed;
 }
 
 const StoredEntry* Store::find(const std::string& ip_address) const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -62,9 +63,13 @@ public:
     static Store load(const std::string& path);
     void save(const std::string& path) const;
 
+    // As given: the rules for DISCOVERY entries are the importer's (servers/importer.hpp).
     ImportCounts import(const std::vector<ServerEntry>& entries, Source source, std::int64_t now, bool force);
+    // A DISCOVERY entry never replaces one of another source: a handshake does not rewrite
+    // what the user or the signed list put there (only its last_seen moves).
     void import_one(const ServerEntry& entry, Source source, std::int64_t now, bool force, ImportCounts& counts);
     bool remove(const std::string& ip_address);
+    std::size_t remove_if(const std::function<bool(const StoredEntry&)>& is_removed);  // how many went
     const StoredEntry* find(const std::string& ip_address) const;
     StoredEntry* find(const std::string& ip_address);
     const std::vector<StoredEntry>& entries() const { return entries_; }
