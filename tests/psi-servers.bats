@@ -268,6 +268,27 @@ EOF
     [ "$(cat "$STORE")" = "not a store" ]
 }
 
+@test "fetch --resolver: the list's host is asked at that DNS server alone; none there is one line naming the host, and the store stays" {
+    serve_package 3
+    psi_servers fetch
+    run psi_servers list --json
+    local before=$output
+    # Nothing listens on the lab router's port 53.
+    run psi_servers fetch --force --url "https://lists.psi.test/server_list_compressed" --resolver "$LAB_ROUTER_IP4"
+    assert_failure 1
+    assert_output "psi-servers: error: cannot resolve lists.psi.test: no answer from the resolver $LAB_ROUTER_IP4"
+    run psi_servers list --json
+    assert_equal "$output" "$before"
+    # A URL with an address needs no resolver; the store is fetched as ever.
+    run psi_servers fetch --force --resolver "$LAB_ROUTER_IP4"
+    assert_success
+    run psi_servers fetch --resolver "$LAB_ROUTER_IP4" --proxy socks5h://127.0.0.1:1081
+    assert_failure 2
+    run psi_servers fetch --resolver resolver.example
+    assert_failure 2
+    assert_output --partial "--resolver resolver.example: not an IP address"
+}
+
 @test "help, version, usage errors" {
     run "$PSI_SERVERS" --version
     assert_output --regexp '^psi-servers [0-9]+\.[0-9]+\.[0-9]+$'

@@ -35,9 +35,10 @@ setup() {
 
 teardown() {
     local config
-    for config in psi empty stall shipped discovering linked lan; do
+    for config in psi empty stall shipped firstrun discovering linked lan; do
         [ -f "$LAB_DIR/$config.conf" ] && lab_client "$PSI" --config "$LAB_DIR/$config.conf" down >/dev/null 2>&1
     done
+    rm -rf "/etc/netns/$LAB_CLIENT/ssl"
     if [ -n "${LAB_CGROUP:-}" ]; then rmdir "$LAB_CGROUP" 2>/dev/null; fi
     if [ -n "${DISCOVERING_PID:-}" ]; then lab__stop "$DISCOVERING_PID" TERM; fi
     true
@@ -285,6 +286,80 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     run lab_client "$PSI_SERVERS" --config "$LAB_DIR/shipped.conf" list --json
     [ "$(jq length <<<"$output")" -ge 1 ]
     lab_client "$PSI" --config "$LAB_DIR/shipped.conf" down >/dev/null
+}
+
+# uid 2000 asks the uplink's resolver for leak.psi.test every 50 ms, past the system's resolver.
+uplink_dns_prober() { # NAME
+    lab__spawn "$LAB_CLIENT" "$1" setpriv --reuid="$DESKTOP_UID" --regid="$DESKTOP_UID" --clear-groups /usr/bin/python3 -c '
+import random, socket, struct, sys, time
+query = lambda: struct.pack(">6H", random.randrange(65536), 0x0100, 1, 0, 0, 0) + b"\x04leak\x03psi\x04test\x00\x00\x01\x00\x01"
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print("asking", flush=True)
+for _ in range(int(sys.argv[1])):
+    try:
+        probe.sendto(query(), ("'"$LAB_ROUTER_IP4"'", 53))
+    except OSError:
+        pass
+    time.sleep(0.05)' "${2:-100000}"
+}
+uplink_queries_for() { grep -c "^query udp $1 " "$LAB_DIR/uplink-dns.out" || true; }
+uplink_asked_at_least() { [ "$(uplink_queries_for "$1")" -ge "$2" ]; }
+
+@test "a first run (empty store, the remote list's URL by host name): psi up resolves it at the uplink's resolver for the fetch alone and comes up; no other user's DNS leaves" {
+    mkdir -p "$LAB_DIR/firstrun-data" "$LAB_DIR/firstrun-run"
+    chown psiphon-user:psiphon-group "$LAB_DIR/firstrun-data"
+    "$BATS_TEST_DIRNAME/tools/make_package.py" keygen --out-dir "$LAB_DIR/firstrun-key" >/dev/null
+    "$BATS_TEST_DIRNAME/tools/make_package.py" --key "$LAB_DIR/firstrun-key/private.pem" --data "$LAB_DIR/psiphond.entry" \
+        --out "$LAB_DIR/firstrun.package" 2>/dev/null
+    "$BATS_TEST_DIRNAME/tools/make_cert.sh" "$LAB_DIR/firstrun-pki" lists.psi.test >/dev/null 2>&1
+    # The client trusts the lab's CA as the system's: "ip netns exec" mounts this over /etc/ssl.
+    mkdir -p "/etc/netns/$LAB_CLIENT/ssl/certs"
+    cp "$LAB_DIR/firstrun-pki/ca.pem" "/etc/netns/$LAB_CLIENT/ssl/certs/ca-certificates.crt"
+    # The uplink's resolver, the client's nameserver (the lab router).
+    lab__spawn "$LAB_ROUTER" uplink-dns /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/dns_server.py" --bind "$LAB_ROUTER_IP4" \
+        --port 53 --record "lists.psi.test=$LAB_INET_IP4" --record "leak.psi.test=$LAB_INET_IP4"
+    lab__wait_for 5 grep -q listening "$LAB_DIR/uplink-dns.out"
+    sed "s#$LAB_DIR/empty-data#$LAB_DIR/firstrun-data#; s#$LAB_DIR/empty-run#$LAB_DIR/firstrun-run#" "$LAB_DIR/empty.conf" |
+        jq --arg key "$(cat "$LAB_DIR/firstrun-key/public.b64")" \
+            '.RemoteServerListUrl = "https://lists.psi.test:8443/server_list_compressed" | .RemoteServerListSignaturePublicKey = $key' \
+            >"$LAB_DIR/firstrun.conf"
+    chmod 600 "$LAB_DIR/firstrun.conf"
+
+    # Control: with no kill switch, the prober's queries reach the uplink's resolver.
+    lab_client "$BATS_TEST_DIRNAME/../build/psi-fw" --config "$LAB_DIR/firstrun.conf" down >/dev/null
+    uplink_dns_prober firstrun-control 5
+    lab__wait_for 5 uplink_asked_at_least leak.psi.test 3
+    lab_client "$BATS_TEST_DIRNAME/../build/psi-fw" --config "$LAB_DIR/firstrun.conf" boot >/dev/null
+    local leaked_before
+    leaked_before=$(uplink_queries_for leak.psi.test)
+
+    uplink_dns_prober firstrun-prober
+    local prober=$LAB_LAST_PID
+    lab__wait_for 5 grep -q asking "$LAB_DIR/firstrun-prober.out"
+    # The list server is not there yet: the fetch fails, and is tried again.
+    lab_client "$PSI" --config "$LAB_DIR/firstrun.conf" up --timeout 60 >"$LAB_DIR/firstrun-up.out" 2>&1 &
+    local up=$!
+    lab__wait_for 20 grep -q "no server list yet; fetching it again in" "$LAB_DIR/firstrun-run/psi.log"
+    lab__spawn "$LAB_INET" firstrun-list /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/list_server.py" \
+        --cert "$LAB_DIR/firstrun-pki/server.pem" --key "$LAB_DIR/firstrun-pki/server.key" \
+        --file "$LAB_DIR/firstrun.package" --port 8443 --bind "$LAB_INET_IP4" --log "$LAB_DIR/firstrun-list.log"
+    lab__wait_for 5 grep -q listening "$LAB_DIR/firstrun-list.out"
+    wait "$up"
+    run cat "$LAB_DIR/firstrun-up.out"
+    assert_line --partial "tunnel up via OSSH"
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+    lab__stop "$prober" TERM
+    rm -rf "/etc/netns/$LAB_CLIENT/ssl"
+
+    # The list's host was asked at the uplink, the list fetched and stored; the prober's
+    # queries, all the while, never left.
+    [ "$(uplink_queries_for lists.psi.test)" -ge 1 ]
+    [ "$(jq -s 'map(select(.method == "GET" and .status == 200)) | length' "$LAB_DIR/firstrun-list.log")" -ge 1 ]
+    run lab_client "$PSI_SERVERS" --config "$LAB_DIR/firstrun.conf" list --json
+    [ "$(jq length <<<"$output")" -ge 1 ]
+    assert_equal "$(uplink_queries_for leak.psi.test)" "$leaked_before"
+    lab_client "$PSI" --config "$LAB_DIR/firstrun.conf" down >/dev/null
 }
 
 # The entry lines a hostile server hands out: its client's loopback, LAN (the lab router), the

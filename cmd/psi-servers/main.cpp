@@ -48,6 +48,7 @@ struct Options {
     Selection selection;
     std::uint64_t seed = 0;
     std::string url, proxy, ca_file;
+    std::vector<std::string> resolvers;
     std::size_t max_mebibytes = 64;
     long timeout_seconds = 30;
     double stale_hours = 6;
@@ -168,6 +169,7 @@ int command_import(const Options& options, const Config& config) {
 RemoteListSettings settings_from(const Options& options, const Config& config, bool is_interactive) {
     RemoteListSettings settings = remote_list_settings(config, options.url);
     settings.proxy = options.proxy;
+    settings.resolvers = options.resolvers;
     settings.ca_file = options.ca_file;
     settings.max_bytes = options.max_mebibytes << 20;
     settings.timeout_seconds = options.timeout_seconds;
@@ -326,6 +328,9 @@ int command_export(const Options& options, const Config& config) {
 void add_fetch_options(CLI::App* command, Options& options) {
     command->add_option("--url", options.url, "Remote server list URL (default: RemoteServerListUrl)");
     command->add_option("--proxy", options.proxy, "Proxy, such as socks5h://127.0.0.1:1081 (through the tunnel)");
+    command->add_option("--resolver", options.resolvers,
+                        "Resolve the list's host at this DNS server (IP) only, not the system's (the bootstrap)")
+        ->excludes("--proxy");
     command->add_option("--ca-file", options.ca_file, "CA certificates to trust instead of the system's")
         ->check(CLI::ExistingFile);
     command->add_option("--max-size", options.max_mebibytes, "Largest list accepted, in MiB")

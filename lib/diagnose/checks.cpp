@@ -100,18 +100,6 @@ std::string table_problem(const json::Value& routes, const std::string& tun_name
     return "";
 }
 
-std::vector<std::string> nameservers(const std::string& resolv_conf) {
-    std::vector<std::string> servers;
-    std::istringstream lines(read_file(resolv_conf));
-    std::string line;
-    while (std::getline(lines, line)) {
-        std::istringstream words(line);
-        std::string keyword, address;
-        if (words >> keyword >> address && keyword == "nameserver") servers.push_back(address);
-    }
-    return servers;
-}
-
 std::string join(const std::vector<std::string>& words, const std::string& separator = ", ") {
     std::string text;
     for (const std::string& word : words) text += (text.empty() ? "" : separator) + word;
@@ -272,7 +260,7 @@ Check check_dns(const Config& config, const std::string& resolv_conf) {
     const std::string name = "DNS";
     std::vector<std::string> servers;
     try {
-        servers = nameservers(resolv_conf);
+        servers = tun::nameservers_in(read_file(resolv_conf));
     } catch (const Error&) {
         return failed(name, "cannot read " + resolv_conf, "psi-tun up");
     }

@@ -32,6 +32,7 @@
 #include "core/signals.hpp"
 #include "core/unique_fd.hpp"
 #include "psi/control.hpp"
+#include "tun/tun_network.hpp"
 
 namespace bp = boost::process;
 
@@ -337,24 +338,8 @@ private:
                 return;
             }
         }
-        if (entries.empty() && !has_refreshed_) {
-            // An empty store (a first run): the remote list, fetched as the tunnel user, the only
-            // one the kill switch lets out while there is no tunnel. It runs beside the loop, so
-            // that signals are acted on while it takes its time.
-            has_refreshed_ = true;
-            is_fetching_first_list_ = true;
-            say(why_none + ": fetching the remote list");
-            start_refresh({}, [this] {
-                is_fetching_first_list_ = false;
-                connect_retry_ = Clock::now();
-            });
-            return;
-        }
         if (entries.empty()) {
-            say(why_none + "; trying again later");
-            state_.set("error", why_none);
-            publish();
-            connect_retry_ = Clock::now() + connect_.next_backoff();
+            fetch_first_list(why_none);
             return;
         }
         std::vector<std::string> argv = tool("psi-connect", {"--entries", "-", "--discovered", discovered_path()});
@@ -382,6 +367,37 @@ private:
     void hold_proxy_ports() {
         socks_listeners_ = listen_on_loopback(static_cast<std::uint16_t>(local_socks_port(config_)));
         http_listeners_ = listen_on_loopback(static_cast<std::uint16_t>(local_http_port(config_)));
+    }
+
+    // An empty store (a first run): the remote list, fetched as the tunnel user, the only one
+    // the kill switch lets out while there is no tunnel, and tried again with backoff until a
+    // server can be picked. The system's resolver already points into the TUN, where nothing
+    // answers yet: the list's host is resolved at the uplink's own resolvers, which psi-tun up
+    // recorded, for this fetch alone. It runs beside the loop, so that signals are acted on
+    // while it takes its time.
+    void fetch_first_list(const std::string& why_none) {
+        std::vector<std::string> arguments;
+        try {
+            for (const std::string& resolver : tun::recorded_uplink_resolvers(config_))
+                arguments.insert(arguments.end(), {"--resolver", resolver});
+        } catch (const Error& error) {
+            say(std::string("the uplink's resolvers are unknown: ") + error.what());
+        }
+        if (arguments.empty()) say("no resolver of the uplink was recorded: the list's host goes to the system's resolver");
+        is_fetching_first_list_ = true;
+        state_.set("error", why_none);
+        publish();
+        say(why_none + ": fetching the remote list");
+        start_refresh(arguments, [this](bool is_fetched) {
+            is_fetching_first_list_ = false;
+            if (is_fetched) {
+                connect_retry_ = Clock::now();
+                return;
+            }
+            const auto wait = refresh_.next_backoff();
+            say("no server list yet; fetching it again in " + std::to_string(wait.count()) + " s");
+            connect_retry_ = Clock::now() + wait;
+        });
     }
 
     // PROGRAM, beside psi, with psi's config and ARGUMENTS.
@@ -590,8 +606,9 @@ private:
         }
         const ProcessResult result =
             run_process(tool("psi-servers", {"import", "--source", "DISCOVERY", "-"}), file.get());
-        const std::string& text = result.exit_code == 0 ? result.output : result.errors;
-        say("servers the tunnel handed out: " + text.substr(0, text.find('\n')));
+        std::istringstream lines(result.exit_code == 0 ? result.output : result.errors);
+        for (std::string line; std::getline(lines, line);)
+            if (!line.empty()) say("servers the tunnel handed out: " + line);
     }
 
     uid_t tunnel_uid() const {
@@ -608,22 +625,25 @@ private:
         has_refreshed_through_tunnel_ = true;
         const json::Value* port = tunnel_.find("socksPort");
         if (!port) return;
-        start_refresh({"--proxy", "socks5h://127.0.0.1:" + std::to_string(port->as_integer())}, [] {});
+        start_refresh({"--proxy", "socks5h://127.0.0.1:" + std::to_string(port->as_integer())}, [](bool) {});
     }
 
-    // psi-servers refresh beside the loop; `after` runs when it has ended, however it ended.
-    void start_refresh(const std::vector<std::string>& extra, std::function<void()> after) {
+    // psi-servers refresh beside the loop; `after` runs when it has ended, however it ended,
+    // told whether it stored a list (exit 0) or had nothing to change (refresh's exit 4).
+    void start_refresh(const std::vector<std::string>& extra, std::function<void(bool)> after) {
+        constexpr int refresh_unchanged = 4;
         if (refresh_.is_running()) refresh_.stop();
         std::vector<std::string> argv = tool("psi-servers", {"refresh"});
         argv.insert(argv.end(), extra.begin(), extra.end());
         try {
             refresh_.start(argv, std::string(), log_, nullptr, [this, after](int status) {
-                if (status != 0) say("psi-servers refresh " + describe_exit(status));
-                after();
+                const bool is_done = WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == refresh_unchanged);
+                if (!is_done) say("psi-servers refresh " + describe_exit(status));
+                after(is_done && WEXITSTATUS(status) == 0);
             });
         } catch (const std::exception& error) {
             say(std::string("cannot refresh the server list: ") + error.what());
-            after();
+            after(false);
         }
     }
 
@@ -665,7 +685,6 @@ private:
     std::optional<Clock::time_point> engine_retry_;
     std::optional<Clock::time_point> watch_retry_;
     bool is_reloading_ = false;
-    bool has_refreshed_ = false;
     bool has_refreshed_through_tunnel_ = false;
     bool is_fetching_first_list_ = false;
     bool has_imported_embedded_list_ = false;

@@ -1,5 +1,6 @@
 #include "servers/download.hpp"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -24,6 +25,12 @@ struct CurlFree {
 };
 struct SlistFree {
     void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+struct UrlFree {
+    void operator()(CURLU* url) const { curl_url_cleanup(url); }
+};
+struct CurlTextFree {
+    void operator()(char* text) const { curl_free(text); }
 };
 
 // State shared with libcurl's callbacks during one transfer.
@@ -115,6 +122,30 @@ void set(CURL* handle, CURLoption option, auto value) {
 
 }  // namespace
 
+UrlHost url_host(const std::string& url) {
+    std::unique_ptr<CURLU, UrlFree> parsed(curl_url());
+    if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK)
+        throw Error("not a URL: " + url, exit_status::usage);
+    char* host_text = nullptr;
+    char* port_text = nullptr;
+    const bool has_host = curl_url_get(parsed.get(), CURLUPART_HOST, &host_text, 0) == CURLUE_OK;
+    std::unique_ptr<char, CurlTextFree> host(host_text);
+    const bool has_port = curl_url_get(parsed.get(), CURLUPART_PORT, &port_text, CURLU_DEFAULT_PORT) == CURLUE_OK;
+    std::unique_ptr<char, CurlTextFree> port(port_text);
+    if (!has_host || !has_port) throw Error("no host in the URL " + url, exit_status::usage);
+    UrlHost result;
+    result.host = host.get();
+    result.port = std::strtol(port.get(), nullptr, 10);
+    if (result.host.size() > 2 && result.host.front() == '[') {
+        result.host = result.host.substr(1, result.host.size() - 2);
+        result.is_address = true;
+    } else {
+        in_addr ignored{};
+        result.is_address = ::inet_pton(AF_INET, result.host.c_str(), &ignored) == 1;
+    }
+    return result;
+}
+
 DownloadResult download(const DownloadRequest& request) {
     static const bool is_initialised = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
     if (!is_initialised) throw Error("cannot initialise libcurl");
@@ -141,6 +172,9 @@ DownloadResult download(const DownloadRequest& request) {
         add_header("If-Range: " + part_etag);
     }
 
+    std::unique_ptr<curl_slist, SlistFree> resolved;
+    for (const std::string& entry : request.resolved) resolved.reset(curl_slist_append(resolved.release(), entry.c_str()));
+
     CURL* curl = handle.get();
     char error_buffer[CURL_ERROR_SIZE] = "";
     set(curl, CURLOPT_URL, request.url.c_str());
@@ -161,6 +195,7 @@ DownloadResult download(const DownloadRequest& request) {
     set(curl, CURLOPT_WRITEFUNCTION, on_body);
     set(curl, CURLOPT_WRITEDATA, &transfer);
     if (!request.proxy.empty()) set(curl, CURLOPT_PROXY, request.proxy.c_str());
+    if (resolved) set(curl, CURLOPT_RESOLVE, resolved.get());
     if (!request.ca_file.empty()) set(curl, CURLOPT_CAINFO, request.ca_file.c_str());
     if (request.show_progress) {
         set(curl, CURLOPT_NOPROGRESS, 0L);

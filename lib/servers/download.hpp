@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace psi::servers {
 
@@ -14,6 +15,9 @@ struct DownloadRequest {
     std::string ca_file;    // "" = the system's CA store
     std::string etag;       // of the copy we have; a match gives "not modified"
     std::string part_path;  // where a partial download is kept; its ETag in part_path + ".etag"
+    // Addresses for host names, as "HOST:PORT:ADDRESS[,ADDRESS...]", used instead of the
+    // system's resolver (bootstrap_resolver.hpp).
+    std::vector<std::string> resolved;
     std::size_t max_bytes = 64u << 20;
     long connect_timeout_seconds = 30;
     long total_timeout_seconds = 600;
@@ -27,6 +31,15 @@ struct DownloadResult {
     std::string body;
     std::string etag;  // the server's, to send next time
 };
+
+// The host of an https URL and its port (443 when none is given); throws psi::Error (usage) for
+// a URL that is not one.
+struct UrlHost {
+    std::string host;  // without brackets
+    long port = 443;
+    bool is_address = false;  // an IP literal: nothing to resolve
+};
+UrlHost url_host(const std::string& url);
 
 // Throws psi::Error with one line naming what failed (connection, TLS, HTTP status, size,
 // timeout). A transfer cut in the middle leaves the .part file for the next attempt.

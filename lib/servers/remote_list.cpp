@@ -3,6 +3,7 @@
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "servers/auth_package.hpp"
+#include "servers/bootstrap_resolver.hpp"
 
 namespace psi::servers {
 namespace {
@@ -61,6 +62,16 @@ FetchReport fetch_remote_list(Store& store, const RemoteListSettings& settings, 
     request.low_speed_seconds = settings.timeout_seconds;
     request.show_progress = settings.show_progress;
     if (!settings.is_etag_ignored) request.etag = store.remote.etag;
+    check_resolvers(settings.resolvers);
+    if (!settings.resolvers.empty() && settings.proxy.empty()) {
+        const UrlHost target = url_host(settings.url);
+        if (!target.is_address) {
+            std::string addresses;
+            for (const std::string& address : resolve_at(target.host, settings.resolvers))
+                addresses += (addresses.empty() ? "" : ",") + (address.find(':') != std::string::npos ? "[" + address + "]" : address);
+            request.resolved.push_back(target.host + ":" + std::to_string(target.port) + ":" + addresses);
+        }
+    }
     DownloadResult downloaded = download(request);
 
     FetchReport report;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/config.hpp"
 #include "servers/download.hpp"
@@ -19,6 +20,9 @@ struct RemoteListSettings {
     std::string entry_signature_key;  // ServerEntrySignaturePublicKey, optional
     std::string proxy;
     std::string ca_file;
+    // Without a proxy: the list's host resolved at these addresses alone (the uplink's own
+    // resolvers, for the bootstrap fetch), not by the system's resolver.
+    std::vector<std::string> resolvers;
     std::size_t max_bytes = 64u << 20;
     long timeout_seconds = 30;  // to connect, and the longest stall of the transfer
     bool show_progress = false;

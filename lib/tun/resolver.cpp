@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <sstream>
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
@@ -29,6 +30,27 @@ bool is_resolved_in_use(const std::string& resolv_conf) {
         return read_file(resolv_conf).find("nameserver 127.0.0.53") != std::string::npos;
     } catch (const Error&) {
         return false;
+    }
+}
+
+bool is_loopback_address(const std::string& address) {
+    return address.rfind("127.", 0) == 0 || address == "::1";
+}
+
+// The resolvers psi-tun up is about to replace, for the bootstrap fetch (uplink_resolvers).
+json::Value uplink_resolvers_of(const std::string& resolv_conf_text, const ResolverSettings& settings) {
+    json::Value servers = json::Array{};
+    for (const std::string& server : nameservers_in(resolv_conf_text))
+        if (!is_loopback_address(server) && server != settings.dns_ipv4 && server != settings.dns_ipv6)
+            servers.as_array().push_back(server);
+    return servers;
+}
+
+std::string read_or_empty(const std::string& path) {
+    try {
+        return read_file(path);
+    } catch (const Error&) {
+        return "";
     }
 }
 
@@ -74,14 +96,37 @@ void replace_or_rewrite(const std::string& path, const std::string& content) {
     else replace_file(path, content, 0644);
 }
 
+std::vector<std::string> nameservers_in(const std::string& resolv_conf_text) {
+    std::vector<std::string> servers;
+    std::istringstream lines(resolv_conf_text);
+    std::string line;
+    while (std::getline(lines, line)) {
+        std::istringstream words(line);
+        std::string keyword, address;
+        if (words >> keyword >> address && keyword == "nameserver") servers.push_back(address);
+    }
+    return servers;
+}
+
+std::vector<std::string> uplink_resolvers(const json::Value& record) {
+    std::vector<std::string> servers;
+    const json::Value* listed = record.find("uplinkResolvers");
+    if (!listed || !listed->is_array()) return servers;
+    for (const json::Value& server : listed->as_array())
+        if (server.is_string() && !is_loopback_address(server.as_string())) servers.push_back(server.as_string());
+    return servers;
+}
+
 json::Value plan_resolver_change(const ResolverSettings& settings) {
     json::Value record = json::Object{};
     if (is_resolved_in_use(settings.resolv_conf)) {
         record.set("method", "systemd-resolved");
         record.set("link", settings.tun_name);
+        record.set("uplinkResolvers", uplink_resolvers_of(read_or_empty(settings.resolved_upstream), settings));
         return record;
     }
     record.set("method", "resolv.conf");
+    record.set("uplinkResolvers", uplink_resolvers_of(read_or_empty(settings.resolv_conf), settings));
     struct stat info {};
     if (::lstat(settings.resolv_conf.c_str(), &info) == 0 && S_ISLNK(info.st_mode)) {
         record.set("symlink", symlink_target(settings.resolv_conf));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/json.hpp"
 
@@ -19,7 +20,16 @@ struct ResolverSettings {
     std::string dns_ipv6;
     std::string resolv_conf = "/etc/resolv.conf";
     std::string backup_directory;  // where the previous resolv.conf is kept (RunDirectory)
+    std::string resolved_upstream = "/run/systemd/resolve/resolv.conf";  // systemd-resolved's servers
 };
+
+// The addresses of resolv.conf text's nameserver lines, in order.
+std::vector<std::string> nameservers_in(const std::string& resolv_conf_text);
+
+// The uplink's own resolvers from before psi-tun up, from its record (uplinkResolvers): where
+// the bootstrap fetch of a first run resolves the list's host, as the tunnel user. Loopback
+// resolvers are left out: what they forward, the kill switch stops.
+std::vector<std::string> uplink_resolvers(const json::Value& record);
 
 // Two steps, so that the record is saved before anything changes: plan keeps the previous
 // resolv.conf (or notes its symlink or absence) and returns the record; apply then points the

@@ -109,6 +109,12 @@ std::string read_rp_filter(const std::string& tun) {
 
 std::string state_path(const Config& config) { return config.run_directory + "/tun.json"; }
 
+std::vector<std::string> recorded_uplink_resolvers(const Config& config) {
+    const json::Value state = load_state(state_path(config));
+    const json::Value* dns = state.is_object() ? state.find("dns") : nullptr;
+    return dns ? uplink_resolvers(*dns) : std::vector<std::string>{};
+}
+
 UpReport bring_up(const Config& config) {
     if (::mkdir(config.run_directory.c_str(), 0755) != 0 && errno != EEXIST)
         throw_system_error("cannot create " + config.run_directory, errno);

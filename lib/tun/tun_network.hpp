@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/config.hpp"
 
@@ -27,5 +28,9 @@ UpReport bring_up(const Config& config);
 bool bring_down(const Config& config);
 
 std::string state_path(const Config& config);
+
+// The uplink's resolvers that psi-tun up recorded before it pointed the system's resolver into
+// the TUN (resolver.hpp's uplink_resolvers); none when psi-tun is not up or recorded none.
+std::vector<std::string> recorded_uplink_resolvers(const Config& config);
 
 }  // namespace psi::tun
