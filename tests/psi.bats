@@ -174,6 +174,58 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     assert_line --regexp "^FAIL +proxy ports +uid $DESKTOP_UID listens on \[::1\]:1081, psi's SOCKS port"
 }
 
+# psi-servers refresh as the refresh timer runs it: as the tunnel user, with a copy of the config.
+timer_refresh() {
+    lab_as_user psiphon-user "$PSI_SERVERS" --config "$LAB_DIR/timer.conf" refresh --force \
+        --ca-file "$LAB_DIR/timer-pki/ca.pem" "$@"
+}
+list_downloads() { jq -s 'map(select(.method == "GET" and .status == 200)) | length' "$LAB_DIR/timer-list.log"; }
+
+@test "the refresh timer's fetch goes through the tunnel while psi is up, and nowhere while it is down" {
+    "$BATS_TEST_DIRNAME/tools/make_package.py" keygen --out-dir "$LAB_DIR/timer-key" >/dev/null
+    "$BATS_TEST_DIRNAME/tools/make_package.py" --key "$LAB_DIR/timer-key/private.pem" --data "$LAB_DIR/psiphond.entry" \
+        --out "$LAB_DIR/timer.package" 2>/dev/null
+    "$BATS_TEST_DIRNAME/tools/make_cert.sh" "$LAB_DIR/timer-pki" "$LAB_INET_IP4" >/dev/null 2>&1
+    lab__spawn "$LAB_INET" timer-list /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/list_server.py" \
+        --cert "$LAB_DIR/timer-pki/server.pem" --key "$LAB_DIR/timer-pki/server.key" \
+        --file "$LAB_DIR/timer.package" --port 8444 --bind "$LAB_INET_IP4" --log "$LAB_DIR/timer-list.log"
+    lab__wait_for 5 grep -q listening "$LAB_DIR/timer-list.out"
+    jq --arg key "$(cat "$LAB_DIR/timer-key/public.b64")" --arg url "https://$LAB_INET_IP4:8444/server_list_compressed" \
+        '.RemoteServerListUrl = $url | .RemoteServerListSignaturePublicKey = $key' "$LAB_DIR/psi.conf" >"$LAB_DIR/timer.conf"
+    chown psiphon-user "$LAB_DIR/timer.conf"
+    chmod 600 "$LAB_DIR/timer.conf"
+    chmod o+rx "$LAB_DIR/timer-pki" && chmod o+r "$LAB_DIR/timer-pki/ca.pem"
+    run psi up --timeout 30
+    assert_success
+
+    # Control: without --through-tunnel (what the timer ran before), the download leaves beside the tunnel.
+    lab_capture_start "tcp port 8444"
+    run timer_refresh
+    [ "$status" -eq 0 ] || [ "$status" -eq 4 ]
+    lab_capture_stop
+    [ "$(lab_capture_count)" -gt 0 ]
+    assert_equal "$(list_downloads)" 1
+
+    lab_capture_start "tcp port 8444"
+    run timer_refresh --through-tunnel
+    [ "$status" -eq 0 ] || [ "$status" -eq 4 ]  # 4: the list had nothing new
+    lab_capture_stop
+    assert_equal "$(lab_capture_count)" 0  # psiphond, in inet, made the connection
+    assert_equal "$(list_downloads)" 2
+
+    run psi down
+    assert_success
+    lab_capture_start "tcp port 8444"
+    run timer_refresh --through-tunnel --json
+    assert_failure 4
+    assert_equal "$(jq -c . <<<"$output")" '{"modified":false,"tunnel":false}'
+    lab_capture_stop
+    assert_equal "$(lab_capture_count)" 0
+    assert_equal "$(list_downloads)" 2
+    grep -q -- "refresh --through-tunnel" "$BATS_TEST_DIRNAME/../share/systemd/psi-servers-refresh.service"
+    grep -q -- "refresh --through-tunnel" "$BATS_TEST_DIRNAME/../share/cron/psi-servers-refresh"
+}
+
 @test "psi status after psi up --allow-lan and psi down: the kill switch that allows the LAN is no difference (exit 1, not 3)" {
     run psi up --allow-lan --timeout 30
     assert_success

@@ -17,6 +17,7 @@
 #include "core/log.hpp"
 #include "core/output.hpp"
 #include "core/privileges.hpp"
+#include "psi/tunnel_proxy.hpp"
 #include "servers/discovery.hpp"
 #include "servers/importer.hpp"
 #include "servers/remote_list.hpp"
@@ -49,6 +50,7 @@ struct Options {
     std::uint64_t seed = 0;
     std::string url, proxy, ca_file;
     std::vector<std::string> resolvers;
+    bool is_through_tunnel = false;
     std::size_t max_mebibytes = 64;
     long timeout_seconds = 30;
     double stale_hours = 6;
@@ -192,7 +194,17 @@ int fetch_and_store(const Options& options, const Config& config, bool is_refres
         if (options.common.is_json) print_json(json::Object{{"modified", false}, {"stale", false}});
         return exit_unchanged;
     }
-    const FetchReport report = fetch_remote_list(store, settings_from(options, config, !is_refresh),
+    RemoteListSettings settings = settings_from(options, config, !is_refresh);
+    if (options.is_through_tunnel) {
+        const auto proxy = wrapper::running_tunnel_proxy(config);
+        if (!proxy) {
+            log::debug("no tunnel is up: nothing fetched (--through-tunnel)");
+            if (options.common.is_json) print_json(json::Object{{"modified", false}, {"tunnel", false}});
+            return exit_unchanged;
+        }
+        settings.proxy = *proxy;
+    }
+    const FetchReport report = fetch_remote_list(store, settings,
                                                  data_directory(config) + "/remote_server_list.part", now);
     if (!report.is_modified) {
         if (!is_refresh && !options.common.is_json) std::puts("remote server list unchanged since the last fetch");
@@ -365,6 +377,10 @@ int main(int argc, char** argv) {
     add_fetch_options(fetch, options);
     auto* refresh = app.add_subcommand("refresh", "fetch for cron and timers: rate-limited, quiet unless it fails");
     add_fetch_options(refresh, options);
+    refresh->add_flag("--through-tunnel", options.is_through_tunnel,
+                      "Fetch only through psi's tunnel (its SOCKS proxy); nothing while no tunnel is up")
+        ->excludes("--proxy")
+        ->excludes("--resolver");
     refresh->add_option("--stale-hours", options.stale_hours, "Fetch only when the last success is older")
         ->capture_default_str();
 
