@@ -35,12 +35,13 @@ setup() {
 
 teardown() {
     local config
-    for config in psi empty stall shipped firstrun discovering linked lan; do
+    for config in psi empty stall shipped firstrun homepages discovering linked lan; do
         [ -f "$LAB_DIR/$config.conf" ] && lab_client "$PSI" --config "$LAB_DIR/$config.conf" down >/dev/null 2>&1
     done
     rm -rf "/etc/netns/$LAB_CLIENT/ssl"
     if [ -n "${LAB_CGROUP:-}" ]; then rmdir "$LAB_CGROUP" 2>/dev/null; fi
     if [ -n "${DISCOVERING_PID:-}" ]; then lab__stop "$DISCOVERING_PID" TERM; fi
+    if [ -n "${HOMEPAGES_PID:-}" ]; then lab__stop "$HOMEPAGES_PID" TERM; fi
     true
 }
 
@@ -486,6 +487,37 @@ syns_to() { tcpdump -r "$LAB_DIR/discovered-syn.pcap" -n "dst host $1" 2>/dev/nu
     run lab_client "$PSI_SERVERS" --config "$LAB_DIR/linked.conf" list --json
     [ "$(jq length <<<"$output")" -eq 1 ]
     [ -L "$LAB_DIR/linked-data/discovered" ]
+}
+
+@test "a server's homepages reach root's terminal only as a few printable https URLs: no escape sequence, 4 at most of 12,006" {
+    local main_server=$PSIPHOND_PID cpu
+    python3 -c '
+import json, sys
+hostile = ["\u001b]0;owned\u0007https://title.psi.test/", "https://clear.psi.test/\u001b[2J\u001b[H", "http://plain.psi.test/",
+           "https://ok.psi.test/one", "https://ok.psi.test/one"]
+json.dump(hostile + ["https://s/%d" % n for n in range(12000)], sys.stdout)' >"$LAB_DIR/homepages.json"
+    psiphond_start homepages --ossh-port 4445 --ssh-port 4024 --region DE --homepage https://home.psi.test/ \
+        --homepages-file "$LAB_DIR/homepages.json"
+    HOMEPAGES_PID=$PSIPHOND_PID PSIPHOND_PID=$main_server
+    mkdir -p "$LAB_DIR/homepages-data" "$LAB_DIR/homepages-run"
+    chown psiphon-user:psiphon-group "$LAB_DIR/homepages-data"
+    sed "s#$LAB_DIR/empty-data#$LAB_DIR/homepages-data#; s#$LAB_DIR/empty-run#$LAB_DIR/homepages-run#" \
+        "$LAB_DIR/empty.conf" >"$LAB_DIR/homepages.conf"
+    chmod 600 "$LAB_DIR/homepages.conf"
+    lab_client "$PSI_SERVERS" --config "$LAB_DIR/homepages.conf" import "$LAB_DIR/homepages.entry" >/dev/null
+    run lab_client "$PSI" --config "$LAB_DIR/homepages.conf" up --timeout 30
+    [ "$status" -eq 0 ] || { cut -c1-300 "$LAB_DIR/homepages-run/psi.log" | grep -iv "dial" | tail -30 >&3; false; }
+    [[ "$output" != *$'\e'* ]]
+    local shown=$'homepage: https://home.psi.test/\nhomepage: https://ok.psi.test/one\nhomepage: https://s/0\nhomepage: https://s/1'
+    assert_equal "$(grep '^homepage: ' <<<"$output")" "$shown"
+    run lab_client "$PSI" --config "$LAB_DIR/homepages.conf" status
+    [[ "$output" != *$'\e'* ]]
+    assert_equal "$(grep '^homepage: ' <<<"$output")" "$shown"
+    ! grep -q $'\e' "$LAB_DIR/homepages-run/psi.log"
+    grep -q "the server gave 12006 homepages; shown: 4" "$LAB_DIR/homepages-run/psi.log"
+    cpu=$(awk '{ print ($14 + $15) / 100 }' "/proc/$(cat "$LAB_DIR/homepages-run/psi.pid")/stat")
+    echo "# the supervisor's CPU time after psi up: $cpu s" >&3
+    lab_client "$PSI" --config "$LAB_DIR/homepages.conf" down >/dev/null
 }
 
 @test "an empty store whose remote list never answers: the refresh runs beside the supervisor, and psi down stops it at once" {

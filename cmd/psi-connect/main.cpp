@@ -30,6 +30,7 @@
 #include "core/event_loop.hpp"
 #include "core/log.hpp"
 #include "core/loopback_listener.hpp"
+#include "core/printable.hpp"
 #include "core/privileges.hpp"
 #include "core/signals.hpp"
 #include "servers/server_entry.hpp"
@@ -253,7 +254,17 @@ private:
         const HandshakeResponse& handshake = tunnel.handshake();
         if (!handshake.client_region.empty())
             notices_.emit("ClientRegion", json::Object{{"regionCode", handshake.client_region}});
-        for (const std::string& url : handshake.homepages) notices_.emit("Homepage", json::Object{{"url", url}});
+        std::vector<std::string> shown;
+        for (const std::string& url : handshake.homepages)
+            if (shown.size() < max_homepages && is_homepage_url(url) &&
+                std::find(shown.begin(), shown.end(), url) == shown.end()) {
+                notices_.emit("Homepage", json::Object{{"url", url}});
+                shown.push_back(url);
+            }
+        if (shown.size() < handshake.homepages.size())
+            log::info("the server gave " + std::to_string(handshake.homepages.size()) + " homepages; shown: " +
+                      std::to_string(shown.size()) + " (at most " + std::to_string(max_homepages) +
+                      " https URLs of printable ASCII)");
         save_discovered(handshake.encoded_server_list);
     }
 

@@ -21,6 +21,7 @@
 #include "core/json.hpp"
 #include "core/log.hpp"
 #include "core/output.hpp"
+#include "core/printable.hpp"
 #include "core/process.hpp"
 #include "psi/control.hpp"
 #include "psi/supervisor.hpp"
@@ -52,7 +53,7 @@ void require_root_to_read() {
 
 std::string text(const json::Value& object, const char* key, const char* fallback = "") {
     const json::Value* value = object.find(key);
-    return value && value->is_string() ? value->as_string() : fallback;
+    return value && value->is_string() ? printable_text(value->as_string()) : fallback;
 }
 
 bool flag(const json::Value& object, const char* key) {
@@ -79,7 +80,8 @@ void print_tunnel(const json::Value& tunnel) {
                 static_cast<long long>(integer(tunnel, "httpPort")));
     if (const json::Value* homepages = tunnel.find("homepages"); homepages && homepages->is_array())
         for (const json::Value& url : homepages->as_array())
-            if (url.is_string()) std::printf("homepage: %s\n", url.as_string().c_str());
+            if (url.is_string() && is_homepage_url(url.as_string()))
+                std::printf("homepage: %s\n", url.as_string().c_str());
 }
 
 // psi-connect's packet tunnel counters (every 5 s while they change).

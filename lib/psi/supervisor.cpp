@@ -27,6 +27,7 @@
 #include "core/json.hpp"
 #include "core/log.hpp"
 #include "core/loopback_listener.hpp"
+#include "core/printable.hpp"
 #include "core/privileges.hpp"
 #include "core/process.hpp"
 #include "core/signals.hpp"
@@ -501,7 +502,7 @@ private:
         const std::string& kind = type->as_string();
         const auto field = [&](const char* key) -> std::string {
             const json::Value* value = data->find(key);
-            return value && value->is_string() ? value->as_string() : std::string();
+            return value && value->is_string() ? printable_text(value->as_string()) : std::string();
         };
         if (is_connect_discarded_) return;
         if (kind == "Tunnels") {
@@ -538,8 +539,15 @@ private:
         } else if (kind == "ClientRegion") {
             tunnel_.set("clientRegion", field("regionCode"));
         } else if (kind == "Homepage") {
+            // Shown by psi up and psi status on root's terminal: a few clean URLs, published
+            // with the tunnel's next notice, not one state file per homepage.
+            const json::Value* url = data->find("url");
             if (!tunnel_.find("homepages")) tunnel_.set("homepages", json::Array{});
-            tunnel_.find("homepages")->as_array().push_back(field("url"));
+            json::Array& homepages = tunnel_.find("homepages")->as_array();
+            if (url && url->is_string() && is_homepage_url(url->as_string()) && homepages.size() < max_homepages &&
+                std::find(homepages.begin(), homepages.end(), *url) == homepages.end())
+                homepages.push_back(*url);
+            return;
         } else if (kind == "ListeningSocksProxyPort" || kind == "ListeningHttpProxyPort") {
             const json::Value* port = data->find("port");
             if (port && port->is_number())

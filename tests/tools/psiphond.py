@@ -7,7 +7,7 @@ connection and per forward.
 
     psiphond.py [--listen ADDR] [--ssh-port N] [--ossh-port N]
                 [--obfuscated-key KEYWORD] [--username U] [--password P]
-                [--web-server-secret S] [--region CC] [--homepage URL ...]
+                [--web-server-secret S] [--region CC] [--homepage URL ...] [--homepages-file FILE]
                 [--discovered-entry LINE ...] [--udpgw HOST:PORT]
                 [--dns-resolver ADDR:PORT] [--host-key FILE] [--write-host-key FILE]
                 [--print-entry] [--entry-file FILE] [--log FILE] [--verbose]
@@ -1747,6 +1747,8 @@ def parse_args(argv):
                    help="the handshake's server_secret")
     p.add_argument("--region", default="CA", help="client_region in the handshake reply")
     p.add_argument("--homepage", action="append", default=[], metavar="URL")
+    p.add_argument("--homepages-file", metavar="FILE",
+                   help="more homepages, a JSON array of strings (any bytes a hostile server sends)")
     p.add_argument("--discovered-entry", action="append", default=[], metavar="LINE",
                    help="an entry line for the handshake's encoded_server_list")
     p.add_argument("--udpgw", default="127.0.0.1:7300", metavar="HOST:PORT",
@@ -1786,6 +1788,12 @@ def parse_args(argv):
     if not re.fullmatch(r"[A-Za-z0-9_.%-]{1,15}", config.packet_tunnel_device):
         p.error("--packet-tunnel-device: not a device name of 1-15 characters")
     config.homepages = config.homepage
+    if config.homepages_file:
+        with open(config.homepages_file, encoding="utf-8") as f:
+            more = json.load(f)
+        if not isinstance(more, list) or not all(isinstance(url, str) for url in more):
+            p.error("--homepages-file: not a JSON array of strings")
+        config.homepages = config.homepages + more
     config.discovered_entries = config.discovered_entry
     return config
 
