@@ -227,6 +227,34 @@ list_downloads() { jq -s 'map(select(.method == "GET" and .status == 200)) | len
     grep -q -- "refresh --through-tunnel" "$BATS_TEST_DIRNAME/../share/cron/psi-servers-refresh"
 }
 
+none_alive() {
+    local pid
+    for pid; do ! kill -0 "$pid" 2>/dev/null || return 1; done
+}
+
+@test "the supervisor killed outside systemd (kill -9): psi-connect, psi-tun run and psi-fw watch end with it, the kill switch stays, and psi up comes up again" {
+    run psi up --mode socks --timeout 30
+    assert_success
+    local supervisor children
+    supervisor=$(cat "$LAB_DIR/run/psi.pid")
+    children=$(pgrep -P "$supervisor" -d ' ')
+    run ps -o args= -p "${children// /,}"
+    assert_line --regexp "psi-connect "
+    assert_line --regexp "psi-tun .*run"
+    assert_line --regexp "psi-fw .*watch"
+    kill -KILL "$supervisor"
+    # shellcheck disable=SC2086
+    lab__wait_for 10 none_alive $children
+    run psi status
+    assert_line "kill switch: up, intact; only psiphon-user and PsiphonTUN may reach the network"
+    run as_user curl -sS -m 5 "http://$LAB_INET_IP4:8080/"
+    assert_failure
+    run psi up --mode socks --timeout 30
+    assert_success
+    run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+    assert_output "hello from inet"
+}
+
 @test "psi status after psi up --allow-lan and psi down: the kill switch that allows the LAN is no difference (exit 1, not 3)" {
     run psi up --allow-lan --timeout 30
     assert_success

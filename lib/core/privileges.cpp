@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,9 +63,18 @@ void drop_privileges(const UserIdentity& identity, const std::vector<cap_value_t
         if (!is_kept && cap_drop_bound(capability) != 0 && errno != EINVAL) check(-1, "bounding set");
     }
     check(::prctl(PR_SET_KEEPCAPS, keep.empty() ? 0 : 1, 0, 0, 0), "keepcaps");
+    // The kernel clears the parent-death signal when the credentials change: it is set again,
+    // so that a program psi's supervisor started still ends with the supervisor.
+    int parent_death_signal = 0;
+    check(::prctl(PR_GET_PDEATHSIG, &parent_death_signal, 0, 0, 0), "parent-death signal");
+    const pid_t parent = ::getppid();
     check(::setgroups(0, nullptr), "setgroups");
     check(::setresgid(identity.gid, identity.gid, identity.gid), "setresgid");
     check(::setresuid(identity.uid, identity.uid, identity.uid), "setresuid");
+    if (parent_death_signal != 0) {
+        check(::prctl(PR_SET_PDEATHSIG, parent_death_signal, 0, 0, 0), "parent-death signal");
+        if (::getppid() != parent) ::raise(parent_death_signal);  // the parent ended meanwhile
+    }
 
     CapState capabilities(cap_init());
     if (!capabilities) throw_system_error("cannot drop privileges (cap_init)", errno);

@@ -1,5 +1,6 @@
 #include "core/privileges.hpp"
 
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,11 +14,14 @@
 namespace psi {
 namespace {
 
-// Runs `check` in a child that dropped privileges; the child's exit status is the verdict.
-int in_dropped_child(const std::vector<cap_value_t>& keep, const std::function<bool()>& check) {
+// Runs `check` in a child that dropped privileges (after `before`); the child's exit status is
+// the verdict.
+int in_dropped_child(const std::vector<cap_value_t>& keep, const std::function<bool()>& check,
+                     const std::function<void()>& before = [] {}) {
     pid_t child = ::fork();
     if (child == 0) {
         try {
+            before();
             drop_privileges(UserIdentity{"test", 4242, 4242}, keep);
             ::_exit(check() ? 0 : 1);
         } catch (const std::exception&) {
@@ -51,6 +55,17 @@ TEST_F(Privileges, KeepsExactlyTheCapabilitiesAskedFor) {
                          ::prctl(PR_CAPBSET_READ, CAP_NET_ADMIN, 0, 0, 0) == 0;
               }),
               0);
+}
+
+TEST_F(Privileges, TheParentDeathSignalOutlivesTheDrop) {
+    const auto parent_death_signal = [] {
+        int signal = 0;
+        return ::prctl(PR_GET_PDEATHSIG, &signal, 0, 0, 0) == 0 ? signal : -1;
+    };
+    EXPECT_EQ(in_dropped_child({}, [&] { return parent_death_signal() == SIGTERM; },
+                               [] { ::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0); }),
+              0);
+    EXPECT_EQ(in_dropped_child({}, [&] { return parent_death_signal() == 0; }), 0);
 }
 
 TEST_F(Privileges, RefusesToDropToRoot) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -57,15 +58,20 @@ std::string utc_now() {
     return text;
 }
 
-// The supervisor blocks the signals it reads through signalfd and ignores SIGPIPE; a program it
-// starts gets the defaults back, and of the supervisor's descriptors only `inherited`.
-auto with_default_signals(std::vector<int> inherited) {
-    return bp::extend::on_exec_setup = [inherited = std::move(inherited)](auto&) {
+// A program the supervisor starts: the signals the supervisor blocks (it reads them through
+// signalfd) and ignores (SIGPIPE) back to their defaults, of its descriptors only `inherited`,
+// and SIGTERM when the supervisor ends, however it ends: an orphan would hold the proxies'
+// ports and the TUN, and carry traffic that nothing supervises.
+auto as_supervised_child(std::vector<int> inherited) {
+    const pid_t supervisor = ::getpid();
+    return bp::extend::on_exec_setup = [inherited = std::move(inherited), supervisor](auto&) {
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         ::signal(SIGPIPE, SIG_DFL);
         for (int fd : inherited) ::fcntl(fd, F_SETFD, 0);
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (::getppid() != supervisor) ::_exit(127);  // it ended before the line above
     };
 }
 
@@ -90,9 +96,9 @@ public:
         bp::pipe out;
         const std::vector<std::string> arguments(argv.begin() + 1, argv.end());
         bp::child child = on_line ? bp::child(argv.front(), arguments, bp::std_in < in, bp::std_out > out,
-                                              bp::std_err > log, with_default_signals(std::move(inherited)))
+                                              bp::std_err > log, as_supervised_child(std::move(inherited)))
                                   : bp::child(argv.front(), arguments, bp::std_in < in, bp::std_out > log,
-                                              bp::std_err > log, with_default_signals(std::move(inherited)));
+                                              bp::std_err > log, as_supervised_child(std::move(inherited)));
         pid_ = static_cast<pid_t>(child.id());
         child.detach();  // reaped here, through the process descriptor
         started_ = Clock::now();
