@@ -255,6 +255,24 @@ none_alive() {
     assert_output "hello from inet"
 }
 
+@test "two psi up at the same moment: one supervisor, and both say psi is up (never \"could not start\"), three times over" {
+    local round
+    for round in 1 2 3; do
+        psi up --timeout 30 >"$LAB_DIR/up-a.out" 2>&1 &
+        local first=$!
+        psi up --timeout 30 >"$LAB_DIR/up-b.out" 2>&1 &
+        local second=$!
+        wait "$first"
+        wait "$second"
+        run cat "$LAB_DIR/up-a.out" "$LAB_DIR/up-b.out"
+        refute_output --partial "could not start"
+        [ "$(grep -c '^tunnel up via OSSH' <<<"$output")" -eq 2 ]
+        [ "$(pgrep -c -f "^$PSI --config $LAB_DIR/psi.conf up --foreground")" -eq 1 ]
+        run psi down
+        assert_success
+    done
+}
+
 @test "psi status after psi up --allow-lan and psi down: the kill switch that allows the LAN is no difference (exit 1, not 3)" {
     run psi up --allow-lan --timeout 30
     assert_success

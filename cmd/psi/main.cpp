@@ -140,15 +140,25 @@ struct UpRequest {
     int timeout = 60;
 };
 
+// A supervisor other than `pid` that runs, given a moment to write its pid file after it took
+// the lock.
+std::optional<Supervisor> other_supervisor(const Config& config, std::int64_t pid) {
+    for (int attempt = 0; attempt < 10; ++attempt) {
+        if (std::optional<Supervisor> other = find_supervisor(config); other && other->pid != pid) return other;
+        std::this_thread::sleep_for(100ms);
+    }
+    return std::nullopt;
+}
+
 int up(const Config& config, const CommonOptions& common, const UpRequest& request) {
     require_root("up");
     const bool is_allow_lan = request.is_allow_lan;
     const int timeout = request.timeout;
     SupervisorOptions options{common.config_path, program_directory(), is_allow_lan, parse_tunnel_mode(request.mode)};
     if (request.is_foreground) return run_supervisor(config, options);
-    if (find_supervisor(config)) {
+    if (const std::optional<Supervisor> running = find_supervisor(config)) {
+        std::printf("psi is already up (pid %lld)\n", static_cast<long long>(running->pid));
         const json::Value state = read_state(config);
-        std::printf("psi is already up (pid %lld)\n", static_cast<long long>(integer(state, "pid")));
         if (flag(tunnel_of(state), "up")) print_tunnel(tunnel_of(state));
         return exit_status::ok;
     }
@@ -163,10 +173,21 @@ int up(const Config& config, const CommonOptions& common, const UpRequest& reque
     const auto pid = static_cast<std::int64_t>(supervisor.id());
     supervisor.detach();
     std::printf("psi: starting (pid %lld): kill switch, TUN, then the tunnel\n", static_cast<long long>(pid));
+    const auto started = std::chrono::steady_clock::now();
     bool has_ended = false;
     if (wait_for_tunnel(config, pid, 0, timeout, has_ended)) {
         print_tunnel(tunnel_of(read_state(config)));
         return exit_status::ok;
+    }
+    // Another psi up started its supervisor at the same moment, and that one took the lock:
+    // psi is up, and its tunnel is what this one waits for.
+    if (const std::optional<Supervisor> other = has_ended ? other_supervisor(config, pid) : std::nullopt) {
+        std::printf("psi is already up (pid %lld), started at the same time\n", static_cast<long long>(other->pid));
+        const auto waited = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+        if (wait_for_tunnel(config, other->pid, 0, std::max(1, timeout - static_cast<int>(waited.count())), has_ended)) {
+            print_tunnel(tunnel_of(read_state(config)));
+            return exit_status::ok;
+        }
     }
     const json::Value state = read_state(config);
     if (has_ended) {
