@@ -39,6 +39,7 @@ teardown() {
         [ -f "$LAB_DIR/$config.conf" ] && lab_client "$PSI" --config "$LAB_DIR/$config.conf" down >/dev/null 2>&1
     done
     rm -rf "/etc/netns/$LAB_CLIENT/ssl"
+    [ "$(lab_client sysctl -n net.ipv6.conf.all.disable_ipv6)" = 0 ] || lab_enable_client_ipv6
     if [ -n "${LAB_CGROUP:-}" ]; then rmdir "$LAB_CGROUP" 2>/dev/null; fi
     if [ -n "${DISCOVERING_PID:-}" ]; then lab__stop "$DISCOVERING_PID" TERM; fi
     if [ -n "${HOMEPAGES_PID:-}" ]; then lab__stop "$HOMEPAGES_PID" TERM; fi
@@ -273,6 +274,39 @@ none_alive() {
     done
 }
 
+@test "IPv6 disabled by sysctl (a common leak fix): psi up runs IPv4-only, in packet and socks mode, and the kill switch still blocks IPv6" {
+    lab_client sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    local mode
+    for mode in auto socks; do
+        run psi up --mode "$mode" --timeout 30
+        assert_success
+        assert_line --partial "tunnel up via OSSH"
+        run as_user curl -sS -m 10 "http://$LAB_INET_IP4:8080/"
+        assert_output "hello from inet"
+        run psi status
+        assert_line "kill switch: up, intact; only psiphon-user and PsiphonTUN may reach the network"
+        run lab_client ip -6 addr show dev PsiphonTUN
+        assert_output ""
+        run lab_client "$BATS_TEST_DIRNAME/../build/psi-diagnose" --config "$LAB_DIR/psi.conf" --no-probes
+        assert_line --regexp "^ok +TUN +PsiphonTUN up, psiphon-user's, with 10.200.3.1$"
+        assert_line --regexp "^ok +routing +.*IPv4, unreachable behind it; IPv6 \(disabled\) unreachable$"
+        run psi down
+        assert_success
+    done
+    # IPv6 back on the uplink, psi down: the kill switch blocks IPv6 (0 packets out); without
+    # it, the same request is answered (the control).
+    lab_enable_client_ipv6
+    lab_capture_start "ip6 and not icmp6"
+    run as_user curl -sS -m 5 "http://[$LAB_INET_IP6]:8080/"
+    assert_failure
+    lab_capture_stop
+    assert_equal "$(lab_capture_count)" 0
+    run psi down --open
+    assert_success
+    run as_user curl -sS -m 10 "http://[$LAB_INET_IP6]:8080/"
+    assert_output "hello from inet"
+}
+
 @test "psi status after psi up --allow-lan and psi down: the kill switch that allows the LAN is no difference (exit 1, not 3)" {
     run psi up --allow-lan --timeout 30
     assert_success
@@ -450,6 +484,7 @@ uplink_asked_at_least() { [ "$(uplink_queries_for "$1")" -ge "$2" ]; }
     assert_output "hello from inet"
     lab__stop "$prober" TERM
     rm -rf "/etc/netns/$LAB_CLIENT/ssl"
+    lab_client sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
 
     # The list's host was asked at the uplink, the list fetched and stored; the prober's
     # queries, all the while, never left.

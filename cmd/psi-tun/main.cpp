@@ -125,11 +125,14 @@ int main(int argc, char** argv) {
             if (common.is_json) {
                 print_json(json::Object{{"device", config.tun_name},
                                         {"createdDevice", report.created_device},
+                                        {"ipv6", report.has_ipv6},
                                         {"dns", report.dns_method}});
             } else {
-                std::printf("%s up: %s and %s; everyone but %s routed into it; DNS via %s (%s)\n",
-                            config.tun_name.c_str(), config.tun_address_ipv4.c_str(), config.tun_address_ipv6.c_str(),
-                            config.tunnel_user.c_str(), config.tun_dns_ipv4.c_str(), report.dns_method.c_str());
+                const std::string addresses =
+                    config.tun_address_ipv4 + (report.has_ipv6 ? " and " + config.tun_address_ipv6 : " (IPv6 is disabled)");
+                std::printf("%s up: %s; everyone but %s routed into it; DNS via %s (%s)\n", config.tun_name.c_str(),
+                            addresses.c_str(), config.tunnel_user.c_str(), config.tun_dns_ipv4.c_str(),
+                            report.dns_method.c_str());
             }
             return exit_status::ok;
         }

@@ -87,15 +87,15 @@ bool has_tunnel_rule(const json::Value& rules, uid_t tunnel_uid) {
     return false;
 }
 
-// A default route into the TUN and the unreachable default behind it.
-std::string table_problem(const json::Value& routes, const std::string& tun_name) {
+// A default route into the TUN (when it carries the family) and the unreachable default behind it.
+std::string table_problem(const json::Value& routes, const std::string& tun_name, bool is_carried) {
     bool has_tun_default = false, has_fallback = false;
     for (const json::Value& route : routes.as_array()) {
         if (text_of(route.find("dst")) != "default") continue;
         if (text_of(route.find("dev")) == tun_name && !route.find("type")) has_tun_default = true;
         if (text_of(route.find("type")) == "unreachable") has_fallback = true;
     }
-    if (!has_tun_default) return "no default route into " + tun_name;
+    if (!has_tun_default && is_carried) return "no default route into " + tun_name;
     if (!has_fallback) return "no unreachable fallback";
     return "";
 }
@@ -224,7 +224,9 @@ Check check_tun(const Config& config) {
         return failed(name, device + " is not a TUN of " + user.name + "'s", "psi-tun down; psi-tun up");
     if (!is_up(device)) return failed(name, device + " is down", "psi-tun up");
     const std::vector<std::string> addresses = addresses_of(device);
-    for (const std::string& wanted : {fw::address_of(config.tun_address_ipv4), fw::address_of(config.tun_address_ipv6)}) {
+    std::vector<std::string> wanted_addresses = {fw::address_of(config.tun_address_ipv4)};
+    if (tun::has_ipv6(device)) wanted_addresses.push_back(fw::address_of(config.tun_address_ipv6));
+    for (const std::string& wanted : wanted_addresses) {
         char canonical[INET6_ADDRSTRLEN] = {};
         unsigned char binary[16];
         const int family = wanted.find(':') == std::string::npos ? AF_INET : AF_INET6;
@@ -241,19 +243,24 @@ Check check_tun(const Config& config) {
 Check check_routing(const Config& config) {
     const std::string name = "routing";
     const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
+    const bool has_ipv6 = tun::has_ipv6(config.tun_name);
     for (const char* family : {"-4", "-6"}) {
-        const std::string version = std::string(family) == "-4" ? "IPv4" : "IPv6";
+        const bool is_ipv4 = std::string(family) == "-4";
+        const std::string version = is_ipv4 ? "IPv4" : "IPv6";
+        if (!is_ipv4 && !tun::has_ipv6_stack()) continue;
         if (!has_tunnel_rule(ip_json({family, "rule", "show"}), user.uid))
             return failed(name, version + ": no rule sends everyone but " + user.name + " into table " +
                                     std::to_string(tun::route_table),
                           "psi-tun up");
         const std::string problem =
-            table_problem(ip_json({family, "route", "show", "table", std::to_string(tun::route_table)}), config.tun_name);
+            table_problem(ip_json({family, "route", "show", "table", std::to_string(tun::route_table)}), config.tun_name,
+                          is_ipv4 || has_ipv6);
         if (!problem.empty())
             return failed(name, version + ": table " + std::to_string(tun::route_table) + " has " + problem, "psi-tun up");
     }
     return passed(name, "everyone but " + user.name + " routed into " + config.tun_name +
-                            ", IPv4 and IPv6, unreachable behind it");
+                            (has_ipv6 ? ", IPv4 and IPv6, unreachable behind it"
+                                      : ", IPv4, unreachable behind it; IPv6 (disabled) unreachable"));
 }
 
 Check check_dns(const Config& config, const std::string& resolv_conf) {

@@ -16,7 +16,7 @@
 namespace psi::tun {
 namespace {
 
-const char* const families[] = {"-4", "-6"};
+std::vector<const char*> families() { return has_ipv6_stack() ? std::vector{"-4", "-6"} : std::vector{"-4"}; }
 
 ResolverSettings resolver_settings(const Config& config) {
     return ResolverSettings{config.tun_name, config.tun_dns_ipv4, config.tun_dns_ipv6, "/etc/resolv.conf",
@@ -69,7 +69,7 @@ void delete_rules_in(const char* family, int priority) {
 }
 
 void delete_rules(int priority) {
-    for (const char* family : families) delete_rules_in(family, priority);
+    for (const char* family : families()) delete_rules_in(family, priority);
 }
 
 // Makes psi's rule at `priority` exactly `selector`, replacing a stale one of psi's.
@@ -85,7 +85,7 @@ void ensure_rule(const char* family, int priority, const std::vector<std::string
 // `ip -6 route flush` leaves unreachable routes behind: those go one by one.
 void flush_table() {
     const std::string table = std::to_string(route_table);
-    for (const char* family : families) {
+    for (const char* family : families()) {
         run_process({ip_tool, family, "route", "flush", "table", table});
         while (run_process({ip_tool, family, "route", "del", "unreachable", "default", "metric", "4294967295", "table",
                             table})
@@ -108,6 +108,16 @@ std::string read_rp_filter(const std::string& tun) {
 }  // namespace
 
 std::string state_path(const Config& config) { return config.run_directory + "/tun.json"; }
+
+bool has_ipv6_stack() { return ::access("/proc/sys/net/ipv6", F_OK) == 0; }
+
+bool has_ipv6(const std::string& tun) {
+    try {
+        return has_ipv6_stack() && read_file("/proc/sys/net/ipv6/conf/" + tun + "/disable_ipv6") == "0\n";
+    } catch (const Error&) {
+        return false;
+    }
+}
 
 std::vector<std::string> recorded_uplink_resolvers(const Config& config) {
     const json::Value state = load_state(state_path(config));
@@ -132,7 +142,11 @@ UpReport bring_up(const Config& config) {
     save_state(path, state);
     report.created_device = create_persistent_tun(tun, user.uid, user.gid);
     run_checked({ip_tool, "addr", "replace", config.tun_address_ipv4, "dev", tun});
-    run_checked({ip_tool, "-6", "addr", "replace", config.tun_address_ipv6, "dev", tun, "nodad"});
+    // IPv6 disabled by sysctl (net.ipv6.conf.*.disable_ipv6, a common leak fix) or absent
+    // (ipv6.disable=1): the TUN carries IPv4 alone; the kill switch blocks IPv6 all the same.
+    report.has_ipv6 = has_ipv6(tun);
+    if (report.has_ipv6) run_checked({ip_tool, "-6", "addr", "replace", config.tun_address_ipv6, "dev", tun, "nodad"});
+    else log::debug(tun + ": IPv6 is disabled; IPv4 only");
     run_checked({ip_tool, "link", "set", "dev", tun, "mtu", std::to_string(mtu), "txqueuelen",
                  std::to_string(tx_queue_length), "up"});
     log::debug(tun + ": addresses, MTU " + std::to_string(mtu) + ", queue " + std::to_string(tx_queue_length));
@@ -144,13 +158,15 @@ UpReport bring_up(const Config& config) {
     }
     rewrite_in_place(rp_filter_path(tun), "2\n");
 
+    // Without IPv6 on the TUN, everyone's IPv6 still goes by psi's table, to "unreachable".
     const std::string table = std::to_string(route_table);
-    for (const char* family : families) {
-        run_checked({ip_tool, family, "route", "replace", "default", "dev", tun, "table", table});
+    for (const char* family : families()) {
+        if (family == std::string("-4") || report.has_ipv6)
+            run_checked({ip_tool, family, "route", "replace", "default", "dev", tun, "table", table});
         run_checked({ip_tool, family, "route", "replace", "unreachable", "default", "metric", "4294967295", "table", table});
     }
     const std::string uid_range = std::to_string(user.uid) + "-" + std::to_string(user.uid);
-    for (const char* family : families) {
+    for (const char* family : families()) {
         if (config.allow_lan)
             ensure_rule(family, lan_rule_priority, {"not", "dport", "53", "lookup", "main", "suppress_prefixlength", "0"},
                         "dport 53 lookup main suppress_prefixlength 0");

@@ -19,6 +19,7 @@ inline constexpr int tx_queue_length = 5000;   // TUN.md §3.10: 500 drops when 
 
 struct UpReport {
     bool created_device = false;
+    bool has_ipv6 = true;  // false: IPv6 is disabled, and the TUN carries IPv4 alone
     std::string dns_method;
 };
 
@@ -28,6 +29,12 @@ UpReport bring_up(const Config& config);
 bool bring_down(const Config& config);
 
 std::string state_path(const Config& config);
+
+// Whether the kernel has IPv6 (not with ipv6.disable=1), and whether `tun` may carry it (not
+// with net.ipv6.conf.*.disable_ipv6, a common leak fix, when the TUN was made): without it the
+// TUN carries IPv4 alone, and IPv6 meets the unreachable route and the kill switch.
+bool has_ipv6_stack();
+bool has_ipv6(const std::string& tun);
 
 // The uplink's resolvers that psi-tun up recorded before it pointed the system's resolver into
 // the TUN (resolver.hpp's uplink_resolvers); none when psi-tun is not up or recorded none.

@@ -157,6 +157,13 @@ lab_restore_uplink() {
         lab_client ip -6 route replace default via "$LAB_ROUTER_IP6" dev eth0
 }
 
+# IPv6 back on in the client after a test disabled it (which removed its addresses).
+lab_enable_client_ipv6() {
+    lab_client sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 &&
+        lab_client ip addr replace "$LAB_CLIENT_IP6/64" dev eth0 nodad &&
+        lab_client ip -6 route replace default via "$LAB_ROUTER_IP6" dev eth0
+}
+
 # --- running things in the lab ---------------------------------------------
 
 lab_client() { ip netns exec "$LAB_CLIENT" "$@"; }
