@@ -43,6 +43,7 @@ teardown() {
     if [ -n "${LAB_CGROUP:-}" ]; then rmdir "$LAB_CGROUP" 2>/dev/null; fi
     if [ -n "${DISCOVERING_PID:-}" ]; then lab__stop "$DISCOVERING_PID" TERM; fi
     if [ -n "${HOMEPAGES_PID:-}" ]; then lab__stop "$HOMEPAGES_PID" TERM; fi
+    if [ -n "${PORT_GRABBER_PID:-}" ]; then lab__stop "$PORT_GRABBER_PID" TERM; fi
     true
 }
 
@@ -135,7 +136,8 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
     lab__spawn "$LAB_CLIENT" grabber setpriv --reuid="$DESKTOP_UID" --regid="$DESKTOP_UID" --clear-groups \
         /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/port_grabber.py" --control 127.0.0.1:1099 \
         --port 127.0.0.1:1081 --port '[::1]:1081' --port 127.0.0.1:8081 --port '[::1]:8081'
-    local grabber=$LAB_LAST_PID round first generation
+    PORT_GRABBER_PID=$LAB_LAST_PID
+    local round first generation
     lab__wait_for 5 grep -q grabbing "$LAB_DIR/grabber.out"
     grep -qx "control bound 127.0.0.1:1099" "$LAB_DIR/grabber.out"  # this user can bind a free port
     for round in 1 2 3; do
@@ -152,7 +154,7 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
         run lab_as "$DESKTOP_UID" curl -sS -m 10 --socks5-hostname '[::1]:1081' "http://$LAB_INET_IP4:8080/"
         assert_output "hello from inet"
     done
-    lab__stop "$grabber" TERM
+    lab__stop "$PORT_GRABBER_PID" TERM
     run cat "$LAB_DIR/grabber.out"
     refute_line --partial "got "
     refute_line --partial "connection "
@@ -163,6 +165,7 @@ tunnel_replaced() { [ "$(state .tunnel.up)" = true ] && [ "$(state .connectPid)"
 @test "psi up when another user holds its SOCKS port on [::1]: it refuses to start, names the holder, and the kill switch stays up" {
     lab__spawn "$LAB_CLIENT" holder setpriv --reuid="$DESKTOP_UID" --regid="$DESKTOP_UID" --clear-groups \
         /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/port_grabber.py" --port '[::1]:1081'
+    PORT_GRABBER_PID=$LAB_LAST_PID
     lab__wait_for 5 grep -q "got \[::1\]:1081" "$LAB_DIR/holder.out"
     run psi up --timeout 10
     assert_failure
@@ -267,7 +270,10 @@ none_alive() {
         wait "$second"
         run cat "$LAB_DIR/up-a.out" "$LAB_DIR/up-b.out"
         refute_output --partial "could not start"
-        [ "$(grep -c '^tunnel up via OSSH' <<<"$output")" -eq 2 ]
+        # Each says the tunnel is up, or (finding the other's supervisor already there) that psi is.
+        grep -q '^tunnel up via OSSH' "$LAB_DIR/up-a.out" || grep -q '^psi is already up' "$LAB_DIR/up-a.out"
+        grep -q '^tunnel up via OSSH' "$LAB_DIR/up-b.out" || grep -q '^psi is already up' "$LAB_DIR/up-b.out"
+        [ "$(grep -c '^tunnel up via OSSH' <<<"$output")" -ge 1 ]
         [ "$(pgrep -c -f "^$PSI --config $LAB_DIR/psi.conf up --foreground")" -eq 1 ]
         run psi down
         assert_success
