@@ -223,8 +223,10 @@ connected_requests() { grep -c "^request-$1 .*kind=psiphon-connected" "$LAB_DIR/
     sleep 6
     [ "$(connected_requests ok)" -eq 1 ]  # once per tunnel, not every 5 s
     # The server drops the connection: the next tunnel sends the timestamp the last reply gave.
+    local notices_before_drop
+    notices_before_drop=$(connect_tunnels_notices ossh)
     lab_inet ss -K state established "( sport = :4443 )" >/dev/null
-    connect_wait_tunnels ossh 0
+    connect_wait_new_tunnels ossh 0 "$notices_before_drop"
     connect_wait_tunnels ossh 1 20
     lab__wait_for 5 grep -q "^request-ok .*kind=psiphon-connected last_connected=[0-9-]*T[0-9]*:00:00Z$" \
         "$LAB_DIR/psiphond.err"

@@ -120,8 +120,16 @@ elapsed_ms() {
     assert_failure
 }
 
-# The engine's tc program (TcpFastPath) as the kernel lists it: how many are loaded.
-fast_path_programs() { bpftool -j prog show | jq '[.[] | select(.name == "tcp_fast_path")] | length'; }
+# The engine's tc program (TcpFastPath) as the kernel lists it on this lab's TUN: how many are
+# attached. Only this TUN's, so that psi-tun runs elsewhere on the machine do not count.
+fast_path_programs() {
+    local attached id count=0
+    attached=$(lab_client /usr/bin/python3 "$TOOLS/tcx_programs.py" PsiphonTUN) || return 1
+    while read -r _ id; do
+        [ -n "$id" ] && [ "$(bpftool -j prog show id "$id" | jq -r .name)" = tcp_fast_path ] && count=$((count + 1))
+    done <<<"$attached"
+    echo "$count"
+}
 
 @test "the kernel NATs established flows: byte for byte both ways, IPv4 and IPv6" {
     proxy_start

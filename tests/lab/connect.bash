@@ -9,6 +9,9 @@
 #   connect_start NAME ENTRIES ARGS...  psi-connect --entries ENTRIES ARGS...; notices in
 #                                       $LAB_DIR/NAME.out, messages in NAME.err; CONNECT_PID
 #   connect_wait_tunnels NAME COUNT [SECONDS]   until the last Tunnels notice says COUNT
+#   connect_tunnels_notices NAME        how many Tunnels notices NAME has sent so far
+#   connect_wait_new_tunnels NAME COUNT SEEN [SECONDS]   until a Tunnels notice after the first
+#                                       SEEN says COUNT, however soon another follows it
 
 PSI_CONNECT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/psi-connect"
 
@@ -50,18 +53,28 @@ connect_start() { # NAME ENTRIES ARGS...
     CONNECT_PID=$LAB_LAST_PID
 }
 
-connect__tunnels() { # NAME
-    grep '"noticeType":"Tunnels"' "$LAB_DIR/$1.out" 2>/dev/null | tail -n 1 | sed -n 's/.*"count":\([0-9]*\).*/\1/p'
+connect__tunnel_counts() { # NAME: the count of each Tunnels notice, oldest first
+    grep '"noticeType":"Tunnels"' "$LAB_DIR/$1.out" 2>/dev/null | sed -n 's/.*"count":\([0-9]*\).*/\1/p'
 }
 
-connect__has_tunnels() { [ "$(connect__tunnels "$1")" = "$2" ]; }
+connect__has_tunnels() { [ "$(connect__tunnel_counts "$1" | tail -n 1)" = "$2" ]; }
+
+connect__has_new_tunnels() { connect__tunnel_counts "$1" | tail -n +"$(($3 + 1))" | grep -qx "$2"; }
+
+connect__report_tunnels() { # NAME COUNT
+    echo "psi-connect ($1) did not reach Tunnels count $2; its notices and messages:" >&2
+    cat "$LAB_DIR/$1.out" "$LAB_DIR/$1.err" >&2
+    return 1
+}
 
 connect_wait_tunnels() { # NAME COUNT [SECONDS]
-    if ! lab__wait_for "${3:-10}" connect__has_tunnels "$1" "$2"; then
-        echo "psi-connect ($1) did not reach Tunnels count $2; its notices and messages:" >&2
-        cat "$LAB_DIR/$1.out" "$LAB_DIR/$1.err" >&2
-        return 1
-    fi
+    lab__wait_for "${3:-10}" connect__has_tunnels "$1" "$2" || connect__report_tunnels "$1" "$2"
+}
+
+connect_tunnels_notices() { connect__tunnel_counts "$1" | wc -l; }
+
+connect_wait_new_tunnels() { # NAME COUNT SEEN [SECONDS]
+    lab__wait_for "${4:-10}" connect__has_new_tunnels "$1" "$2" "$3" || connect__report_tunnels "$1" "$2"
 }
 
 # The lab's Psiphon test server (tests/tools/psiphond.py) in the inet namespace on its IPv4
