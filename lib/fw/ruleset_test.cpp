@@ -121,8 +121,9 @@ TEST(Ruleset, NdpAndDhcpAreExact) {
     const Chain output = chain(build_table(test_policy(Mode::blocked)), "output");
     const Rule& ndp = output.rules[static_cast<std::size_t>(position(output, "ndp"))];
     EXPECT_NE(ndp.statement.find("ip6 hoplimit 255"), std::string::npos);
+    EXPECT_NE(ndp.statement.find("ip6 daddr { fe80::/10, ff02::/16 }"), std::string::npos);
     const Rule& dhcp = output.rules[static_cast<std::size_t>(position(output, "dhcpv4-client"))];
-    EXPECT_EQ(dhcp.statement, "meta nfproto ipv4 udp sport 68 udp dport 67 accept");
+    EXPECT_EQ(dhcp.statement, "meta nfproto ipv4 udp sport 68 udp dport 67 ip ttl set 1 accept");
 }
 
 TEST(Ruleset, RuleNamesAreUniqueWithinAChain) {
