@@ -281,7 +281,7 @@ EOF
     lab_client sysctl -qw net.ipv4.ip_unprivileged_port_start=0
     dhcp_receivers_start
     assert_equal "$(dhcp_send "$LAB_INET_IP4" 100)" "sent=100 failed=0"
-    lab__wait_for 5 test "$(dhcp_received inet-dhcp)" -ge 100
+    lab__wait_for 5 at_least 100 dhcp_received inet-dhcp
     assert_equal "$(dhcp_received inet-dhcp)" 100
 
     psi_fw boot
@@ -289,7 +289,7 @@ EOF
     # Control: to the server on the link and to everyone on it, they still leave.
     assert_equal "$(dhcp_send "$LAB_ROUTER_IP4" 100)" "sent=100 failed=0"
     assert_equal "$(dhcp_send 255.255.255.255 1)" "sent=1 failed=0"
-    lab__wait_for 5 test "$(dhcp_received router-dhcp)" -ge 101
+    lab__wait_for 5 at_least 101 dhcp_received router-dhcp
     sleep 0.5
     assert_equal "$(dhcp_received router-dhcp)" 101
     assert_equal "$(dhcp_received inet-dhcp)" 100

@@ -177,6 +177,11 @@ dhcp_receivers_start() {
 
 dhcp_received() { grep -ac "psi-link-message dhcp" "$LAB_DIR/$1.out" || true; } # inet-dhcp|router-dhcp
 
+# For lab__wait_for: the number that CMD prints is at least N.
+at_least() { [ "$("${@:2}")" -ge "$1" ]; } # N CMD...
+
+router_listening() { [ "$(lab_router ss -Hnlu "sport = :$1" | wc -l)" -ge 1 ]; } # UDP PORT
+
 # COUNT datagrams from port 68 to ADDR port 67 as uid 2000; prints the sender's report.
 dhcp_send() { # ADDR COUNT
     lab_as "$DESKTOP_UID" /usr/bin/python3 "$LINK_MESSAGES" dhcp "$1" --count "$2"
