@@ -120,6 +120,26 @@ fw_policy_is() { [ "$(psi_fw status --json 2>/dev/null | jq -r .policy)" = "$1" 
     assert_output 0
 }
 
+@test "4: with the LAN allowed, a NetBIOS name query to a LAN address never arrives; other UDP to it does" {
+    local port
+    for port in 137 9999; do
+        lab__spawn "$LAB_ROUTER" "router-udp-$port" socat -u "UDP4-RECV:$port,bind=$LAB_ROUTER_IP4" STDOUT
+    done
+    lab__wait_for 5 router_listening 137 && lab__wait_for 5 router_listening 9999
+    # Control: without the kill switch the query arrives.
+    lab_as "$DESKTOP_UID" socat -u - "UDP4-DATAGRAM:$LAB_ROUTER_IP4:137" <<<"netbios-name-query"
+    lab__wait_for 5 grep -q netbios-name-query "$LAB_DIR/router-udp-137.out"
+
+    psi_fw up --allow-lan
+    run lab_as "$DESKTOP_UID" socat -u - "UDP4-DATAGRAM:$LAB_ROUTER_IP4:137" <<<"netbios-name-query"
+    local query_status=$status
+    lab_as "$DESKTOP_UID" socat -u - "UDP4-DATAGRAM:$LAB_ROUTER_IP4:9999" <<<"lan-datagram"
+    lab__wait_for 5 grep -q lan-datagram "$LAB_DIR/router-udp-9999.out"
+    assert_equal "$(grep -c netbios-name-query "$LAB_DIR/router-udp-137.out")" 1
+    [ "$query_status" -ne 0 ] || fail "the NetBIOS name query was sent"
+    [[ $(probe_as "$DESKTOP_UID" udp "$LAB_ROUTER_IP4" 137 --timeout 1) =~ ^(eperm|prohibited)$ ]]
+}
+
 @test "5: IPv6 from other users is rejected locally while the tunnel user's IPv6 works (NDP allowed)" {
     lab_client ip -6 neigh flush all
     lab_capture_start "ip6"

@@ -61,8 +61,9 @@ Chain output_chain(const Policy& policy) {
                                                    " meta l4proto { tcp, udp } th dport { 53, 853 } accept"});
     }
     // After the tunnel user (its bootstrap resolver) and before the TUN and the LAN, so that
-    // no name is resolved anywhere but at the in-tunnel resolver.
-    rules.push_back({"dns-elsewhere-udp", "meta l4proto udp th dport { 53, 853, 5353, 5355 } counter reject"});
+    // no name is resolved anywhere but at the in-tunnel resolver: DNS, DoT and DoQ, NetBIOS
+    // name queries, mDNS and LLMNR.
+    rules.push_back({"dns-elsewhere-udp", "meta l4proto udp th dport { 53, 137, 853, 5353, 5355 } counter reject"});
     rules.push_back({"dns-elsewhere-tcp",
                      "meta l4proto tcp th dport { 53, 853, 5355 } counter reject with tcp reset"});
     if (is_tunnel) rules.push_back({"tun", "oifname " + tun + " accept"});

@@ -76,7 +76,8 @@ TEST(Ruleset, DnsIsRejectedBeforeTheTunAndTheLanButAfterTheInTunnelResolver) {
     EXPECT_LT(position(output, "dns-elsewhere-udp"), position(output, "tun"));
     EXPECT_LT(position(output, "dns-elsewhere-tcp"), position(output, "lan-ipv4"));
     EXPECT_LT(position(output, "lan-not-tun-network-ipv4"), position(output, "lan-ipv4"));
-    EXPECT_NE(output.rules[static_cast<std::size_t>(position(output, "dns-elsewhere-udp"))].statement.find("5353, 5355"),
+    EXPECT_NE(output.rules[static_cast<std::size_t>(position(output, "dns-elsewhere-udp"))].statement.find(
+                  "{ 53, 137, 853, 5353, 5355 }"),
               std::string::npos);
 }
 
