@@ -29,6 +29,7 @@ teardown() {
     lab_capture_stop
     tunnel_stop
     tunnel_routes_remove
+    lab_client sysctl -qw net.ipv4.ip_unprivileged_port_start=1024
     psi_fw down >/dev/null || true
 }
 
@@ -117,6 +118,26 @@ fw_policy_is() { [ "$(psi_fw status --json 2>/dev/null | jq -r .policy)" = "$1" 
     assert_equal "$(grep -c '^udp fd42:42:42::2 53$' "$LAB_DIR/tunnel.out")" 2
     run grep -c ' 10.200.3.77 ' "$LAB_DIR/tunnel.out"
     assert_output 0
+}
+
+@test "4: with the LAN allowed, a NetBIOS name query to a LAN address never arrives; other UDP to it does" {
+    local port
+    for port in 137 9999; do
+        lab__spawn "$LAB_ROUTER" "router-udp-$port" socat -u "UDP4-RECV:$port,bind=$LAB_ROUTER_IP4" STDOUT
+    done
+    lab__wait_for 5 router_listening 137 && lab__wait_for 5 router_listening 9999
+    # Control: without the kill switch the query arrives.
+    lab_as "$DESKTOP_UID" socat -u - "UDP4-DATAGRAM:$LAB_ROUTER_IP4:137" <<<"netbios-name-query"
+    lab__wait_for 5 grep -q netbios-name-query "$LAB_DIR/router-udp-137.out"
+
+    psi_fw up --allow-lan
+    run lab_as "$DESKTOP_UID" socat -u - "UDP4-DATAGRAM:$LAB_ROUTER_IP4:137" <<<"netbios-name-query"
+    local query_status=$status
+    lab_as "$DESKTOP_UID" socat -u - "UDP4-DATAGRAM:$LAB_ROUTER_IP4:9999" <<<"lan-datagram"
+    lab__wait_for 5 grep -q lan-datagram "$LAB_DIR/router-udp-9999.out"
+    assert_equal "$(grep -c netbios-name-query "$LAB_DIR/router-udp-137.out")" 1
+    [ "$query_status" -ne 0 ] || fail "the NetBIOS name query was sent"
+    [[ $(probe_as "$DESKTOP_UID" udp "$LAB_ROUTER_IP4" 137 --timeout 1) =~ ^(eperm|prohibited)$ ]]
 }
 
 @test "5: IPv6 from other users is rejected locally while the tunnel user's IPv6 works (NDP allowed)" {
@@ -273,6 +294,49 @@ EOF
     lab_capture_stop
     [ "$(lab_capture_count "udp dst port 9999")" -eq 1 ]
     [ "$(lab_capture_count "icmp6 and ip6[40] == 128")" -eq 1 ]
+}
+
+@test "13: DHCP from port 68 reaches only the link: 100 datagrams to an Internet host arrive without the kill switch, 0 with it" {
+    # As for a daemon with CAP_NET_BIND_SERVICE: uid 2000 may bind port 68.
+    lab_client sysctl -qw net.ipv4.ip_unprivileged_port_start=0
+    dhcp_receivers_start
+    assert_equal "$(dhcp_send "$LAB_INET_IP4" 100)" "sent=100 failed=0"
+    lab__wait_for 5 at_least 100 dhcp_received inet-dhcp
+    assert_equal "$(dhcp_received inet-dhcp)" 100
+
+    psi_fw boot
+    dhcp_send "$LAB_INET_IP4" 100
+    # Control: to the server on the link and to everyone on it, they still leave.
+    assert_equal "$(dhcp_send "$LAB_ROUTER_IP4" 100)" "sent=100 failed=0"
+    assert_equal "$(dhcp_send 255.255.255.255 1)" "sent=1 failed=0"
+    lab__wait_for 5 at_least 101 dhcp_received router-dhcp
+    sleep 0.5
+    assert_equal "$(dhcp_received router-dhcp)" 101
+    assert_equal "$(dhcp_received inet-dhcp)" 100
+}
+
+@test "13: NDP goes only to link-local and link multicast: root's solicitations to a global address never arrive" {
+    local router_link_local
+    router_link_local=$(lab_router ip -6 -o addr show dev rc scope link | awk '{ sub("/.*", "", $4); print $4 }')
+    ndp_counter_start "$LAB_INET" inet-ndp 2
+    lab_client /usr/bin/python3 "$LINK_MESSAGES" solicit "$LAB_INET_IP6" --count 10
+    assert_equal "$(ndp_received inet-ndp)" 20
+
+    psi_fw boot
+    ndp_counter_start "$LAB_INET" inet-ndp 2
+    ndp_counter_start "$LAB_ROUTER" router-ndp 2
+    local to_global to_link_local
+    to_global=$(lab_client /usr/bin/python3 "$LINK_MESSAGES" solicit "$LAB_INET_IP6" --count 10)
+    # Control: to the router's link-local address they leave and arrive.
+    to_link_local=$(lab_client /usr/bin/python3 "$LINK_MESSAGES" solicit "$router_link_local%eth0" --count 10)
+    assert_equal "$(ndp_received inet-ndp)" 0
+    assert_equal "$to_global" "sent=0 failed=20"
+    assert_equal "$(ndp_received router-ndp)" 20
+    assert_equal "$to_link_local" "sent=20 failed=0"
+    # The kernel's own neighbour discovery still works.
+    lab_client ip -6 neigh flush all
+    run lab_client ndisc6 -1 -r 1 -w 1000 "$LAB_ROUTER_IP6" eth0
+    assert_success
 }
 
 @test "14: errors never open the switch: bad config, unknown user, psi-fw killed mid-apply" {

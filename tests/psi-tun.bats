@@ -39,6 +39,12 @@ network_state() {
     lab_client ip -6 route show table all
     lab_client ip -o link show
     lab_client cat /etc/resolv.conf
+    lab_client sysctl net.ipv4.conf.all.arp_ignore
+}
+
+# ARP replies that the LAN's router gets when it asks who has ADDRESS.
+arp_replies() { # ADDRESS
+    lab_router arping -c 3 -w 4 -I rc "$1" | sed -n 's/^Received \([0-9]*\) response.*/\1/p'
 }
 
 @test "up: a persistent TUN owned by the tunnel user, with its addresses, MTU, queue and rp_filter" {
@@ -55,6 +61,28 @@ network_state() {
     [ "$(lab_client cat /proc/sys/net/ipv4/conf/PsiphonTUN/rp_filter)" = 2 ]
     # The tunnel user attaches with no capability at all.
     tunnel_start
+}
+
+@test "up: the LAN gets no ARP answer for the TUN's address; down puts arp_ignore back" {
+    lab_client sysctl -qw net.ipv4.conf.all.arp_ignore=0
+    psi_tun up
+    assert_equal "$(arp_replies 10.200.3.1)" 0
+    assert_equal "$(lab_client sysctl -n net.ipv4.conf.all.arp_ignore)" 1
+    # The uplink's own address is still answered.
+    assert_equal "$(arp_replies "$LAB_CLIENT_IP4")" 3
+    # Control: with arp_ignore 0, as before, the uplink answers for the TUN's address.
+    lab_client sysctl -qw net.ipv4.conf.all.arp_ignore=0
+    assert_equal "$(arp_replies 10.200.3.1)" 3
+    psi_tun up
+    psi_tun down
+    assert_equal "$(lab_client sysctl -n net.ipv4.conf.all.arp_ignore)" 0
+    # A stricter value is left as it is, and is still there after down.
+    lab_client sysctl -qw net.ipv4.conf.all.arp_ignore=2
+    psi_tun up
+    assert_equal "$(lab_client sysctl -n net.ipv4.conf.all.arp_ignore)" 2
+    psi_tun down
+    assert_equal "$(lab_client sysctl -n net.ipv4.conf.all.arp_ignore)" 2
+    lab_client sysctl -qw net.ipv4.conf.all.arp_ignore=0
 }
 
 @test "up: everyone but the tunnel user is routed into the TUN, IPv4 and IPv6, with an unreachable fallback" {

@@ -18,13 +18,16 @@ std::string mark_text() {
     return text;
 }
 
-// Rules common to both modes that keep a link working: DHCP and NDP, exactly.
+// Rules common to both modes that keep a link working: DHCP and NDP, and only on the link.
+// A DHCPv4 renew goes unicast to the server that gave the lease; nftables cannot tell whether
+// an address is on the link (fib's type is the same for it and for a host on the Internet), so
+// the TTL of 1 makes the first router drop anything sent to an address beyond it.
 void add_link_rules_out(std::vector<Rule>& rules) {
-    rules.push_back({"dhcpv4-client", "meta nfproto ipv4 udp sport 68 udp dport 67 accept"});
+    rules.push_back({"dhcpv4-client", "meta nfproto ipv4 udp sport 68 udp dport 67 ip ttl set 1 accept"});
     rules.push_back({"dhcpv6-client",
                      "ip6 saddr fe80::/10 udp sport 546 udp dport 547 ip6 daddr { ff02::1:2, ff05::1:3 } accept"});
-    rules.push_back({"ndp",
-                     "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept"});
+    rules.push_back({"ndp", "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 "
+                            "ip6 daddr { fe80::/10, ff02::/16 } accept"});
 }
 
 void add_link_rules_in(std::vector<Rule>& rules, const std::string& tun) {
@@ -58,8 +61,9 @@ Chain output_chain(const Policy& policy) {
                                                    " meta l4proto { tcp, udp } th dport { 53, 853 } accept"});
     }
     // After the tunnel user (its bootstrap resolver) and before the TUN and the LAN, so that
-    // no name is resolved anywhere but at the in-tunnel resolver.
-    rules.push_back({"dns-elsewhere-udp", "meta l4proto udp th dport { 53, 853, 5353, 5355 } counter reject"});
+    // no name is resolved anywhere but at the in-tunnel resolver: DNS, DoT and DoQ, NetBIOS
+    // name queries, mDNS and LLMNR.
+    rules.push_back({"dns-elsewhere-udp", "meta l4proto udp th dport { 53, 137, 853, 5353, 5355 } counter reject"});
     rules.push_back({"dns-elsewhere-tcp",
                      "meta l4proto tcp th dport { 53, 853, 5355 } counter reject with tcp reset"});
     if (is_tunnel) rules.push_back({"tun", "oifname " + tun + " accept"});

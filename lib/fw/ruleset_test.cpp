@@ -76,7 +76,8 @@ TEST(Ruleset, DnsIsRejectedBeforeTheTunAndTheLanButAfterTheInTunnelResolver) {
     EXPECT_LT(position(output, "dns-elsewhere-udp"), position(output, "tun"));
     EXPECT_LT(position(output, "dns-elsewhere-tcp"), position(output, "lan-ipv4"));
     EXPECT_LT(position(output, "lan-not-tun-network-ipv4"), position(output, "lan-ipv4"));
-    EXPECT_NE(output.rules[static_cast<std::size_t>(position(output, "dns-elsewhere-udp"))].statement.find("5353, 5355"),
+    EXPECT_NE(output.rules[static_cast<std::size_t>(position(output, "dns-elsewhere-udp"))].statement.find(
+                  "{ 53, 137, 853, 5353, 5355 }"),
               std::string::npos);
 }
 
@@ -121,8 +122,9 @@ TEST(Ruleset, NdpAndDhcpAreExact) {
     const Chain output = chain(build_table(test_policy(Mode::blocked)), "output");
     const Rule& ndp = output.rules[static_cast<std::size_t>(position(output, "ndp"))];
     EXPECT_NE(ndp.statement.find("ip6 hoplimit 255"), std::string::npos);
+    EXPECT_NE(ndp.statement.find("ip6 daddr { fe80::/10, ff02::/16 }"), std::string::npos);
     const Rule& dhcp = output.rules[static_cast<std::size_t>(position(output, "dhcpv4-client"))];
-    EXPECT_EQ(dhcp.statement, "meta nfproto ipv4 udp sport 68 udp dport 67 accept");
+    EXPECT_EQ(dhcp.statement, "meta nfproto ipv4 udp sport 68 udp dport 67 ip ttl set 1 accept");
 }
 
 TEST(Ruleset, RuleNamesAreUniqueWithinAChain) {

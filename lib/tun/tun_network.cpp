@@ -96,9 +96,13 @@ void flush_table() {
 
 std::string rp_filter_path(const std::string& tun) { return "/proc/sys/net/ipv4/conf/" + tun + "/rp_filter"; }
 
-std::string read_rp_filter(const std::string& tun) {
+// The kernel answers ARP on an interface by the larger of this and the interface's own value.
+const std::string arp_ignore_path = "/proc/sys/net/ipv4/conf/all/arp_ignore";
+
+// A sysctl's value as text, "" when it cannot be read.
+std::string read_sysctl(const std::string& path) {
     try {
-        std::string value = read_file(rp_filter_path(tun));
+        std::string value = read_file(path);
         return value.substr(0, value.find('\n'));
     } catch (const Error&) {
         return "";
@@ -153,10 +157,18 @@ UpReport bring_up(const Config& config) {
 
     // Injected packets arrive on the TUN with remote sources: strict rp_filter drops them.
     if (!state.find("rpFilter")) {
-        state.set("rpFilter", read_rp_filter(tun));
+        state.set("rpFilter", read_sysctl(rp_filter_path(tun)));
         save_state(path, state);
     }
     rewrite_in_place(rp_filter_path(tun), "2\n");
+
+    // With arp_ignore 0 the uplink answers ARP for the TUN's well-known address, and anyone on
+    // the LAN can find psi users by asking for it. A stricter value stays as it is.
+    if (!state.find("arpIgnore")) {
+        state.set("arpIgnore", read_sysctl(arp_ignore_path));
+        save_state(path, state);
+    }
+    if (read_sysctl(arp_ignore_path) == "0") rewrite_in_place(arp_ignore_path, "1\n");
 
     // Without IPv6 on the TUN, everyone's IPv6 still goes by psi's table, to "unreachable".
     const std::string table = std::to_string(route_table);
@@ -225,6 +237,9 @@ bool bring_down(const Config& config) {
                rp_filter && rp_filter->is_string() && !rp_filter->as_string().empty() && interface_exists(tun)) {
         rewrite_in_place(rp_filter_path(tun), rp_filter->as_string() + "\n");
     }
+    if (const json::Value* arp_ignore = state.find("arpIgnore");
+        arp_ignore && arp_ignore->is_string() && !arp_ignore->as_string().empty())
+        rewrite_in_place(arp_ignore_path, arp_ignore->as_string() + "\n");
     ::unlink(path.c_str());
     return had_state;
 }

@@ -1,5 +1,5 @@
 // psi-tun up and down: the TUN device, its addresses, the routing table that sends everyone
-// but the tunnel user into it, rp_filter, and DNS. Every change is recorded in
+// but the tunnel user into it, rp_filter, arp_ignore, and DNS. Every change is recorded in
 // RunDirectory/tun.json as it is made, so that down undoes exactly what up did, also after a
 // crash half way; both are idempotent.
 #pragma once

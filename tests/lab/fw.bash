@@ -11,6 +11,7 @@ fi
 
 PSI_FW="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/psi-fw"
 TUN_SINK="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)/tun_sink.py"
+LINK_MESSAGES="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)/link_messages.py"
 DESKTOP_UID=2000
 FLOOD_PORT=9998
 TUNNEL_USER=psiphon-user
@@ -163,3 +164,37 @@ assert_all_answered() { # WHO
     word=$(probe_as "$1" udp "$LAB_INET_IP4" 9999 --timeout 2)
     [ "$word" = reply ] || fail "control: $1 udp v4: $word"
 }
+
+# --- DHCP and NDP look-alikes, counted where they arrive ------------------------------------
+
+# Datagrams from port 68 that reach port 67 in inet (at its address) and in the router (at
+# any address: its own, and broadcasts on the link), one line each in NAME.out.
+dhcp_receivers_start() {
+    lab__spawn "$LAB_INET" inet-dhcp socat -u "UDP4-RECV:67,bind=$LAB_INET_IP4" STDOUT &&
+        lab__spawn "$LAB_ROUTER" router-dhcp socat -u UDP4-RECV:67 STDOUT &&
+        lab__wait_for 5 lab__listening_once -u 67
+}
+
+dhcp_received() { grep -ac "psi-link-message dhcp" "$LAB_DIR/$1.out" || true; } # inet-dhcp|router-dhcp
+
+# For lab__wait_for: the number that CMD prints is at least N.
+at_least() { [ "$("${@:2}")" -ge "$1" ]; } # N CMD...
+
+router_listening() { [ "$(lab_router ss -Hnlu "sport = :$1" | wc -l)" -ge 1 ]; } # UDP PORT
+
+# COUNT datagrams from port 68 to ADDR port 67 as uid 2000; prints the sender's report.
+dhcp_send() { # ADDR COUNT
+    lab_as "$DESKTOP_UID" /usr/bin/python3 "$LINK_MESSAGES" dhcp "$1" --count "$2"
+}
+
+# Counts NDP look-alikes that arrive in NS for SECONDS (into NAME.out).
+ndp_counter_start() { # NS NAME SECONDS
+    lab__spawn "$1" "$2" /usr/bin/python3 "$LINK_MESSAGES" count-ndp --seconds "$3" &&
+        lab__wait_for 5 grep -q listening "$LAB_DIR/$2.out"
+}
+
+ndp_received() { # NAME: once its counter has finished
+    lab__wait_for 10 lab__counted "$1" && tail -n 1 "$LAB_DIR/$1.out"
+}
+
+lab__counted() { [ "$(wc -l <"$LAB_DIR/$1.out")" -ge 2 ]; }
