@@ -17,7 +17,7 @@ setup() {
     assert_success
     assert_line "tunnel up via OSSH (packet tunnel), server region CA; SOCKS5 127.0.0.1:1081, HTTP 127.0.0.1:8081"
     assert_line "hello from inet"
-    assert_line "all 12 checks passed: the tunnel is up and nothing leaves outside it"
+    assert_line "all 13 checks passed: the tunnel is up and nothing leaves outside it"
     assert_line "refused, as it must be"
     assert_line "nothing leaves with the tunnel down"
     refute_output --partial LEAK
