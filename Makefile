@@ -44,7 +44,7 @@ LIBSSH_DIR   := $(BUILD)/libssh
 LIBSSH_STAMP := $(LIBSSH_DIR)/stamp
 LIBSSH_LIB   := $(LIBSSH_DIR)/install/lib/libssh.a
 
-.PHONY: all deps check unit bats bench demo fuzz fuzz-build libssh libssh-check install uninstall clean
+.PHONY: all deps check unit bats bench demo fuzz fuzz-build libssh libssh-check peer install uninstall clean
 all: $(BINARIES) $(BUILD)/unit-tests
 
 # Whatever includes libssh's headers waits for the patched build.
@@ -121,12 +121,20 @@ libssh: deps $(LIBSSH_LIB)
 libssh-check: all
 	$(BUILD)/unit-tests --gtest_filter='LibsshExtensions.*'
 
+# The real Psiphon peer for the tests and benchmarks: psiphond and ConsoleClient, built with Go
+# 1.26 from Debian's trixie-backports (unpacked, not installed) from the psiphon-tunnel-core tree
+# PSIPHON_TUNNEL_CORE (tests/peer/build.sh). Rebuilt only when the source changes.
+PSIPHON_TUNNEL_CORE ?= ../shared/psiphon-tunnel-core
+peer: deps
+	PSIPHON_TUNNEL_CORE=$(PSIPHON_TUNNEL_CORE) tests/peer/build.sh $(BUILD)/peer
+
 # Every Debian package the build, the tests and the benchmarks need; idempotent.
 deps:
 	@share/install-deps
 
 check: deps
 	$(MAKE) -j$(JOBS) all $(BUILD)/bench/rr
+	$(MAKE) peer
 	$(MAKE) fuzz FUZZ_SECONDS=15
 	tests/run
 
@@ -140,6 +148,7 @@ demo: deps
 
 bench: deps
 	$(MAKE) -j$(JOBS) all $(BUILD)/bench/servers_bench $(BUILD)/bench/socks5_relay $(BUILD)/bench/rr
+	$(MAKE) peer
 	tests/bench/run
 
 install: deps

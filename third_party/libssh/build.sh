@@ -27,6 +27,7 @@ release=trixie
 
 [ $# -eq 1 ] || die "usage: $0 OUTPUT_DIR"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../private-apt.bash"
 patch_file=$here/psi-extensions.patch
 [ -r "$patch_file" ] || die "missing $patch_file"
 mkdir -p "$1" || die "cannot create $1"
@@ -38,7 +39,7 @@ done
 
 stamp=$out/stamp
 lib=$out/install/lib/libssh.a
-key="$source_name ${LIBSSH_VERSION:-$series>=$min_version} patch=$(sha256sum <"$patch_file" | cut -c1-16) script=$(sha256sum <"${BASH_SOURCE[0]}" | cut -c1-16)"
+key="$source_name ${LIBSSH_VERSION:-$series>=$min_version} patch=$(sha256sum <"$patch_file" | cut -c1-16) script=$(cat "${BASH_SOURCE[0]}" "$here/../private-apt.bash" | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -f "$lib" ] && [ "$(head -n 1 "$stamp")" = "$key" ]; then
     touch "$stamp"   # up to date; a newer mtime on the inputs must not make make call us again
     exit 0
@@ -57,105 +58,8 @@ run() {
     fi
 }
 
-# --- Private apt configuration -----------------------------------------------------------------
-# The system's effective configuration (apt-config dump: proxies, keyrings, Acquire options) minus
-# the hooks that apt-get update would run, with every directory apt writes to moved into apt/.
-# APT_CONFIG is read before apt.conf.d, so pointing Dir::Etc::parts and ::main at empty places stops
-# apt from reading the system's files a second time (and from running their hooks).
-apt_dir=$out/apt
-rm -rf "$apt_dir"
-mkdir -p "$apt_dir/sources.list.d" "$apt_dir/apt.conf.d" "$apt_dir/lists/partial" \
-    "$apt_dir/cache/archives/partial" "$apt_dir/state" "$apt_dir/log"
-: >"$apt_dir/apt.conf.empty"
-{
-    apt-config dump --no-empty 2>/dev/null |
-        grep -v -E '^(APT::Update::(Pre|Post)-Invoke|DPkg::(Pre|Post)-Invoke|DPkg::Pre-Install-Pkgs|CommandLine::)' || true
-    cat <<CONF
-Dir::Etc::parts "$apt_dir/apt.conf.d";
-Dir::Etc::main "$apt_dir/apt.conf.empty";
-Dir::Etc::sourcelist "$apt_dir/sources.list";
-Dir::Etc::sourceparts "$apt_dir/sources.list.d";
-Dir::State "$apt_dir/state";
-Dir::State::lists "$apt_dir/lists";
-Dir::Cache "$apt_dir/cache";
-Dir::Cache::pkgcache "";
-Dir::Cache::srcpkgcache "";
-Dir::Log "$apt_dir/log";
-CONF
-} >"$apt_dir/apt.conf"
-
-# deb-src entries derived from the system's sources: every "deb" entry (one-line format) or stanza
-# (deb822 format) becomes the matching "deb-src" one, options (signed-by, ...) kept, and each
-# suite of the system's release (bookworm, bookworm-security, ...) becomes the same suite of
-# $release (trixie, trixie-security, ...). Files are read as apt reads them:
-# Dir::Etc::sourcelist, then *.list and *.sources in Dir::Etc::sourceparts.
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-[ -n "$codename" ] || die "cannot read this system's release codename (VERSION_CODENAME in /etc/os-release)"
-eval "$(apt-config shell system_list Dir::Etc::sourcelist/f system_parts Dir::Etc::sourceparts/d)"
-one_line=()
-deb822=()
-[ -f "${system_list:-}" ] && one_line+=("$system_list")
-if [ -d "${system_parts:-}" ]; then
-    for path in "$system_parts"/*; do
-        if ! [[ ${path##*/} =~ ^[A-Za-z0-9_.-]+\.(list|sources)$ ]] || ! [ -f "$path" ]; then
-            continue
-        fi
-        case $path in
-            *.list) one_line+=("$path") ;;
-            *.sources) deb822+=("$path") ;;
-        esac
-    done
-fi
-if [ ${#one_line[@]} -gt 0 ]; then
-    awk -v from="$codename" -v to="$release" '
-         { sub(/#.*/, ""); $1 = $1 }
-         $1 == "deb" || $1 == "deb-src" {
-             $1 = "deb-src"
-             suite = 3
-             if ($2 ~ /^\[/) { while (suite <= NF && $(suite - 1) !~ /\]$/) suite++; suite++ }
-             if (index($suite, from) == 1 && (length($suite) == length(from) || substr($suite, length(from) + 1, 1) == "-"))
-                 $suite = to substr($suite, length(from) + 1)
-             print
-         }' "${one_line[@]}" | awk '!seen[$0]++' >"$apt_dir/sources.list"
-else
-    : >"$apt_dir/sources.list"
-fi
-if [ ${#deb822[@]} -gt 0 ]; then
-    awk -v from="$codename" -v to="$release" '
-         function flush() {
-             if (n && is_deb) { if (out++) print ""; for (i = 1; i <= n; i++) print lines[i] }
-             n = 0; is_deb = 0; in_types = 0
-         }
-         FNR == 1 { flush() }
-         /^#/ { next }
-         /^[ \t]*$/ { flush(); next }
-         /^[ \t]/ { if (!in_types) lines[++n] = $0; next }
-         {
-             field = tolower($0); sub(/:.*/, "", field); in_types = (field == "types")
-             if (in_types) {
-                 value = $0; sub(/^[^:]*:/, "", value)
-                 if (value ~ /(^|[ \t])deb(-src)?([ \t]|$)/) { is_deb = 1; lines[++n] = "Types: deb-src" }
-                 next
-             }
-             if (field == "suites") {
-                 count = split(substr($0, index($0, ":") + 1), words, /[ \t]+/)
-                 line = "Suites:"
-                 for (i = 1; i <= count; i++) {
-                     if (words[i] == "") continue
-                     if (words[i] == from || index(words[i], from "-") == 1) words[i] = to substr(words[i], length(from) + 1)
-                     line = line " " words[i]
-                 }
-                 lines[++n] = line
-                 next
-             }
-             lines[++n] = $0
-         }
-         END { flush() }' "${deb822[@]}" >"$apt_dir/sources.list.d/system.sources"
-fi
-[ -s "$apt_dir/sources.list" ] || [ -s "$apt_dir/sources.list.d/system.sources" ] ||
-    die "no 'deb' entry found in the system's apt sources ($system_list, $system_parts)"
-
-apt_private() { APT_CONFIG=$apt_dir/apt.conf "$@"; }
+# --- Private apt configuration (third_party/private-apt.bash): deb-src entries of trixie ---------
+private_apt_init "$out/apt" deb-src "$release"
 
 # --- Choose the version, fetch and unpack --------------------------------------------------------
 say "looking up $source_name $series in $release's sources (apt log: $logs/apt-update.log)"

@@ -1,0 +1,90 @@
+# shellcheck shell=bash
+# The real Psiphon server (psiphond, built by `make peer` into build/peer) in the lab's inet
+# namespace, with a configuration generated for this run by `psiphond generate`. Source after
+# lab.bash.
+#
+#   peer_start NAME [OPTIONS...] [-- JQ]  generate a config in $LAB_DIR/NAME/ and run psiphond
+#       with it as root in inet on LAB_INET_IP4; returns once every listener logs "running".
+#       OPTIONS: --protocol P:PORT (repeatable; default OSSH:4443 and SSH:4022),
+#       --dns IP (the server's resolver: DNSResolverIPAddress and inet's resolv.conf),
+#       --packet-tunnel (RunPacketTunnel).
+#       JQ, if given, edits the generated psiphond.config further.
+#       Sets PEER_PID, PEER_DIR; the entry line (psi-servers' format, readable by the tunnel
+#       user) is $LAB_DIR/NAME.entry; psiphond's JSON log is $LAB_DIR/NAME.err.
+#   peer_entry_json NAME       the entry's JSON object
+#   peer_log NAME MSG          psiphond's log lines whose "msg" is MSG (one JSON object a line)
+#   peer_available             psiphond and ConsoleClient are built (make peer)
+
+PEER_BUILD="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/peer"
+PEER_PSIPHOND=$PEER_BUILD/psiphond
+PEER_CONSOLE_CLIENT=$PEER_BUILD/ConsoleClient
+
+peer_available() { [ -x "$PEER_PSIPHOND" ] && [ -x "$PEER_CONSOLE_CLIENT" ]; }
+
+peer_start() { # NAME [OPTIONS...] [-- JQ]
+    local name=$1 protocols=() dns="" packet=false edit='.' flag listeners
+    shift
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --protocol) protocols+=(-protocol "$2"); shift 2 ;;
+            --dns) dns=$2; shift 2 ;;
+            --packet-tunnel) packet=true; shift ;;
+            --) edit=$2; shift 2 ;;
+            *) echo "peer_start: unknown option $1" >&2; return 2 ;;
+        esac
+    done
+    [ ${#protocols[@]} -gt 0 ] || protocols=(-protocol OSSH:4443 -protocol SSH:4022)
+    peer_available || { echo "peer_start: psiphond is not built (make peer)" >&2; return 1; }
+    PEER_DIR=$LAB_DIR/$name
+    mkdir -p "$PEER_DIR"
+    if ! (cd "$PEER_DIR" && "$PEER_PSIPHOND" -ipaddress "$LAB_INET_IP4" -web 0 "${protocols[@]}" generate) \
+        >"$PEER_DIR/generate.log" 2>&1; then
+        echo "psiphond generate ($name) failed:" >&2
+        cat "$PEER_DIR/generate.log" >&2
+        return 1
+    fi
+    # The lab's addresses are private, its resolver is in inet.
+    jq --arg dns "$dns" --argjson packet "$packet" \
+        ".AllowBogons = true | .LogFilename = \"\" | .LogLevel = \"info\"
+         | (if \$dns != \"\" then .DNSResolverIPAddress = \$dns else . end)
+         | .RunPacketTunnel = \$packet | $edit" \
+        "$PEER_DIR/psiphond.config" >"$PEER_DIR/psiphond.config.new" &&
+        mv "$PEER_DIR/psiphond.config.new" "$PEER_DIR/psiphond.config" || return 1
+    chmod 600 "$PEER_DIR/psiphond.config"
+    # The entry psiphond writes is the hex line psi-servers imports.
+    tr -d '\n' <"$PEER_DIR/server-entry.dat" >"$LAB_DIR/$name.entry" && echo >>"$LAB_DIR/$name.entry"
+    chmod 644 "$LAB_DIR/$name.entry"
+    # psiphond resolves with the system's resolv.conf and takes DNSResolverIPAddress only when it
+    # has none: the inet namespace's own resolv.conf names the lab resolver.
+    [ -z "$dns" ] || echo "nameserver $dns" >"/etc/netns/$LAB_INET/resolv.conf"
+    listeners=$((${#protocols[@]} / 2))
+    lab__spawn "$LAB_INET" "$name" /bin/sh -c "cd '$PEER_DIR' && exec '$PEER_PSIPHOND' -config psiphond.config run"
+    PEER_PID=$LAB_LAST_PID
+    if ! lab__wait_for 20 peer__running "$name" "$listeners"; then
+        echo "psiphond ($name) did not come up:" >&2
+        tail -n 30 "$LAB_DIR/$name.err" "$LAB_DIR/$name.out" >&2
+        return 1
+    fi
+}
+
+peer__running() { [ "$(peer_log "$1" running | wc -l)" -ge "$2" ]; }
+
+peer_log() { # NAME MSG
+    grep -h '^{' "$LAB_DIR/$1.err" "$LAB_DIR/$1.out" 2>/dev/null | jq -c --arg msg "$2" 'select(.msg == $msg)' 2>/dev/null
+}
+
+peer_entry_json() { # NAME
+    python3 -c "import sys; print(bytes.fromhex(open(sys.argv[1]).read().strip()).decode().split(' ', 4)[4])" "$LAB_DIR/$1.entry"
+}
+
+# peer_entry_edit NAME JQ OUT: the entry with its JSON edited by JQ, as a line in OUT (mode 644).
+peer_entry_edit() {
+    local json
+    json=$(peer_entry_json "$1" | jq -c "$2") || return 1
+    printf '0 0 0 0 %s' "$json" | od -An -tx1 -v | tr -d ' \n' >"$3" && echo >>"$3" && chmod 644 "$3"
+}
+
+# peer_event NAME EVENT: psiphond's log lines whose "event_name" is EVENT (server_tunnel, ...).
+peer_event() { # NAME EVENT
+    grep -h '^{' "$LAB_DIR/$1.err" "$LAB_DIR/$1.out" 2>/dev/null | jq -c --arg event "$2" 'select(.event_name == $event)' 2>/dev/null
+}
