@@ -235,25 +235,6 @@ connected_requests() { grep -c "^request-$1 .*kind=psiphon-connected" "$LAB_DIR/
     assert_output "hello from inet"
 }
 
-@test "the HTTP proxy: CONNECT and absolute-URI requests reach the inet host; a bad request gets its status" {
-    psiphond_start psiphond
-    connect_start http "$LAB_DIR/psiphond.entry" --socks 1089 --http 8089
-    connect_wait_tunnels http 1
-    grep -q '"data":{"port":8089},"noticeType":"ListeningHttpProxyPort"' "$LAB_DIR/http.out"
-    run lab_client curl -sS -m 10 -x http://127.0.0.1:8089 "http://$LAB_INET_IP4:8080/"
-    assert_success
-    assert_output "hello from inet"
-    run lab_client curl -sS -m 10 -p -x http://127.0.0.1:8089 "http://[$LAB_INET_IP6]:8080/"
-    assert_success
-    assert_output "hello from inet"
-    run lab_client curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8089 "http://$LAB_INET_IP4:8099/"
-    assert_output 502
-    run lab_client curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8089 "ftp://$LAB_INET_IP4/"
-    assert_output 501
-    run lab_client curl -sS -m 10 -x http://127.0.0.1:8089 "http://$LAB_INET_IP4:8080/"
-    assert_output "hello from inet"
-}
-
 @test "over plain SSH to the Psiphon test server, and the discovered servers are written for psi-servers" {
     local discovered_line
     discovered_line=$(connect_entry '{"ipAddress":"192.0.2.7","sshPort":22,"capabilities":["SSH"],"region":"US"}')
@@ -289,62 +270,6 @@ connected_requests() { grep -c "^request-$1 .*kind=psiphon-connected" "$LAB_DIR/
     grep -q "the server refused the handshake" "$LAB_DIR/client-refuse-handshake.err"
     grep -Eq "OSSH $LAB_INET_IP4:4443: SSH: " "$LAB_DIR/client-close-mid-kex.err"
     grep -Eq "OSSH $LAB_INET_IP4:4443: SSH: .*(not an OSSH server|closed|Socket)" "$LAB_DIR/client-garbage-ossh.err"
-}
-
-@test "a wrong password in the entry is refused by the server: no tunnel" {
-    psiphond_start psiphond --password right-password
-    local entry
-    entry=$(/usr/bin/python3 -c '
-import json, sys
-text = bytes.fromhex(open(sys.argv[1]).read().strip()).decode()
-prefix, doc = text[:8], json.loads(text[8:])
-doc["sshPassword"] = "wrong-password"
-print((prefix + json.dumps(doc, separators=(",", ":"))).encode().hex())' "$LAB_DIR/psiphond.entry")
-    echo "$entry" >"$LAB_DIR/bad-password.entries"
-    chmod 644 "$LAB_DIR/bad-password.entries"
-    connect_start badpw "$LAB_DIR/bad-password.entries" --socks 1086 --establish-timeout 2
-    local pid=$CONNECT_PID
-    lab__wait_for 15 lab__gone "$pid"
-    run wait "$pid"
-    assert_equal "$status" 1
-    CONNECT_PID=
-    grep -q "the server refused the credentials" "$LAB_DIR/badpw.err"
-    grep -q '^auth-fail .*wrong SshPassword' "$LAB_DIR/psiphond.err"
-}
-
-@test "of several entries, a dead one and a good one: the good one wins, OSSH is tried before SSH, and the dead one is named" {
-    psiphond_start psiphond
-    connect_entry '{"ipAddress":"192.0.2.1","sshObfuscatedPort":443,"sshObfuscatedKey":"k","capabilities":["OSSH"]}' \
-        >"$LAB_DIR/several.entries"
-    cat "$LAB_DIR/psiphond.entry" >>"$LAB_DIR/several.entries"
-    chmod 644 "$LAB_DIR/several.entries"
-    connect_start several "$LAB_DIR/several.entries" --socks 1087 --parallel 1 --dial-timeout 2
-    connect_wait_tunnels several 1 10
-    grep -q '"data":{"protocol":"OSSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/several.out"
-    run through_socks 1087 "http://$LAB_INET_IP4:8080/"
-    assert_output "hello from inet"
-    # The dead one is named, though another won.
-    grep -q "^psi-connect: warning: OSSH 192.0.2.1:443: " "$LAB_DIR/several.err"
-}
-
-@test "UDP ASSOCIATE over udpgw: UDP echo by IPv4 and IPv6, and DNS answered by the server's resolver" {
-    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53"
-    connect_start udp "$LAB_DIR/psiphond.entry" --socks 1088
-    connect_wait_tunnels udp 1
-    local client=$BATS_TEST_DIRNAME/tools/socks5_udp_client.py
-    run lab_client /usr/bin/python3 "$client" --proxy 127.0.0.1:1088 --to "$LAB_INET_IP4:7200" --message ping4
-    assert_success
-    assert_output "ping4"
-    run lab_client /usr/bin/python3 "$client" --proxy 127.0.0.1:1088 --to "[$LAB_INET_IP6]:7200" --message ping6 \
-        --show-source
-    assert_success
-    assert_output "$LAB_INET_IP6 7200 ping6"
-    # A DNS query to any address goes to the server's own resolver (udpgw's DNS flag).
-    run lab_client /usr/bin/python3 "$client" --proxy 127.0.0.1:1088 --to "192.0.2.53:53" --dns-query inet.psi.test
-    assert_success
-    assert_output "$LAB_INET_IP4"
-    grep -q '^udpgw-flow .*dns=yes' "$LAB_DIR/psiphond.err"
-    grep -q '^query udp inet.psi.test A$' "$LAB_DIR/dns.out"
 }
 
 @test "UDP ASSOCIATE to a generic SSH server (no udpgw) is answered 'command not supported'" {

@@ -89,6 +89,8 @@ connect_fails() { # NAME
     # (it tells a client nothing more): the proxy answers 403.
     run lab_client curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8084 "http://$LAB_INET_IP4:8099/"
     assert_output 403
+    run lab_client curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8084 "ftp://$LAB_INET_IP4/"
+    assert_output 501
     lab__stop "$CONNECT_PID" TERM
     CONNECT_PID=
     lab__wait_for 5 test -n "$(peer_event psiphond server_tunnel)"
@@ -148,4 +150,73 @@ connect_fails() { # NAME
     run through_socks 1087 "http://$LAB_INET_IP4:8080/"
     assert_output "hello from inet"
     grep -q "^psi-connect: warning: OSSH 192.0.2.1:443: " "$LAB_DIR/several.err"
+}
+
+@test "real psiphond: the sponsor's homepage from psinet, and the servers discovery hands out are written for psi-servers" {
+    local discovered_line
+    discovered_line=$(connect_entry '{"ipAddress":"192.175.48.7","sshPort":22,"capabilities":["SSH"],"region":"US"}')
+    peer_start psiphond --homepage "https://home.psi.test/" --discover "$discovered_line"
+    mkdir -p "$LAB_DIR/state" && chown psiphon-user "$LAB_DIR/state"
+    connect_start discovery "$LAB_DIR/psiphond.entry" --socks 1089 --protocols OSSH --discovered "$LAB_DIR/state/discovered"
+    connect_wait_tunnels discovery 1 15
+    grep -q '"data":{"url":"https://home.psi.test/"},"noticeType":"Homepage"' "$LAB_DIR/discovery.out"
+    lab__wait_for 5 test -s "$LAB_DIR/state/discovered"
+    run cat "$LAB_DIR/state/discovered"
+    assert_output "$discovered_line"
+    [ "$(stat -c %a "$LAB_DIR/state/discovered")" = 600 ]
+}
+
+# The handshake parameters of a tunnel, as psiphond logs them: the keys of its server_tunnel
+# record, which it writes when the tunnel ends.
+server_tunnel_keys() { # RECORD
+    jq -r 'keys[]' <<<"$1" | sort
+}
+
+@test "real psiphond: psi's handshake gives the server every field ConsoleClient's does, with the same kinds of values" {
+    peer_start psiphond
+    peer_console_client_start console "$LAB_DIR/psiphond.entry" 1093
+    peer_console_client_wait console
+    lab__stop "$PEER_CLIENT_PID" TERM
+    lab__wait_for 5 test -n "$(peer_event psiphond server_tunnel)"
+    local console_record psi_record
+    console_record=$(peer_event psiphond server_tunnel | tail -n 1)
+    # psi the way psi up runs it: the entry from psi-servers' store, through pick.
+    mkdir -p "$LAB_DIR/store"
+    chown psiphon-user:psiphon-group "$LAB_DIR/store"
+    chmod 750 "$LAB_DIR/store"
+    printf '{"PropagationChannelId": "FFFFFFFFFFFFFFFF", "SponsorId": "FFFFFFFFFFFFFFFF", "DataRootDirectory": "%s"}\n' \
+        "$LAB_DIR/store" >"$LAB_DIR/store.conf"
+    chmod 600 "$LAB_DIR/store.conf"
+    lab_client "$BATS_TEST_DIRNAME/../build/psi-servers" --config "$LAB_DIR/store.conf" import "$LAB_DIR/psiphond.entry" >/dev/null
+    lab_client "$BATS_TEST_DIRNAME/../build/psi-servers" --config "$LAB_DIR/store.conf" pick >"$LAB_DIR/picked.entries"
+    chmod 644 "$LAB_DIR/picked.entries"
+    connect_start ossh "$LAB_DIR/picked.entries" --socks 1083 --protocols OSSH
+    connect_wait_tunnels ossh 1 15
+    lab__stop "$CONNECT_PID" TERM
+    CONNECT_PID=
+    lab__wait_for 5 test "$(peer_event psiphond server_tunnel | wc -l)" -ge 2
+    psi_record=$(peer_event psiphond server_tunnel | tail -n 1)
+    # Every key the server logged for ConsoleClient, it logged for psi, but the two psi-connect(8)
+    # names: psi scales no timeouts (network_latency_multiplier) and asks for no tactics (the
+    # server's new_tactics_tag). None only for psi.
+    run comm -3 <(server_tunnel_keys "$console_record") <(server_tunnel_keys "$psi_record")
+    assert_output "$(printf 'network_latency_multiplier\nnew_tactics_tag')"
+    # The values are psi's own, of the kinds ConsoleClient's are.
+    run jq -r '[.relay_protocol, .handshake_completed, (.ssh_client_version | test("^SSH-2\\.0-OpenSSH_[78]\\.[0-9]$")),
+                .dial_port_number, (.dial_duration >= 0), .candidate_number, .established_tunnels_count,
+                (.padding >= 0 and .padding <= 1024), (.upstream_ossh_padding >= 0), .network_type] | @tsv' <<<"$psi_record"
+    assert_output "$(printf 'OSSH\ttrue\ttrue\t4443\ttrue\t0\t0\ttrue\ttrue\tUNKNOWN')"
+    [ "$(jq -r .server_entry_source <<<"$psi_record")" = EMBEDDED ]
+    [[ $(jq -r .server_entry_timestamp <<<"$psi_record") =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:00:00Z$ ]]
+}
+
+@test "real psiphond, plain SSH: the client's version string in clear is OpenSSH-like, never libssh's" {
+    peer_start psiphond
+    lab_capture_start "src host $LAB_CLIENT_IP4 and tcp port 4022"
+    connect_start ssh "$LAB_DIR/psiphond.entry" --socks 1084 --protocols SSH
+    connect_wait_tunnels ssh 1 15
+    lab_capture_stop
+    # The identification string psi-connect sent, from the payloads of its packets.
+    run bash -c "tcpdump -r '$LAB_DIR/capture.pcap' -n -A 2>/dev/null | grep -ao 'SSH-2\.0-[!-~]*'"
+    assert_output --regexp '^SSH-2\.0-OpenSSH_[78]\.[0-9]$'  # one, and not SSH-2.0-libssh_0.11.5
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,9 @@ public:
         settings_.identity_file = options.identity_file;
         settings_.timeout = std::chrono::seconds(options.dial_timeout);
         settings_.session_id = make_session_id();
+        std::set<std::string> servers;
+        for (const Candidate& candidate : candidates_) servers.insert(candidate.entry.ip_address());
+        settings_.server_entry_count = servers.size();
         if (options.is_handshake) {
             settings_.identity = client_identity(config);
             connected_.emplace(settings_.identity);
@@ -183,6 +187,7 @@ private:
             fail_for_good("no usable server entry (each needs an OSSH or SSH port and capability)");
             return;
         }
+        settings_.established_tunnels_count = tunnels_established_;
         establisher_ = std::make_unique<Establisher>(candidates_, settings_, static_cast<std::size_t>(options_.parallel));
         loop_.add(establisher_->descriptor(), EPOLLIN, [this](std::uint32_t) { on_established(); });
     }
@@ -201,11 +206,14 @@ private:
             return;
         }
         tunnel_up_since_ = Clock::now();
+        const auto establishment_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(tunnel_up_since_ - establishing_since_).count();
+        ++tunnels_established_;
         prefer(tunnel->candidate());
         announce(*tunnel);
         session_ = std::make_unique<TunnelSession>(loop_, std::move(tunnel), keepalive_,
                                                    [this](const std::string& reason) { on_tunnel_failed(reason); });
-        if (connected_) connected_->start(*session_, session_->tunnel().candidate().protocol);
+        if (connected_) connected_->start(*session_, session_->tunnel().candidate().protocol, establishment_ms);
         if (tun_.is_open()) {
             open_packet_tunnel();
             return;
@@ -381,6 +389,7 @@ private:
     const Options& options_;
     const Config& config_;
     std::vector<Candidate> candidates_;
+    std::size_t tunnels_established_ = 0;
     EventLoop loop_;
     NoticeWriter notices_;
     RelayTotals totals_;

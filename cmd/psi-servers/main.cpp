@@ -296,7 +296,7 @@ int command_pick(const Options& options, const Config& config) {
                     ", protocols " + join(selection.protocols.empty() ? default_protocols() : selection.protocols, " ") +
                     ", API over SSH); import or fetch a server list");
     std::string output;
-    for (const StoredEntry* entry : picked) output += encode_entry_line(entry->entry()) + "\n";
+    for (const StoredEntry* entry : picked) output += encode_entry_line(entry->entry_with_local_fields()) + "\n";
     std::fwrite(output.data(), 1, output.size(), stdout);
     return exit_status::ok;
 }

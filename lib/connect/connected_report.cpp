@@ -17,8 +17,9 @@ bool is_connected_timestamp(const std::string& text) {
 ConnectedReport::ConnectedReport(ClientIdentity identity, ConnectedSchedule schedule)
     : identity_(std::move(identity)), schedule_(schedule) {}
 
-void ConnectedReport::start(TunnelSession& session, std::string relay_protocol) {
+void ConnectedReport::start(TunnelSession& session, std::string relay_protocol, std::int64_t establishment_ms) {
     relay_protocol_ = std::move(relay_protocol);
+    establishment_ms_ = establishment_ms;
     ++tunnel_;
     is_pending_ = false;
     due_ = Clock::now();
@@ -28,7 +29,7 @@ void ConnectedReport::start(TunnelSession& session, std::string relay_protocol) 
 void ConnectedReport::tick(TunnelSession& session) {
     if (is_pending_ || session.has_failed() || Clock::now() < due_) return;
     is_pending_ = true;
-    session.send_request("psiphon-connected", connected_request(identity_, relay_protocol_, last_connected_),
+    session.send_request("psiphon-connected", connected_request(identity_, relay_protocol_, last_connected_, establishment_ms_),
                          [this, tunnel = tunnel_, alive = std::weak_ptr<bool>(alive_)](std::optional<std::string> reply) {
                              if (!alive.expired()) on_reply(tunnel, reply);
                          });

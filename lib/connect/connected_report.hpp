@@ -23,7 +23,7 @@ public:
     ConnectedReport(ClientIdentity identity, ConnectedSchedule schedule = {});
 
     // A new tunnel: the request is due at once on it.
-    void start(TunnelSession& session, std::string relay_protocol);
+    void start(TunnelSession& session, std::string relay_protocol, std::int64_t establishment_ms);
     // Sends the request when it is due and none is on its way; the owner calls it about once a
     // second with the tunnel that start() was given.
     void tick(TunnelSession& session);
@@ -34,6 +34,7 @@ private:
     ClientIdentity identity_;
     ConnectedSchedule schedule_;
     std::string relay_protocol_;
+    std::int64_t establishment_ms_ = 0;
     std::string last_connected_;  // "" until a server gave one
     std::chrono::steady_clock::time_point due_{};
     std::uint64_t tunnel_ = 0;  // which start() a reply belongs to

@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/encoding.hpp"
+#include "connect/ssh_client_version.hpp"
 #include "core/error.hpp"
 
 namespace psi::connect {
@@ -168,11 +169,13 @@ std::unique_ptr<Tunnel> Dial::run() {
             dial.watched_.clear();
         }
     } unwatch{*this};
-    const auto deadline = Clock::now() + settings_.timeout;
+    const auto started = Clock::now();
+    const auto deadline = started + settings_.timeout;
     const servers::ServerEntry& entry = candidate_.entry;
     UniqueFd libssh_socket;
     std::unique_ptr<OsshPump> pump;
     UniqueFd tcp = connect_tcp(deadline);
+    dial_duration_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     if (candidate_.protocol == "OSSH") {
         int pair[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
@@ -183,7 +186,9 @@ std::unique_ptr<Tunnel> Dial::run() {
         ssh::ObfuscationSeed seed;
         if (RAND_bytes(seed.data(), static_cast<int>(seed.size())) != 1) throw Error("no randomness for OSSH");
         auto obfuscator = std::make_unique<ssh::ClientObfuscator>(entry.string_value("sshObfuscatedKey"), seed);
-        std::string preamble = obfuscator->preamble(random_padding());
+        const std::string padding = random_padding();
+        ossh_padding_ = padding.size();
+        std::string preamble = obfuscator->preamble(padding);
         pump = std::make_unique<OsshPump>(std::move(tcp), std::move(pump_side), std::move(obfuscator),
                                           std::move(preamble));
     } else {
@@ -212,6 +217,9 @@ std::unique_ptr<Tunnel> Dial::run() {
     ssh_options_set(session.get(), SSH_OPTIONS_TIMEOUT, &seconds);
     ssh_options_set(session.get(), SSH_OPTIONS_CIPHERS_C_S, cipher_preference());
     ssh_options_set(session.get(), SSH_OPTIONS_CIPHERS_S_C, cipher_preference());
+    ssh_client_version_ = random_ssh_client_version();
+    if (ssh_set_client_banner(session.get(), ssh_client_version_.c_str()) != SSH_OK)
+        throw Error("libssh refused the SSH client version " + ssh_client_version_);
     const auto ssh_failure = [&](const std::string& step) {
         check_cancelled();
         const std::string pump_failure = pump ? pump->failure() : std::string();
@@ -240,7 +248,7 @@ std::unique_ptr<Tunnel> Dial::run() {
 
     HandshakeResponse handshake;
     if (settings_.is_handshake) {
-        const std::string request = handshake_request(settings_.identity, candidate_.protocol,
+        const std::string request = handshake_request(settings_.identity, report(),
                                                       entry.string_value("webServerSecret"), settings_.session_id);
         std::unique_ptr<ssh_buffer_struct, void (*)(ssh_buffer)> reply(ssh_buffer_new(), ssh_buffer_free);
         if (!reply) throw Error("out of memory for the handshake");
@@ -255,6 +263,23 @@ std::unique_ptr<Tunnel> Dial::run() {
     check_cancelled();
     return std::make_unique<Tunnel>(std::move(candidate_), session.release(), std::move(libssh_socket),
                                     std::move(pump), std::move(handshake));
+}
+
+DialReport Dial::report() const {
+    DialReport report;
+    report.relay_protocol = candidate_.protocol;
+    report.ssh_client_version = ssh_client_version_;
+    report.dial_port = candidate_.entry.dial_port(candidate_.protocol).value_or(0);
+    report.dial_duration_ms = dial_duration_ms_;
+    report.candidate_number = candidate_.number;
+    report.candidate_count = candidate_.count;
+    report.established_tunnels_count = settings_.established_tunnels_count;
+    report.server_entry_count = settings_.server_entry_count;
+    report.upstream_ossh_padding = ossh_padding_;
+    report.server_entry_region = candidate_.entry.region();
+    report.server_entry_source = candidate_.entry.string_value("localSource");
+    report.server_entry_timestamp = truncate_timestamp_to_hour(candidate_.entry.string_value("localTimestamp"));
+    return report;
 }
 
 void initialize_libssh() {

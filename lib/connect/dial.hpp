@@ -22,6 +22,8 @@ namespace psi::connect {
 struct Candidate {
     servers::ServerEntry entry;
     std::string protocol;  // "OSSH" or "SSH"
+    std::size_t number = 0;  // its place in the dialling order of its round (the Establisher's)
+    std::size_t count = 0;   // candidates in that round
     std::string label() const;  // "OSSH 192.0.2.1:443"
 };
 
@@ -31,6 +33,8 @@ struct DialSettings {
     bool is_handshake = true;        // false: a generic SSH server, no Psiphon API
     std::string identity_file;       // public-key auth with this key instead of the password payload
     std::chrono::milliseconds timeout{20000};
+    std::size_t established_tunnels_count = 0;  // for the handshake's metrics (DialReport)
+    std::size_t server_entry_count = 0;
 };
 
 // An established tunnel: an authenticated SSH session (after the handshake, when asked for).
@@ -68,12 +72,16 @@ private:
     void watch(int fd);
     void check_cancelled();
     UniqueFd connect_tcp(std::chrono::steady_clock::time_point deadline);
+    DialReport report() const;
 
     Candidate candidate_;
     const DialSettings& settings_;
     std::mutex mutex_;
     bool is_cancelled_ = false;
     std::vector<int> watched_;
+    std::string ssh_client_version_;
+    std::int64_t dial_duration_ms_ = 0;
+    std::optional<std::size_t> ossh_padding_;
 };
 
 // Calls ssh_init() once for the process (the static library has no constructor doing it).

@@ -23,6 +23,12 @@ Establisher::Establisher(std::vector<Candidate> candidates, const DialSettings& 
         }
         waves_[static_cast<std::size_t>(rank - order.begin())].push_back(std::move(candidate));
     }
+    std::size_t number = 0;
+    for (std::vector<Candidate>& wave : waves_)
+        for (Candidate& candidate : wave) {
+            candidate.number = number++;
+            candidate.count = candidates.size();
+        }
     coordinator_ = std::thread([this, parallel] {
         for (const std::vector<Candidate>& wave : waves_) {
             next_ = 0;

@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include <regex>
+
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
@@ -18,14 +20,35 @@ std::string config_string(const Config& config, const char* key, const std::stri
     return value && value->is_string() ? value->as_string() : fallback;
 }
 
-json::Value base_parameters(const ClientIdentity& identity, std::string_view relay_protocol) {
+std::size_t random_below(std::size_t bound) {
+    unsigned char bytes[4];
+    if (RAND_bytes(bytes, sizeof bytes) != 1) throw Error("no randomness for the API padding");
+    const std::uint32_t value = (std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) |
+                                (std::uint32_t{bytes[2]} << 8) | bytes[3];
+    return value % bound;
+}
+
+constexpr std::size_t max_api_padding = 1024;  // APIRequest{Up,Down}streamPaddingMaxBytes
+
+// What every request carries. psi applies no tactics, so the applied tactics tag is empty.
+json::Value base_parameters(const ClientIdentity& identity, std::string_view relay_protocol,
+                            std::string_view network_type) {
     json::Value parameters = json::Object{};
     parameters.set("propagation_channel_id", identity.propagation_channel_id);
     parameters.set("sponsor_id", identity.sponsor_id);
     parameters.set("client_version", identity.client_version);
     parameters.set("client_platform", identity.client_platform);
+    parameters.set("client_build_rev", std::string());  // Psiphon's build revision: psi has none
+    parameters.set("network_type", std::string(network_type));
+    parameters.set("applied_tactics_tag", std::string());
     parameters.set("relay_protocol", std::string(relay_protocol));
+    parameters.set("padding", std::string(random_below(max_api_padding + 1), ' '));
+    parameters.set("pad_response", std::to_string(random_below(max_api_padding + 1)));
     return parameters;
+}
+
+void set_if_any(json::Value& parameters, const char* key, const std::string& value) {
+    if (!value.empty()) parameters.set(key, value);
 }
 
 std::vector<std::string> string_list(const json::Value& reply, const char* key) {
@@ -88,10 +111,28 @@ std::string password_payload(std::string_view session_id, std::string_view ssh_p
     return payload.dump();
 }
 
-std::string handshake_request(const ClientIdentity& identity, std::string_view relay_protocol,
+std::string truncate_timestamp_to_hour(std::string_view timestamp) {
+    static const std::regex utc(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z)");
+    if (timestamp.size() > 40 || !std::regex_match(timestamp.begin(), timestamp.end(), utc)) return "";
+    return std::string(timestamp.substr(0, 13)) + ":00:00Z";
+}
+
+std::string handshake_request(const ClientIdentity& identity, const DialReport& dial,
                               std::string_view server_secret, std::string_view session_id) {
-    json::Value parameters = base_parameters(identity, relay_protocol);
-    if (!identity.egress_region.empty()) parameters.set("egress_region", identity.egress_region);
+    json::Value parameters = base_parameters(identity, dial.relay_protocol, dial.network_type);
+    set_if_any(parameters, "egress_region", identity.egress_region);
+    set_if_any(parameters, "ssh_client_version", dial.ssh_client_version);
+    set_if_any(parameters, "server_entry_region", dial.server_entry_region);
+    set_if_any(parameters, "server_entry_source", dial.server_entry_source);
+    set_if_any(parameters, "server_entry_timestamp", dial.server_entry_timestamp);
+    if (dial.dial_port > 0) parameters.set("dial_port_number", std::to_string(dial.dial_port));
+    parameters.set("dial_duration", std::to_string(dial.dial_duration_ms));
+    parameters.set("candidate_number", std::to_string(dial.candidate_number));
+    parameters.set("unique_candidate_estimate", std::to_string(dial.candidate_count));
+    parameters.set("candidates_moved_to_front", std::string("0"));
+    parameters.set("established_tunnels_count", std::to_string(dial.established_tunnels_count));
+    parameters.set("server_entry_count", std::to_string(dial.server_entry_count));
+    if (dial.upstream_ossh_padding) parameters.set("upstream_ossh_padding", std::to_string(*dial.upstream_ossh_padding));
     parameters.set("server_secret", std::string(server_secret));
     parameters.set("client_session_id", std::string(session_id));
     parameters.set("session_id", std::string(session_id));
@@ -110,9 +151,10 @@ HandshakeResponse parse_handshake_response(std::string_view reply) {
 }
 
 std::string connected_request(const ClientIdentity& identity, std::string_view relay_protocol,
-                              std::string_view last_connected) {
-    json::Value parameters = base_parameters(identity, relay_protocol);
+                              std::string_view last_connected, std::int64_t establishment_ms) {
+    json::Value parameters = base_parameters(identity, relay_protocol, "UNKNOWN");
     parameters.set("last_connected", std::string(last_connected.empty() ? "None" : last_connected));
+    parameters.set("establishment_duration", std::to_string(establishment_ms));
     return parameters.dump();
 }
 

@@ -1,3 +1,4 @@
+#include <set>
 #include "connect/psiphon_api.hpp"
 
 #include <gtest/gtest.h>
@@ -41,16 +42,63 @@ TEST(PsiphonApi, PasswordPayloadMatchesWhatPsiphondAccepted) {
 TEST(PsiphonApi, HandshakeCarriesEveryRequiredParameterAsStrings) {
     ClientIdentity identity{"FFFFFFFFFFFFFFFF", "FFFFFFFFFFFFFFFF", "1", "Linux", ""};
     const std::string session = "00112233445566778899aabbccddeeff";
-    json::Value request = json::parse(handshake_request(identity, "OSSH", "s3cret", session));
+    DialReport dial;
+    dial.relay_protocol = "OSSH";
+    dial.ssh_client_version = "SSH-2.0-OpenSSH_8.4";
+    dial.dial_port = 443;
+    dial.dial_duration_ms = 42;
+    dial.candidate_number = 2;
+    dial.candidate_count = 5;
+    dial.established_tunnels_count = 1;
+    dial.server_entry_count = 3;
+    dial.upstream_ossh_padding = 7;
+    dial.server_entry_source = "REMOTE";
+    dial.server_entry_timestamp = "2026-12-07T12:00:00Z";
+    json::Value request = json::parse(handshake_request(identity, dial, "s3cret", session));
     for (const char* key : {"propagation_channel_id", "sponsor_id", "client_version", "client_platform", "relay_protocol",
-                            "server_secret", "client_session_id", "session_id"})
+                            "server_secret", "client_session_id", "session_id", "client_build_rev", "network_type",
+                            "applied_tactics_tag", "padding", "pad_response", "ssh_client_version", "dial_port_number",
+                            "dial_duration", "candidate_number", "unique_candidate_estimate", "candidates_moved_to_front",
+                            "established_tunnels_count", "server_entry_count", "upstream_ossh_padding",
+                            "server_entry_source", "server_entry_timestamp"})
         ASSERT_TRUE(request.find(key) && request.find(key)->is_string()) << key;
     EXPECT_EQ(request.find("relay_protocol")->as_string(), "OSSH");
     EXPECT_EQ(request.find("egress_region"), nullptr);
+    EXPECT_EQ(request.find("server_entry_region"), nullptr);  // "" is left out
     EXPECT_EQ(request.find("server_secret")->as_string(), "s3cret");
     EXPECT_EQ(request.find("client_session_id")->as_string(), session);
+    EXPECT_EQ(request.find("dial_port_number")->as_string(), "443");
+    EXPECT_EQ(request.find("dial_duration")->as_string(), "42");
+    EXPECT_EQ(request.find("candidate_number")->as_string(), "2");
+    EXPECT_EQ(request.find("unique_candidate_estimate")->as_string(), "5");
+    EXPECT_EQ(request.find("established_tunnels_count")->as_string(), "1");
+    EXPECT_EQ(request.find("upstream_ossh_padding")->as_string(), "7");
+    const std::string padding = request.find("padding")->as_string();
+    EXPECT_LE(padding.size(), 1024u);
+    EXPECT_EQ(padding.find_first_not_of(' '), std::string::npos);
+    EXPECT_LE(std::stoi(request.find("pad_response")->as_string()), 1024);
     identity.egress_region = "DE";
-    EXPECT_EQ(json::parse(handshake_request(identity, "SSH", "s3cret", session)).find("egress_region")->as_string(), "DE");
+    dial.relay_protocol = "SSH";
+    dial.upstream_ossh_padding.reset();
+    request = json::parse(handshake_request(identity, dial, "s3cret", session));
+    EXPECT_EQ(request.find("egress_region")->as_string(), "DE");
+    EXPECT_EQ(request.find("upstream_ossh_padding"), nullptr);
+}
+
+TEST(PsiphonApi, PaddingVariesBetweenRequests) {
+    ClientIdentity identity{"FFFFFFFFFFFFFFFF", "FFFFFFFFFFFFFFFF", "1", "Linux", ""};
+    std::set<std::size_t> sizes;
+    for (int i = 0; i < 20; ++i)
+        sizes.insert(json::parse(handshake_request(identity, DialReport{}, "", "")).find("padding")->as_string().size());
+    EXPECT_GT(sizes.size(), 10u);
+}
+
+TEST(PsiphonApi, TimestampsTruncatedToTheHour) {
+    EXPECT_EQ(truncate_timestamp_to_hour("2026-12-07T12:34:56Z"), "2026-12-07T12:00:00Z");
+    EXPECT_EQ(truncate_timestamp_to_hour("2026-12-07T12:34:56.123456Z"), "2026-12-07T12:00:00Z");
+    EXPECT_EQ(truncate_timestamp_to_hour("2026-12-07T12:34:56+01:00"), "");
+    EXPECT_EQ(truncate_timestamp_to_hour("yesterday"), "");
+    EXPECT_EQ(truncate_timestamp_to_hour(""), "");
 }
 
 TEST(PsiphonApi, HandshakeReplyGivesHomepagesServersAndRegion) {
@@ -67,7 +115,9 @@ TEST(PsiphonApi, HandshakeReplyGivesHomepagesServersAndRegion) {
 
 TEST(PsiphonApi, ConnectedRequestAndTimestamp) {
     ClientIdentity identity{"FF", "FFFFFFFFFFFFFFFF", "1", "Linux", ""};
-    EXPECT_EQ(json::parse(connected_request(identity, "OSSH", "")).find("last_connected")->as_string(), "None");
+    const json::Value request = json::parse(connected_request(identity, "OSSH", "", 1234));
+    EXPECT_EQ(request.find("last_connected")->as_string(), "None");
+    EXPECT_EQ(request.find("establishment_duration")->as_string(), "1234");
     EXPECT_EQ(parse_connected_timestamp(R"({"connected_timestamp":"2026-11-23T01:00:00Z"})"), "2026-11-23T01:00:00Z");
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -56,6 +57,17 @@ bool is_known_protocol(const std::string& protocol) {
 }
 
 ServerEntry StoredEntry::entry() const { return ServerEntry{json::parse(json, "stored entry")}; }
+
+ServerEntry StoredEntry::entry_with_local_fields() const {
+    ServerEntry local = entry();
+    local.fields.set("localSource", std::string(source_name(source)));
+    const std::time_t when = static_cast<std::time_t>(last_seen > 0 ? last_seen : first_seen);
+    std::tm parts{};
+    char text[32];
+    if (when > 0 && ::gmtime_r(&when, &parts) && std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts))
+        local.fields.set("localTimestamp", std::string(text));
+    return local;
+}
 
 StoredEntry make_stored_entry(const ServerEntry& entry, Source source, std::int64_t now) {
     StoredEntry stored;

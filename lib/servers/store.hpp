@@ -33,6 +33,10 @@ struct StoredEntry {
     std::uint32_t failures = 0;
 
     ServerEntry entry() const;  // parses `json`
+    // The same with Psiphon's local fields, as its client stores them and reports them in the
+    // handshake: localSource (EMBEDDED, ...) and localTimestamp (RFC 3339, when the store last
+    // took it). Signatures do not cover them.
+    ServerEntry entry_with_local_fields() const;
 };
 
 struct RemoteListState {

@@ -1,11 +1,14 @@
 # shellcheck shell=bash
-# The whole of psi in the lab: the lab's Psiphon test server, a web page and a resolver in inet,
+# The whole of psi in the lab: the real psiphond (tests/lab/peer.bash; ARGS of psi_lab_up go to
+# peer_start: --region CC, --packet-tunnel), a web page and a resolver in inet,
 # a config of the lab's own (run and data directories in LAB_DIR) with the server imported, and
 # psi run in the client namespace. Source after fw.bash and connect.bash.
 #
 #   psi_lab_up      lab_up plus all of the above; the config is $LAB_DIR/psi.conf
 #   psi ARGS...     build/psi --config $LAB_DIR/psi.conf ARGS... in the client namespace
 #   psi_state JQ    a field of the supervisor's state file
+
+. "$(dirname "${BASH_SOURCE[0]}")/peer.bash"
 
 PSI="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/psi"
 PSI_SERVERS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/psi-servers"
@@ -24,7 +27,8 @@ psi_lab_up() {
     lab__spawn "$LAB_INET" dns /usr/bin/python3 "$tools/dns_server.py" --bind "$LAB_INET_IP4" \
         --port 53 --record "inet.psi.test=$LAB_INET_IP4"
     lab__wait_for 5 grep -q listening "$LAB_DIR/dns.out" || return 1
-    psiphond_start psiphond --dns-resolver "$LAB_INET_IP4:53" --homepage "https://home.psi.test/" "$@" || return 1
+    peer_start psiphond --dns "$LAB_INET_IP4" --homepage "https://home.psi.test/" "$@" || return 1
+    PSIPHOND_PID=$PEER_PID
     cat >"$LAB_DIR/psi.conf" <<CONF
 {
   "PropagationChannelId": "FFFFFFFFFFFFFFFF",
