@@ -1,8 +1,10 @@
 #!/usr/bin/env bats
 # psi-connect end to end in the lab: started by root in the client namespace, it becomes the
 # tunnel user and serves SOCKS5 on loopback; tunnels go to a real OpenSSH sshd in the inet
-# namespace (plain SSH, --no-handshake) and to the lab's Psiphon test server (OSSH and SSH, with
-# the handshake). A curl through the proxy must fetch the inet host's page.
+# namespace (plain SSH, --no-handshake) and, for what the real psiphond will not do on request
+# (tests/psiphond.bats has the rest), to the lab's Psiphon test server: a client region, a
+# refused handshake or psiphon-connected, a closed KEX, garbage after the preamble, a rekey every
+# megabyte. A curl through the proxy must fetch the inet host's page.
 
 bats_require_minimum_version 1.5.0
 
@@ -233,22 +235,6 @@ connected_requests() { grep -c "^request-$1 .*kind=psiphon-connected" "$LAB_DIR/
     [ "$(connected_requests ok)" -eq 2 ]
     run through_socks 1083 "http://$LAB_INET_IP4:8080/"
     assert_output "hello from inet"
-}
-
-@test "over plain SSH to the Psiphon test server, and the discovered servers are written for psi-servers" {
-    local discovered_line
-    discovered_line=$(connect_entry '{"ipAddress":"192.0.2.7","sshPort":22,"capabilities":["SSH"],"region":"US"}')
-    psiphond_start psiphond --discovered-entry "$discovered_line"
-    mkdir -p "$LAB_DIR/state" && chown psiphon-user "$LAB_DIR/state"
-    connect_start ssh "$LAB_DIR/psiphond.entry" --socks 1084 --protocols SSH --discovered "$LAB_DIR/state/discovered"
-    connect_wait_tunnels ssh 1
-    run through_socks 1084 "http://$LAB_INET_IP4:8080/"
-    assert_output "hello from inet"
-    grep -q '"data":{"protocol":"SSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/ssh.out"
-    grep -q '^handshake-ok .*relay_protocol=SSH' "$LAB_DIR/psiphond.err"
-    run cat "$LAB_DIR/state/discovered"
-    assert_output "$discovered_line"
-    [ "$(stat -c %a "$LAB_DIR/state/discovered")" = 600 ]
 }
 
 @test "a refused handshake, a closed KEX and garbage after the preamble: one clear line each, never a tunnel" {

@@ -220,3 +220,26 @@ server_tunnel_keys() { # RECORD
     run bash -c "tcpdump -r '$LAB_DIR/capture.pcap' -n -A 2>/dev/null | grep -ao 'SSH-2\.0-[!-~]*'"
     assert_output --regexp '^SSH-2\.0-OpenSSH_[78]\.[0-9]$'  # one, and not SSH-2.0-libssh_0.11.5
 }
+
+@test "real psiphond accepts any well-formed sponsor id (the default sponsor's homepage); a malformed one psi-connect never sends" {
+    peer_start psiphond --homepage "https://home.psi.test/"
+    printf '{"PropagationChannelId": "0123456789ABCDEF", "SponsorId": "0000000000000001"}\n' >"$LAB_DIR/other-sponsor.conf"
+    chmod 600 "$LAB_DIR/other-sponsor.conf"
+    lab__spawn "$LAB_CLIENT" sponsor "$PSI_CONNECT" --config "$LAB_DIR/other-sponsor.conf" \
+        --entries "$LAB_DIR/psiphond.entry" --socks 1091 --http 0
+    CONNECT_PID=$LAB_LAST_PID
+    connect_wait_tunnels sponsor 1 15
+    grep -q '"data":{"url":"https://home.psi.test/"},"noticeType":"Homepage"' "$LAB_DIR/sponsor.out"
+    lab__stop "$CONNECT_PID" TERM
+    CONNECT_PID=
+    lab__wait_for 5 test -n "$(peer_event psiphond server_tunnel)"
+    run jq -r '[.sponsor_id, .propagation_channel_id] | @tsv' <<<"$(peer_event psiphond server_tunnel | tail -n 1)"
+    assert_output "$(printf '0000000000000001\t0123456789ABCDEF')"
+    # psiphond refuses a sponsor id that is not 16 hex digits: psi-connect refuses to start with one.
+    printf '{"PropagationChannelId": "FFFFFFFFFFFFFFFF", "SponsorId": "FFFF"}\n' >"$LAB_DIR/bad-sponsor.conf"
+    chmod 600 "$LAB_DIR/bad-sponsor.conf"
+    run lab_client "$PSI_CONNECT" --config "$LAB_DIR/bad-sponsor.conf" --entries "$LAB_DIR/psiphond.entry" --socks 1092
+    assert_failure 2
+    assert_output --partial "SponsorId must be 16 hex digits"
+    [ "$(peer_event psiphond server_tunnel | wc -l)" -eq 1 ]
+}

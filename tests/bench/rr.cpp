@@ -5,16 +5,21 @@
 //   rr server ADDRESS:PORT                          answers every mode, a thread per connection
 //   rr up|down ADDRESS:PORT [--socks ADDRESS:PORT] [--seconds N]
 //        prints "Gbit/s bytes seconds"; counted at the receiver, timed until it has it all
+//   rr up-timed ADDRESS:PORT [--socks ADDRESS:PORT] [--seconds N]
+//        up without a half-close, which Psiphon's server does not carry (it ends a port forward
+//        at the client's end of stream): the server counts for N seconds from the header, then
+//        answers with its count and time, and the client stops sending
 //   rr rr ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N] [--size BYTES]
 //        prints "p50-µs p99-µs" of the round trips (after 100 unrecorded ones)
 //   rr connects ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N]
 //        a new connection each time, and its first 64-byte round trip: prints "p50-µs p99-µs"
 //
-// Each connection starts with a 5-byte header: the mode ('u', 'd' or 'e') and a big-endian
-// parameter (milliseconds to send for 'd', message size for 'e').
+// Each connection starts with a 5-byte header: the mode ('u', 'v', 'd' or 'e') and a big-endian
+// parameter (milliseconds to count for 'v', to send for 'd', message size for 'e').
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -173,6 +178,27 @@ void run_up(const proxy::ProxyAddress& target, const std::string& socks, double 
     print_throughput(received, elapsed);
 }
 
+// Sends until the server, which counts for `seconds`, answers with what it received and when.
+void run_up_timed(const proxy::ProxyAddress& target, const std::string& socks, double seconds) {
+    UniqueFd fd = open_stream(target, socks, 'v', static_cast<std::uint32_t>(seconds * 1000));
+    std::vector<char> buffer(buffer_size, 'v');
+    for (;;) {
+        pollfd ready{fd.get(), POLLIN | POLLOUT, 0};
+        if (::poll(&ready, 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            psi::throw_system_error("poll", errno);
+        }
+        if (ready.revents & (POLLIN | POLLHUP | POLLERR)) break;
+        const ssize_t sent = ::send(fd.get(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent < 0 && errno != EAGAIN && errno != EINTR) psi::throw_system_error("send", errno);
+    }
+    unsigned char report[16];
+    if (!read_exactly(fd.get(), report, sizeof report)) throw psi::Error("the server did not report what it received");
+    const std::uint64_t received = std::uint64_t{get_u32(report)} << 32 | get_u32(report + 4);
+    const std::uint64_t micros = std::uint64_t{get_u32(report + 8)} << 32 | get_u32(report + 12);
+    print_throughput(received, static_cast<double>(micros) / 1e6);
+}
+
 // Asks the server to send for `seconds`; counts until its end of stream.
 void run_down(const proxy::ProxyAddress& target, const std::string& socks, double seconds) {
     const Clock::time_point start = Clock::now();
@@ -248,6 +274,34 @@ void serve(UniqueFd fd) {
             put_u32(count, static_cast<std::uint32_t>(received >> 32));
             put_u32(count + 4, static_cast<std::uint32_t>(received));
             write_all(fd.get(), count, sizeof count);
+        } else if (header[0] == 'v') {
+            const Clock::time_point start = Clock::now();
+            const Clock::time_point end = start + std::chrono::milliseconds(parameter);
+            std::uint64_t received = 0;
+            for (;;) {
+                const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
+                if (left <= 0) break;
+                pollfd readable{fd.get(), POLLIN, 0};
+                if (::poll(&readable, 1, static_cast<int>(left)) <= 0) continue;
+                const ssize_t count = ::recv(fd.get(), buffer.data(), buffer.size(), 0);
+                if (count < 0 && errno == EINTR) continue;
+                if (count <= 0) break;
+                received += static_cast<std::uint64_t>(count);
+            }
+            const auto micros = static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+            unsigned char report[16];
+            put_u32(report, static_cast<std::uint32_t>(received >> 32));
+            put_u32(report + 4, static_cast<std::uint32_t>(received));
+            put_u32(report + 8, static_cast<std::uint32_t>(micros >> 32));
+            put_u32(report + 12, static_cast<std::uint32_t>(micros));
+            write_all(fd.get(), report, sizeof report);
+            // Drained until the client, which has the report, closes (10 s at most): an end of
+            // stream or a close with data unread would end the port forward, and the reset
+            // that follows can discard the report before the client has read it.
+            const timeval patience{10, 0};
+            ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+            while (::recv(fd.get(), buffer.data(), buffer.size(), 0) > 0) {}
         } else if (header[0] == 'd') {
             const Clock::time_point end = Clock::now() + std::chrono::milliseconds(parameter);
             while (Clock::now() < end) write_all(fd.get(), buffer.data(), buffer_size);
@@ -283,7 +337,7 @@ void run_server(const proxy::ProxyAddress& listen) {
 int usage() {
     std::fprintf(stderr,
                  "usage: rr server ADDRESS:PORT\n"
-                 "       rr up|down ADDRESS:PORT [--socks ADDRESS:PORT] [--seconds N]\n"
+                 "       rr up|up-timed|down ADDRESS:PORT [--socks ADDRESS:PORT] [--seconds N]\n"
                  "       rr rr ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N] [--size BYTES]\n"
                  "       rr connects ADDRESS:PORT [--socks ADDRESS:PORT] [--iterations N]\n");
     return 2;
@@ -314,6 +368,7 @@ int main(int argc, char** argv) {
         const proxy::ProxyAddress address = proxy::parse_proxy_address(argv[2]);
         if (mode == "server") run_server(address);
         else if (mode == "up") run_up(address, socks, seconds);
+        else if (mode == "up-timed") run_up_timed(address, socks, seconds);
         else if (mode == "down") run_down(address, socks, seconds);
         else if (mode == "rr") run_round_trips(address, socks, iterations, size);
         else if (mode == "connects") run_connects(address, socks, iterations, size);
