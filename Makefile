@@ -141,9 +141,10 @@ check: deps
 unit: all
 	$(BUILD)/unit-tests
 
-# The whole of psi in throwaway namespaces against the lab's Psiphon test server (tests/demo.sh).
+# The whole of psi in throwaway namespaces against the real psiphond (tests/demo.sh).
 demo: deps
 	$(MAKE) -j$(JOBS) all
+	$(MAKE) peer
 	tests/demo.sh
 
 bench: deps

@@ -12,7 +12,7 @@
 #       sponsor FFFFFFFFFFFFFFFF's home page for every client region) and --discover LINE (an
 #       entry the handshake hands out; repeatable).
 #       JQ, if given, edits the generated psiphond.config further.
-#       Sets PEER_PID, PEER_DIR; the entry line (psi-servers' format, readable by the tunnel
+#       Sets PEER_PID (stop this one), PEER_SERVER_PID (the process that serves), PEER_DIR; the entry line (psi-servers' format, readable by the tunnel
 #       user) is $LAB_DIR/NAME.entry; psiphond's JSON log is $LAB_DIR/NAME.err.
 #   peer_entry_json NAME       the entry's JSON object
 #   peer_log NAME MSG          psiphond's log lines whose "msg" is MSG (one JSON object a line)
@@ -73,6 +73,9 @@ peer_start() { # NAME [OPTIONS...] [-- JQ]
         tail -n 30 "$LAB_DIR/$name.err" "$LAB_DIR/$name.out" >&2
         return 1
     fi
+    # psiphond runs itself again as a child (its panic wrapper): that child does the work.
+    PEER_SERVER_PID=$(pgrep -P "$PEER_PID" | head -n 1)
+    PEER_SERVER_PID=${PEER_SERVER_PID:-$PEER_PID}
 }
 
 # peer__psinet FILE COUNT HOMEPAGE... DISCOVERED...: psiphond's psinet database.
