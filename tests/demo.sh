@@ -13,7 +13,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 as_user() { lab_as "$DESKTOP_UID" "$@"; }
 
 share/create-users share/sysusers.d/psi.conf >/dev/null
-step "a lab: this machine (client) -> router -> the Internet (inet), with a Psiphon test server there (packet tunnel offered)"
+step "a lab: this machine (client) -> router -> the Internet (inet), with the real Psiphon server, psiphond, there (packet tunnel offered)"
 psi_lab_up --region CA --packet-tunnel
 step "sudo psi up"
 psi up --timeout 30
