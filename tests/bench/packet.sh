@@ -40,7 +40,6 @@ inet_listening() { [ -n "$(lab_inet ss -Hltn "sport = :$1")" ]; }
 
 lab__spawn "$LAB_INET" rr-server "$RR" server "$LAB_INET_IP4:$RR_PORT"
 lab__wait_for 5 inet_listening "$RR_PORT" || fail "rr server did not start:" rr-server.err
-peer_start psiphond --dns "$LAB_INET_IP4" --packet-tunnel || fail "psiphond did not start"
 lab_client build/psi-fw --config "$LAB_DIR/psi.conf" up >/dev/null
 lab_client build/psi-tun --config "$LAB_DIR/psi.conf" up >/dev/null
 
@@ -59,13 +58,23 @@ console_start() {
     CONNECT_PID=$LAB_LAST_PID
     peer_console_client_wait console 30 || fail "ConsoleClient did not come up"
     # Its Tunnels notice can come before its packet tunnel carries anything.
-    lab__wait_for 10 client rr "$LAB_INET_IP4:$RR_PORT" --iterations 10 >/dev/null 2>&1 ||
+    lab__wait_for 10 lab_as "$DESKTOP_UID" timeout 3 "$RR" rr "$LAB_INET_IP4:$RR_PORT" --iterations 10 >/dev/null 2>&1 ||
         fail "ConsoleClient's packet tunnel carries nothing:" console.err
     WATCHED="connect=$CONNECT_PID server=$PEER_SERVER_PID"
 }
 
+# A fresh psiphond and a fresh PsiphonTUN for each path: a second ConsoleClient -tunDevice on
+# the same TUN was seen to carry nothing.
+server_start() {
+    [ -z "${PEER_PID:-}" ] || lab__stop "$PEER_PID" TERM
+    peer_start psiphond --dns "$LAB_INET_IP4" --packet-tunnel || fail "psiphond did not start"
+    lab_client build/psi-tun --config "$LAB_DIR/psi.conf" down >/dev/null
+    lab_client build/psi-tun --config "$LAB_DIR/psi.conf" up >/dev/null
+}
+
 path_start() { # socks|packet|console
     local extra=()
+    server_start
     [ "$1" != console ] || { console_start; return; }
     [ "$1" = socks ] || extra=(--tun PsiphonTUN)
     connect_start connect "$LAB_DIR/psiphond.entry" --socks "${SOCKS##*:}" --http 0 --protocols OSSH "${extra[@]}"
