@@ -282,11 +282,9 @@ int command_pick(const Options& options, const Config& config) {
         if (!is_known_protocol(protocol))
             throw Error("--protocol " + protocol + " is not a Psiphon tunnel protocol", exit_status::usage);
     if (selection.region.empty() && !options.is_any_region)
-        if (const json::Value* region = config.document.find("EgressRegion"); region && region->is_string())
-            selection.region = region->as_string();
+        selection.region = config.psiphon.egress_region;
     if (selection.protocols.empty())
-        if (const json::Value* limit = config.document.find("LimitTunnelProtocols"); limit && limit->is_array())
-            for (const json::Value& protocol : limit->as_array()) selection.protocols.push_back(protocol.as_string());
+        selection.protocols = config.psiphon.limit_tunnel_protocols;
     if (options.seed != 0) selection.seed = options.seed;
 
     const Store store = load_store(options, config);

@@ -15,11 +15,6 @@ bool is_hex(std::string_view text) {
     return !text.empty() && text.find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos;
 }
 
-std::string config_string(const Config& config, const char* key, const std::string& fallback) {
-    const json::Value* value = config.document.find(key);
-    return value && value->is_string() ? value->as_string() : fallback;
-}
-
 std::size_t random_below(std::size_t bound) {
     unsigned char bytes[4];
     if (RAND_bytes(bytes, sizeof bytes) != 1) throw Error("no randomness for the API padding");
@@ -79,11 +74,12 @@ json::Value parse_reply(std::string_view reply, const char* what) {
 
 ClientIdentity client_identity(const Config& config) {
     ClientIdentity identity;
-    identity.propagation_channel_id = config_string(config, "PropagationChannelId", "");
-    identity.sponsor_id = config_string(config, "SponsorId", "");
-    identity.client_version = config_string(config, "ClientVersion", identity.client_version);
-    identity.client_platform = config_string(config, "ClientPlatform", identity.client_platform);
-    identity.egress_region = config_string(config, "EgressRegion", "");
+    const PsiphonSettings& settings = config.psiphon;
+    identity.propagation_channel_id = settings.propagation_channel_id;
+    identity.sponsor_id = settings.sponsor_id;
+    identity.client_version = settings.client_version.value_or(identity.client_version);
+    identity.client_platform = settings.client_platform.value_or(identity.client_platform);
+    identity.egress_region = settings.egress_region;
     if (!is_hex(identity.propagation_channel_id))
         throw Error("PropagationChannelId must be set to hex digits (FFFFFFFFFFFFFFFF for the public client)",
                     exit_status::usage);

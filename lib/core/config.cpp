@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -153,35 +154,71 @@ bool is_psiphon_key(std::string_view key) {
     return false;
 }
 
-// The types of the Psiphon keys that psi's programs read.
-void check_psiphon_value(std::string_view source, std::string_view key, const json::Value& value) {
-    static constexpr std::array string_keys = {"PropagationChannelId", "SponsorId", "ClientVersion",
-                                               "ClientPlatform", "EgressRegion", "RemoteServerListUrl",
-                                               "RemoteServerListSignaturePublicKey", "ServerEntrySignaturePublicKey",
-                                               "TargetServerEntry", "UpstreamProxyUrl", "UpstreamProxyURL"};
-    static constexpr std::array port_keys = {"LocalSocksProxyPort", "LocalHttpProxyPort"};
-    static constexpr std::array string_list_keys = {"LimitTunnelProtocols", "BootstrapDNSServers"};
-    for (const char* name : string_keys)
+template <typename Field>
+struct PsiphonKey {
+    const char* name;
+    Field PsiphonSettings::*field;
+};
+
+const std::array psiphon_string_keys = {
+    PsiphonKey<std::string>{"PropagationChannelId", &PsiphonSettings::propagation_channel_id},
+    PsiphonKey<std::string>{"SponsorId", &PsiphonSettings::sponsor_id},
+    PsiphonKey<std::string>{"EgressRegion", &PsiphonSettings::egress_region},
+    PsiphonKey<std::string>{"RemoteServerListUrl", &PsiphonSettings::remote_server_list_url},
+    PsiphonKey<std::string>{"RemoteServerListSignaturePublicKey",
+                            &PsiphonSettings::remote_server_list_signature_public_key},
+    PsiphonKey<std::string>{"ServerEntrySignaturePublicKey", &PsiphonSettings::server_entry_signature_public_key},
+};
+const std::array psiphon_optional_string_keys = {
+    PsiphonKey<std::optional<std::string>>{"ClientVersion", &PsiphonSettings::client_version},
+    PsiphonKey<std::optional<std::string>>{"ClientPlatform", &PsiphonSettings::client_platform},
+};
+const std::array psiphon_port_keys = {
+    PsiphonKey<int>{"LocalSocksProxyPort", &PsiphonSettings::local_socks_port},
+    PsiphonKey<int>{"LocalHttpProxyPort", &PsiphonSettings::local_http_port},
+};
+// Checked for their type, read by no program yet.
+constexpr std::array checked_string_keys = {"TargetServerEntry", "UpstreamProxyUrl", "UpstreamProxyURL"};
+
+std::vector<std::string> read_strings(std::string_view source, std::string_view key, const json::Value& value) {
+    if (!value.is_array()) fail_at(source, value, key, "must be a list of strings");
+    std::vector<std::string> items;
+    for (const json::Value& item : value.as_array()) {
+        if (!item.is_string()) fail_at(source, item, key, "must be a list of strings");
+        items.push_back(item.as_string());
+    }
+    return items;
+}
+
+// Reads a Psiphon key into `settings`, checking its type.
+void read_psiphon_value(std::string_view source, std::string_view key, const json::Value& value,
+                        PsiphonSettings& settings) {
+    for (const auto& [name, field] : psiphon_string_keys)
+        if (key == name) settings.*field = read_string(source, key, value);
+    for (const auto& [name, field] : psiphon_optional_string_keys)
+        if (key == name) settings.*field = read_string(source, key, value);
+    for (const char* name : checked_string_keys)
         if (key == name) read_string(source, key, value);
-    for (const char* name : port_keys) {
+    for (const auto& [name, field] : psiphon_port_keys) {
         if (key != name) continue;
         // Range first: a number like 1e400 must never be converted to an integer.
         const double number = value.is_number() ? value.as_double() : -1;
         if (!(number >= 0 && number <= 65535) || number != static_cast<double>(static_cast<long>(number)))
             fail_at(source, value, key, "must be a port number from 0 to 65535");
+        settings.*field = static_cast<int>(number);
     }
-    for (const char* name : string_list_keys) {
-        if (key != name) continue;
-        if (!value.is_array()) fail_at(source, value, key, "must be a list of strings");
-        for (const json::Value& item : value.as_array())
-            if (!item.is_string()) fail_at(source, item, key, "must be a list of strings");
-    }
-    if (key == "EstablishTunnelTimeoutSeconds" && (!value.is_number() || value.as_double() < 0))
-        fail_at(source, value, key, "must be a number of seconds");
-    if (key == "BootstrapDNSServers")
+    if (key == "LimitTunnelProtocols") settings.limit_tunnel_protocols = read_strings(source, key, value);
+    if (key == "BootstrapDNSServers") {
+        read_strings(source, key, value);
         for (const json::Value& item : value.as_array())
             if (!is_address(AF_INET, item.as_string()) && !is_address(AF_INET6, item.as_string()))
                 fail_at(source, item, key, "must list IP addresses");
+    }
+    if (key == "EstablishTunnelTimeoutSeconds") {
+        if (!value.is_number() || !(value.as_double() >= 0)) fail_at(source, value, key, "must be a number of seconds");
+        settings.establish_tunnel_timeout_seconds = static_cast<int>(std::min(value.as_double(), 2147483647.0));
+    }
+    if (key == "RemoteServerListURLs") settings.remote_server_list_urls = value;
 }
 
 }  // namespace
@@ -212,7 +249,7 @@ Config parse_config(std::string_view text, std::string_view source) {
         }
         if (is_psi_key) continue;
         if (is_psiphon_key(key)) {
-            check_psiphon_value(source, key, value);
+            read_psiphon_value(source, key, value, config.psiphon);
             continue;
         }
         config.warnings.push_back(std::string(source) + " line " + std::to_string(value.line()) +
@@ -226,7 +263,6 @@ Config parse_config(std::string_view text, std::string_view source) {
         fail_at(source, value_of("TunDnsIPv4", "TunAddressIPv4"), "TunDnsIPv4", "must lie inside TunAddressIPv4");
     if (!is_inside(AF_INET6, config.tun_dns_ipv6, config.tun_address_ipv6))
         fail_at(source, value_of("TunDnsIPv6", "TunAddressIPv6"), "TunDnsIPv6", "must lie inside TunAddressIPv6");
-    config.document = std::move(document);
     config.path = std::string(source);
     return config;
 }
@@ -255,19 +291,12 @@ Config load_config(const std::string& path) {
     return parse_config(text, path);
 }
 
-namespace {
-
-int configured_port(const Config& config, const char* key, int fallback) {
-    const json::Value* value = config.document.find(key);
-    if (!value || !value->is_number()) return fallback;
-    const std::int64_t port = value->as_integer();  // checked to be 0..65535 when loaded
-    return port != 0 ? static_cast<int>(port) : fallback;
+int local_socks_port(const Config& config) {
+    return config.psiphon.local_socks_port != 0 ? config.psiphon.local_socks_port : default_socks_port;
 }
 
-}  // namespace
-
-int local_socks_port(const Config& config) { return configured_port(config, "LocalSocksProxyPort", default_socks_port); }
-
-int local_http_port(const Config& config) { return configured_port(config, "LocalHttpProxyPort", default_http_port); }
+int local_http_port(const Config& config) {
+    return config.psiphon.local_http_port != 0 ? config.psiphon.local_http_port : default_http_port;
+}
 
 }  // namespace psi

@@ -2,6 +2,7 @@
 // Loading names the key and line of anything wrong; unknown keys only warn.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,24 @@
 namespace psi {
 
 inline constexpr const char* default_config_path = "/etc/psiphon/psi.conf";
+
+// The Psiphon client keys psi's programs read, parsed and type-checked when the config is
+// loaded; an absent key keeps the default here.
+struct PsiphonSettings {
+    std::string propagation_channel_id;
+    std::string sponsor_id;
+    std::optional<std::string> client_version;   // unset: psi's own
+    std::optional<std::string> client_platform;
+    std::string egress_region;
+    std::vector<std::string> limit_tunnel_protocols;  // empty: every protocol
+    int establish_tunnel_timeout_seconds = 300;       // 0: forever
+    int local_socks_port = 0;                         // 0: the default port
+    int local_http_port = 0;
+    std::string remote_server_list_url;
+    std::optional<json::Value> remote_server_list_urls;  // RemoteServerListURLs as written
+    std::string remote_server_list_signature_public_key;
+    std::string server_entry_signature_public_key;
+};
 
 struct Config {
     // psi's own keys.
@@ -30,8 +49,7 @@ struct Config {
     // empty; empty: none.
     std::string embedded_server_list;
 
-    // The whole document, so Psiphon's keys reach the programs that use them.
-    json::Value document = json::Object{};
+    PsiphonSettings psiphon;
     std::string path;  // where it was read from; empty for built-in defaults
     std::vector<std::string> warnings;
 };

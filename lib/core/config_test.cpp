@@ -29,15 +29,17 @@ TEST(Config, DefaultsMatchTheDesign) {
     EXPECT_TRUE(config.warnings.empty());
 }
 
-TEST(Config, ReadsPsiKeysAndKeepsPsiphonKeys) {
+TEST(Config, ReadsPsiKeysAndPsiphonKeys) {
     Config config = parse_config(R"({"SponsorId": "FFFF", "TunName": "tun7", "AllowLan": true,
         "TunAddressIPv4": "10.9.0.1/24", "TunDnsIPv4": "10.9.0.2", "LocalSocksProxyPort": 1081,
         "BootstrapDNSServers": ["192.0.2.53", "2001:db8::53"]})", "psi.conf");
     EXPECT_EQ(config.tun_name, "tun7");
     EXPECT_TRUE(config.allow_lan);
     EXPECT_EQ(config.tun_dns_ipv4, "10.9.0.2");
-    EXPECT_EQ(config.document.find("SponsorId")->as_string(), "FFFF");
-    EXPECT_EQ(config.document.find("LocalSocksProxyPort")->as_integer(), 1081);
+    EXPECT_EQ(config.psiphon.sponsor_id, "FFFF");
+    EXPECT_EQ(config.psiphon.local_socks_port, 1081);
+    EXPECT_EQ(local_socks_port(config), 1081);
+    EXPECT_EQ(local_http_port(config), default_http_port);
     EXPECT_TRUE(config.warnings.empty());
 }
 

@@ -101,6 +101,40 @@ const Value* Value::find(std::string_view key) const {
     return nullptr;
 }
 
+std::string Value::get(std::string_view key, const char* fallback) const { return get(key, std::string(fallback)); }
+
+std::string Value::get(std::string_view key, const std::string& fallback) const {
+    const Value* value = find(key);
+    return value && value->is_string() ? value->as_string() : fallback;
+}
+
+bool Value::get(std::string_view key, bool fallback) const {
+    const Value* value = find(key);
+    return value && value->is_boolean() ? value->as_boolean() : fallback;
+}
+
+std::int64_t Value::get(std::string_view key, std::int64_t fallback) const {
+    const Value* value = find(key);
+    if (!value || !value->is_number()) return fallback;
+    std::int64_t number = 0;
+    const std::string& text = value->text_;
+    const auto result = std::from_chars(text.data(), text.data() + text.size(), number);
+    return result.ec == std::errc() && result.ptr == text.data() + text.size() ? number : fallback;
+}
+
+double Value::get(std::string_view key, double fallback) const {
+    const Value* value = find(key);
+    return value && value->is_number() ? value->as_double() : fallback;
+}
+
+std::vector<std::string> Value::get_strings(std::string_view key) const {
+    std::vector<std::string> items;
+    if (const Value* list = find(key); list && list->is_array())
+        for (const Value& item : list->as_array())
+            if (item.is_string()) items.push_back(item.as_string());
+    return items;
+}
+
 Value* Value::find(std::string_view key) {
     return const_cast<Value*>(static_cast<const Value*>(this)->find(key));
 }

@@ -60,6 +60,16 @@ public:
     const Value* find(std::string_view key) const;
     Value* find(std::string_view key);
     // Sets or replaces a member, keeping the position of an existing key.
+    // A member of the wanted type, or `fallback` when it is absent, of another type, or (for an
+    // integer) not a whole number in range.
+    std::string get(std::string_view key, const char* fallback) const;
+    std::string get(std::string_view key, const std::string& fallback) const;
+    bool get(std::string_view key, bool fallback) const;
+    std::int64_t get(std::string_view key, std::int64_t fallback) const;
+    int get(std::string_view key, int fallback) const = delete;  // say which: std::int64_t{0}
+    double get(std::string_view key, double fallback) const;
+    // The strings of an array member; anything else in it, or no such array, gives none.
+    std::vector<std::string> get_strings(std::string_view key) const;
     Value& set(std::string key, Value value);
     bool erase(std::string_view key);
 

@@ -83,5 +83,22 @@ TEST(Json, PrettyOutputIsParsedBack) {
     EXPECT_EQ(quote("\x01"), "\"\\u0001\"");
 }
 
+TEST(Json, GetGivesTheMemberOfTheWantedTypeOrTheFallback) {
+    const Value document = parse(R"({"name": "psi", "on": true, "count": 7, "ratio": 1.5,
+        "big": 1e30, "list": ["a", 1, "b"]})", "test");
+    EXPECT_EQ(document.get("name", ""), "psi");
+    EXPECT_EQ(document.get("count", "none"), "none");
+    EXPECT_EQ(document.get("absent", std::string("x")), "x");
+    EXPECT_TRUE(document.get("on", false));
+    EXPECT_FALSE(document.get("name", false));
+    EXPECT_EQ(document.get("count", std::int64_t{0}), 7);
+    EXPECT_EQ(document.get("ratio", std::int64_t{-1}), -1);
+    EXPECT_EQ(document.get("big", std::int64_t{-1}), -1);
+    EXPECT_DOUBLE_EQ(document.get("ratio", 0.0), 1.5);
+    EXPECT_EQ(document.get_strings("list"), (std::vector<std::string>{"a", "b"}));
+    EXPECT_TRUE(document.get_strings("name").empty());
+    EXPECT_EQ(Value(Array{}).get("name", "none"), "none");
+}
+
 }  // namespace
 }  // namespace psi::json

@@ -25,22 +25,18 @@ std::string first_listed_url(const json::Value& urls) {
 
 }  // namespace
 
-std::string entry_signature_key(const Config& config) {
-    const json::Value* key = config.document.find("ServerEntrySignaturePublicKey");
-    return key && key->is_string() ? key->as_string() : "";
-}
+std::string entry_signature_key(const Config& config) { return config.psiphon.server_entry_signature_public_key; }
 
 RemoteListSettings remote_list_settings(const Config& config, const std::string& url) {
     RemoteListSettings settings;
-    const json::Value* plain_url = config.document.find("RemoteServerListUrl");
+    const PsiphonSettings& psiphon = config.psiphon;
     if (!url.empty())
         settings.url = url;
-    else if (plain_url && plain_url->is_string() && !plain_url->as_string().empty())
-        settings.url = plain_url->as_string();
-    else if (const json::Value* urls = config.document.find("RemoteServerListURLs"))
-        settings.url = first_listed_url(*urls);
-    if (const json::Value* key = config.document.find("RemoteServerListSignaturePublicKey"); key && key->is_string())
-        settings.public_key = key->as_string();
+    else if (!psiphon.remote_server_list_url.empty())
+        settings.url = psiphon.remote_server_list_url;
+    else if (psiphon.remote_server_list_urls)
+        settings.url = first_listed_url(*psiphon.remote_server_list_urls);
+    settings.public_key = psiphon.remote_server_list_signature_public_key;
     settings.entry_signature_key = entry_signature_key(config);
     return settings;
 }
