@@ -121,17 +121,5 @@ TEST(PsiphonApi, ConnectedRequestAndTimestamp) {
     EXPECT_EQ(parse_connected_timestamp(R"({"connected_timestamp":"2026-11-23T01:00:00Z"})"), "2026-11-23T01:00:00Z");
 }
 
-TEST(Notice, MatchesPsiphonsConsoleClientFormat) {
-    const auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(1136214245007));
-    json::Value data = json::Object{};
-    data.set("count", 1);
-    EXPECT_EQ(format_notice("Tunnels", data, when),
-              R"({"data":{"count":1},"noticeType":"Tunnels","timestamp":"2006-01-02T15:04:05.007Z"})");
-    json::Value homepage = json::Object{};
-    homepage.set("url", "https://example.org/?a=1&b=<2>");
-    EXPECT_EQ(format_notice("Homepage", homepage, when),
-              R"({"data":{"url":"https://example.org/?a=1\u0026b=\u003c2\u003e"},"noticeType":"Homepage","timestamp":"2006-01-02T15:04:05.007Z"})");
-}
-
 }  // namespace
 }  // namespace psi::connect

@@ -21,7 +21,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <variant>
 
+#include "connect/notice.hpp"
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
@@ -495,74 +497,97 @@ private:
     // psi-connect runs as the tunnel user: a line that is not a notice as it writes them (not
     // JSON, a port that is not a whole number) is ignored, never the supervisor's end.
     void on_notice(const std::string& line) {
-        try {
-            handle_notice(json::parse(line, "notice"));
-        } catch (const Error&) {
-        }
+        if (const std::optional<connect::Notice> notice = connect::parse_notice(line))
+            std::visit([this](const auto& alternative) { handle(alternative); }, *notice);
     }
 
-    void handle_notice(const json::Value& notice) {
-        const json::Value* type = notice.find("noticeType");
-        const json::Value* data = notice.find("data");
-        if (!type || !type->is_string() || !data || data->type() != json::Type::object) return;
-        const std::string& kind = type->as_string();
-        const auto field = [&](const char* key) -> std::string {
-            const json::Value* value = data->find(key);
-            return value && value->is_string() ? printable_text(value->as_string()) : std::string();
-        };
-        if (is_connect_discarded_) return;
-        if (kind == "Tunnels") {
-            const json::Value* count = data->find("count");
-            const bool is_up = count && count->is_number() && count->as_integer() > 0;
-            if (is_up) {
-                tunnel_.set("up", true);
-                tunnel_.set("since", utc_now());
-                tunnel_.set("generation", ++generation_);  // psi reload waits for the next one
-                state_.erase("error");
-                say("tunnel up (" + field_of(tunnel_, "protocol") + ", server region " +
-                    field_of(tunnel_, "serverRegion") + ")");
-                import_discovered();
-                refresh_servers_once();
-            } else {
-                set_tunnel_down();
-                say("tunnel down; psi-connect is reconnecting");
-            }
-        } else if (kind == "PacketTunnelStats") {
-            json::Value counters = json::Object{};
-            for (const char* key : {"packetsUp", "packetsDown", "bytesUp", "bytesDown", "droppedUp", "refusedDown",
-                                    "unwrittenDown"}) {
-                const json::Value* value = data->find(key);
-                counters.set(key, value && value->is_number() ? value->as_integer() : std::int64_t{0});
-            }
-            tunnel_.set("packetTunnelStats", std::move(counters));
-        } else if (kind == "PacketTunnel") {
-            on_packet_tunnel(field("state"));
-        } else if (kind == "ActiveTunnel") {
-            tunnel_.set("protocol", field("protocol"));
-            tunnel_.set("homepages", json::Array{});
-        } else if (kind == "ConnectedServerRegion") {
-            tunnel_.set("serverRegion", field("serverRegion"));
-        } else if (kind == "ClientRegion") {
-            tunnel_.set("clientRegion", field("regionCode"));
-        } else if (kind == "Homepage") {
-            // Shown by psi up and psi status on root's terminal: a few clean URLs, published
-            // with the tunnel's next notice, not one state file per homepage.
-            const json::Value* url = data->find("url");
-            if (!tunnel_.find("homepages")) tunnel_.set("homepages", json::Array{});
-            json::Array& homepages = tunnel_.find("homepages")->as_array();
-            if (url && url->is_string() && is_homepage_url(url->as_string()) && homepages.size() < max_homepages &&
-                std::find(homepages.begin(), homepages.end(), *url) == homepages.end())
-                homepages.push_back(*url);
-            return;
-        } else if (kind == "ListeningSocksProxyPort" || kind == "ListeningHttpProxyPort") {
-            const json::Value* port = data->find("port");
-            if (port && port->is_number())
-                tunnel_.set(kind == "ListeningSocksProxyPort" ? "socksPort" : "httpPort", port->as_integer());
-        } else if (kind == "Error" || kind == "Warning") {
-            say("psi-connect: " + field("message"));
-        }
+    // After each notice that changes what psi status shows: the state file, written anew.
+    void publish_tunnel() {
         state_.set("tunnel", tunnel_);
         publish();
+    }
+
+    void handle(const connect::notice::Tunnels& notice) {
+        if (is_connect_discarded_) return;
+        if (notice.count > 0) {
+            tunnel_.set("up", true);
+            tunnel_.set("since", utc_now());
+            tunnel_.set("generation", ++generation_);  // psi reload waits for the next one
+            state_.erase("error");
+            say("tunnel up (" + tunnel_.get("protocol", "?") + ", server region " + tunnel_.get("serverRegion", "?") +
+                ")");
+            import_discovered();
+            refresh_servers_once();
+        } else {
+            set_tunnel_down();
+            say("tunnel down; psi-connect is reconnecting");
+        }
+        publish_tunnel();
+    }
+
+    void handle(const connect::notice::PacketTunnelStats& notice) {
+        if (is_connect_discarded_) return;
+        tunnel_.set("packetTunnelStats", connect::to_json(notice));
+        publish_tunnel();
+    }
+
+    void handle(const connect::notice::PacketTunnel& notice) {
+        if (is_connect_discarded_) return;
+        on_packet_tunnel(notice.state);
+        publish_tunnel();
+    }
+
+    void handle(const connect::notice::ActiveTunnel& notice) {
+        if (is_connect_discarded_) return;
+        tunnel_.set("protocol", printable_text(notice.protocol));
+        tunnel_.set("homepages", json::Array{});
+        publish_tunnel();
+    }
+
+    void handle(const connect::notice::ConnectedServerRegion& notice) {
+        if (is_connect_discarded_) return;
+        tunnel_.set("serverRegion", printable_text(notice.server_region));
+        publish_tunnel();
+    }
+
+    void handle(const connect::notice::ClientRegion& notice) {
+        if (is_connect_discarded_) return;
+        tunnel_.set("clientRegion", printable_text(notice.region));
+        publish_tunnel();
+    }
+
+    // Shown by psi up and psi status on root's terminal: a few clean URLs, published with the
+    // tunnel's next notice, not one state file per homepage.
+    void handle(const connect::notice::Homepage& notice) {
+        if (is_connect_discarded_) return;
+        if (!tunnel_.find("homepages")) tunnel_.set("homepages", json::Array{});
+        json::Array& homepages = tunnel_.find("homepages")->as_array();
+        const json::Value url = notice.url;
+        if (is_homepage_url(notice.url) && homepages.size() < max_homepages &&
+            std::find(homepages.begin(), homepages.end(), url) == homepages.end())
+            homepages.push_back(url);
+    }
+
+    void handle(const connect::notice::ListeningSocksProxyPort& notice) {
+        if (is_connect_discarded_) return;
+        tunnel_.set("socksPort", notice.port);
+        publish_tunnel();
+    }
+
+    void handle(const connect::notice::ListeningHttpProxyPort& notice) {
+        if (is_connect_discarded_) return;
+        tunnel_.set("httpPort", notice.port);
+        publish_tunnel();
+    }
+
+    void handle(const connect::notice::Warning& notice) { say_from_connect(notice.message); }
+    void handle(const connect::notice::Error& notice) { say_from_connect(notice.message); }
+    void handle(const connect::notice::Exiting&) {}
+
+    void say_from_connect(const std::string& message) {
+        if (is_connect_discarded_) return;
+        say("psi-connect: " + printable_text(message));
+        publish_tunnel();
     }
 
     // An empty store (a first run): the list shipped with psi, when there is one. Local and
@@ -580,9 +605,9 @@ private:
 
     // The server took the packet tunnel, or refused it: then psi-tun run carries the TUN into
     // psi-connect's SOCKS proxy (auto), or psi-connect is tried again later (packet).
-    void on_packet_tunnel(const std::string& state) {
-        tunnel_.set("packetTunnel", state == "up");
-        if (state != "refused") return;
+    void on_packet_tunnel(connect::notice::PacketTunnel::State state) {
+        tunnel_.set("packetTunnel", state == connect::notice::PacketTunnel::State::up);
+        if (state != connect::notice::PacketTunnel::State::refused) return;
         if (options_.mode == TunnelMode::packet) {
             say("the server refused the packet tunnel, and --mode packet allows nothing else; trying again");
             state_.set("error", std::string("the server refused the packet tunnel (--mode packet)"));
@@ -593,11 +618,6 @@ private:
         is_packet_tunnel_refused_ = true;
         say("the server has no packet tunnel: psi-tun run carries the TUN into the SOCKS proxy");
         if (!engine_.is_running()) start_or_retry(engine_, engine_retry_, [this] { start_engine(); });
-    }
-
-    static std::string field_of(const json::Value& object, const char* key) {
-        const json::Value* value = object.find(key);
-        return value && value->is_string() ? value->as_string() : std::string("?");
     }
 
     // Where psi-connect, as the tunnel user, writes the servers the handshake hands out.
