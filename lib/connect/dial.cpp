@@ -68,14 +68,11 @@ std::string server_host_key(ssh_session session) {
 // has AES instructions (several times faster there), ChaCha20-Poly1305 first where it has not.
 const char* cipher_preference() {
     static const bool has_aes = [] {
-        try {
-            const std::string cpu = read_file("/proc/cpuinfo");
-            for (std::size_t at = cpu.find("aes"); at != std::string::npos; at = cpu.find("aes", at + 1)) {
-                const bool starts = at > 0 && (cpu[at - 1] == ' ' || cpu[at - 1] == '\t');
-                const bool ends = at + 3 >= cpu.size() || cpu[at + 3] == ' ' || cpu[at + 3] == '\n';
-                if (starts && ends) return true;
-            }
-        } catch (const Error&) {
+        const std::string cpu = read_file_if_readable("/proc/cpuinfo").value_or("");
+        for (std::size_t at = cpu.find("aes"); at != std::string::npos; at = cpu.find("aes", at + 1)) {
+            const bool starts = at > 0 && (cpu[at - 1] == ' ' || cpu[at - 1] == '\t');
+            const bool ends = at + 3 >= cpu.size() || cpu[at + 3] == ' ' || cpu[at + 3] == '\n';
+            if (starts && ends) return true;
         }
         return false;
     }();

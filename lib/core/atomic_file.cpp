@@ -169,4 +169,17 @@ std::string read_file(const std::string& path) {
     return read_all(fd.get(), path);
 }
 
+std::optional<std::string> read_file_if_readable(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.is_open()) return std::nullopt;
+    std::string text;
+    char buffer[65536];
+    for (;;) {
+        const ssize_t count = ::read(fd.get(), buffer, sizeof buffer);
+        if (count == 0) return text;
+        if (count < 0 && errno != EINTR) return std::nullopt;
+        if (count > 0) text.append(buffer, static_cast<std::size_t>(count));
+    }
+}
+
 }  // namespace psi

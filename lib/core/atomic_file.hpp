@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <ostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -48,5 +49,7 @@ std::string read_all(int fd, const std::string& what, std::size_t max_bytes = SI
 
 // Reads a whole file; throws psi::Error naming the path.
 std::string read_file(const std::string& path);
+// The same, or nothing when the file cannot be opened or read (gone, or never there).
+std::optional<std::string> read_file_if_readable(const std::string& path);
 
 }  // namespace psi

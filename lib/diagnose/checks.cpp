@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/atomic_file.hpp"
@@ -173,10 +174,9 @@ bool holds_tun(const std::string& proc, long pid, const std::string& device) {
         if (::readlink((directory + "/fd/" + fd).c_str(), target, sizeof target - 1) <= 0 ||
             std::string(target) != "/dev/net/tun")
             continue;
-        try {
-            if (status_field(read_file(directory + "/fdinfo/" + fd), "iff") == device) is_held = true;
-        } catch (const Error&) {
-        }
+        if (const std::optional<std::string> info = read_file_if_readable(directory + "/fdinfo/" + fd);
+            info && status_field(*info, "iff") == device)
+            is_held = true;
     }
     ::closedir(descriptors);
     return is_held;

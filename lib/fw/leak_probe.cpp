@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/privileges.hpp"
 #include "core/unique_fd.hpp"
 #include "fw/nft_context.hpp"
@@ -123,6 +124,7 @@ Outcome run_as_user(const UserIdentity& user, const Probe& probe, const sockaddr
             drop_privileges(user);
             outcome = probe_once(probe, address, length, device, timeout);
         } catch (const std::exception&) {
+            outcome = other_error;  // a probe that could not run proves nothing
         }
         ::_exit(outcome);
     }
@@ -165,7 +167,8 @@ public:
     ~EscapeCounter() {
         try {
             nft_.run(delete_script);
-        } catch (const Error&) {
+        } catch (const Error& error) {
+            log::warning(std::string("cannot remove the leak probe's counting table: ") + error.what());
         }
     }
     EscapeCounter(const EscapeCounter&) = delete;

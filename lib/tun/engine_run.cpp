@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "core/atomic_file.hpp"
@@ -101,6 +102,15 @@ private:
     bool is_file_usable_;
     std::uint64_t generation_ = 0;
 };
+
+// The counters on file, or nothing while there are none (not written yet, or being replaced).
+std::optional<json::Value> published_counters(const Config& config) {
+    try {
+        return json::parse(read_engine_file(stats_path(config)), stats_path(config));
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
 
 }  // namespace
 
@@ -197,35 +207,22 @@ json::Value request_engine_stats(const Config& config) {
     const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
     const std::string proc = "/proc/" + std::to_string(pid);
     struct stat info {};
-    std::string command;
-    try {
-        command = read_file(proc + "/comm");
-    } catch (const Error&) {
-    }
+    const std::string command = read_file_if_readable(proc + "/comm").value_or("");
     if (::stat(proc.c_str(), &info) != 0 || info.st_uid != user.uid || command != "psi-tun\n")
         throw Error("pid " + std::to_string(pid) + " is not the packet engine of " + user.name);
 
     // Counters newer than those on file now, from this engine (an earlier one counted anew).
-    const auto generation_of = [&](const json::Value& document) -> std::int64_t {
-        const json::Value* from = document.find("pid");
-        const json::Value* generation = document.find("generation");
-        if (!from || !generation || from->as_integer() != pid) return 0;
-        return generation->as_integer();
+    const auto generation_of = [&](const std::optional<json::Value>& document) -> std::int64_t {
+        if (!document || document->get("pid", std::int64_t{-1}) != pid) return 0;
+        return document->get("generation", std::int64_t{0});
     };
-    std::int64_t before = 0;
-    try {
-        before = generation_of(json::parse(read_engine_file(stats_path(config)), stats_path(config)));
-    } catch (const std::exception&) {
-    }
+    const std::int64_t before = generation_of(published_counters(config));
     if (::syscall(SYS_pidfd_send_signal, process.get(), SIGUSR1, nullptr, 0) != 0)
         throw_system_error("cannot signal the packet engine", errno);
     for (int attempt = 0; attempt < 40; ++attempt) {
         std::this_thread::sleep_for(50ms);
-        try {
-            json::Value document = json::parse(read_engine_file(stats_path(config)), stats_path(config));
-            if (generation_of(document) > before) return document;
-        } catch (const std::exception&) {
-        }
+        std::optional<json::Value> document = published_counters(config);
+        if (generation_of(document) > before) return std::move(*document);
     }
     throw Error("the packet engine (pid " + std::to_string(pid) + ") did not publish its counters within 2 s");
 }

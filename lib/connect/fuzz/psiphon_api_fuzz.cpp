@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "connect/psiphon_api.hpp"
@@ -17,22 +18,36 @@ namespace {
     std::abort();
 }
 
+// A reply that is no handshake reply, or no connected reply, is refused: the right answer.
+void check_handshake_reply(std::string_view reply) {
+    psi::connect::HandshakeResponse response;
+    try {
+        response = psi::connect::parse_handshake_response(reply);
+    } catch (const psi::Error&) {
+        return;
+    }
+    std::size_t carried =
+        response.client_region.size() + response.server_timestamp.size() + response.upgrade_client_version.size();
+    for (const auto& url : response.homepages) carried += url.size();
+    for (const auto& line : response.encoded_server_list) carried += line.size();
+    if (carried > reply.size()) fail("the parsed reply holds more than the reply carried");
+}
+
+void check_connected_reply(std::string_view reply) {
+    std::string timestamp;
+    try {
+        timestamp = psi::connect::parse_connected_timestamp(reply);
+    } catch (const psi::Error&) {
+        return;
+    }
+    if (timestamp.size() > reply.size()) fail("a timestamp longer than the reply");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view reply(reinterpret_cast<const char*>(data), size);
-    try {
-        const psi::connect::HandshakeResponse response = psi::connect::parse_handshake_response(reply);
-        std::size_t carried = response.client_region.size() + response.server_timestamp.size() +
-                              response.upgrade_client_version.size();
-        for (const auto& url : response.homepages) carried += url.size();
-        for (const auto& line : response.encoded_server_list) carried += line.size();
-        if (carried > size) fail("the parsed reply holds more than the reply carried");
-    } catch (const psi::Error&) {
-    }
-    try {
-        if (psi::connect::parse_connected_timestamp(reply).size() > size) fail("a timestamp longer than the reply");
-    } catch (const psi::Error&) {
-    }
+    check_handshake_reply(reply);
+    check_connected_reply(reply);
     return 0;
 }
