@@ -203,7 +203,7 @@ PY
     assert_output "hello from inet"
     grep -q '"data":{"protocol":"OSSH"},"noticeType":"ActiveTunnel"' "$LAB_DIR/ossh.out"
     grep -q '"data":{"url":"https://home.psi.test/"},"noticeType":"Homepage"' "$LAB_DIR/ossh.out"
-    grep -q '"data":{"regionCode":"DE"},"noticeType":"ClientRegion"' "$LAB_DIR/ossh.out"
+    grep -q '"data":{"region":"DE"},"noticeType":"ClientRegion"' "$LAB_DIR/ossh.out"
     # The server saw the obfuscated preamble, the JSON password and every handshake parameter.
     grep -q '^ossh-ok ' "$LAB_DIR/psiphond.err"
     grep -q '^handshake-ok .*relay_protocol=OSSH' "$LAB_DIR/psiphond.err"

@@ -77,7 +77,7 @@ template <>
 struct Format<ConnectedServerRegion>
     : OneField<"ConnectedServerRegion", "serverRegion", &ConnectedServerRegion::server_region> {};
 template <>
-struct Format<ClientRegion> : OneField<"ClientRegion", "regionCode", &ClientRegion::region> {};
+struct Format<ClientRegion> : OneField<"ClientRegion", "region", &ClientRegion::region> {};
 template <>
 struct Format<Homepage> : OneField<"Homepage", "url", &Homepage::url> {};
 template <>
