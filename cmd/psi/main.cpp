@@ -3,6 +3,7 @@
 // what it publishes. The kill switch is never lowered but by `psi down --open`.
 #include "core/cli.hpp"
 #include "core/error.hpp"
+#include "core/program_directory.hpp"
 #include "psi/lifecycle.hpp"
 #include "psi/log_tail.hpp"
 #include "psi/status_report.hpp"

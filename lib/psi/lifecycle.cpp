@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/program_directory.hpp"
 #include "core/json.hpp"
 #include "core/printable.hpp"
 #include "core/process.hpp"
@@ -191,14 +192,6 @@ int restart(const Config& config, const std::string& config_path, int timeout) {
         return restart_under_systemd(unit);
     down(config, config_path, false);
     return up(config, request_again(state, config_path, timeout));
-}
-
-std::string program_directory() {
-    char self[PATH_MAX];
-    const ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
-    if (length <= 0) throw Error("cannot find psi's own program");
-    std::string path(self, static_cast<std::size_t>(length));
-    return path.substr(0, path.rfind('/'));
 }
 
 }  // namespace psi::wrapper

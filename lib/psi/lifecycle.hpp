@@ -17,9 +17,6 @@ struct UpRequest {
     int timeout = 60;  // seconds to wait for the tunnel
 };
 
-// Where psi and the tools it runs (psi-fw, psi-tun, psi-connect, psi-servers) are installed.
-std::string program_directory();
-
 int up(const Config& config, const UpRequest& request);
 int down(const Config& config, const std::string& config_path, bool is_open);
 int reload(const Config& config, int timeout);
