@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -43,6 +44,11 @@ const std::vector<std::string> known_protocols = {
 constexpr std::array source_names = {"EMBEDDED", "REMOTE", "DISCOVERY", "TARGET"};
 
 }  // namespace
+
+std::int64_t now_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 const char* source_name(Source source) { return source_names[static_cast<std::size_t>(source)]; }
 
@@ -182,6 +188,12 @@ const StoredEntry* Store::find(const std::string& ip_address) const {
 
 StoredEntry* Store::find(const std::string& ip_address) {
     return const_cast<StoredEntry*>(static_cast<const Store*>(this)->find(ip_address));
+}
+
+const StoredEntry& stored_entry_or_fail(const Store& store, const std::string& ip_address) {
+    const StoredEntry* entry = store.find(ip_address);
+    if (!entry) throw Error("no server " + ip_address + " in the store");
+    return *entry;
 }
 
 }  // namespace psi::servers

@@ -15,6 +15,9 @@
 
 namespace psi::servers {
 
+// Now, in the unit of every time in the store: Unix seconds.
+std::int64_t now_seconds();
+
 enum class Source : std::uint8_t { embedded, remote, discovery, target };
 const char* source_name(Source source);  // "EMBEDDED", ...
 std::optional<Source> parse_source(const std::string& name);
@@ -85,6 +88,9 @@ private:
     std::vector<StoredEntry> entries_;
     std::unordered_map<std::string, std::size_t> by_address_;
 };
+
+// The stored entry of `ip_address`; throws psi::Error "no server ADDRESS in the store".
+const StoredEntry& stored_entry_or_fail(const Store& store, const std::string& ip_address);
 
 // Whether `protocol` is one of Psiphon's tunnel protocols (PROTOCOL.md §1.3).
 bool is_known_protocol(const std::string& protocol);
