@@ -2,7 +2,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
+#include <cereal/archives/portable_binary.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
 #include <gtest/gtest.h>
 
 #include "core/atomic_file.hpp"
@@ -68,6 +72,47 @@ TEST_F(StoreFile, SaveAndLoadKeepEverythingIncludingUnknownFields) {
     EXPECT_EQ(stored->entry().fields.find("futureField")->dump(), R"({"x":[1,2]})");
 }
 
+TEST_F(StoreFile, WhatTunnelsDidIsSavedAndLoaded) {
+    Store store;
+    store.import({entry("192.0.2.1", "CA", 1)}, Source::embedded, 100, false);
+    StoredEntry& stored = *store.find("192.0.2.1");
+    stored.last_connected = 300;
+    stored.failures = 2;
+    stored.last_failed = 400;
+    stored.last_failure = FailureClass::host_key;
+    store.save(path_);
+    const StoredEntry& loaded = *Store::load(path_).find("192.0.2.1");
+    EXPECT_EQ(loaded.last_connected, 300);
+    EXPECT_EQ(loaded.failures, 2u);
+    EXPECT_EQ(loaded.last_failed, 400);
+    EXPECT_EQ(loaded.last_failure, FailureClass::host_key);
+    EXPECT_STREQ(failure_class_name(loaded.last_failure), "host-key");
+    EXPECT_EQ(parse_failure_class("host-key"), FailureClass::host_key);
+    EXPECT_EQ(parse_failure_class(""), std::nullopt);
+}
+
+// A store of format 1, as psi wrote it before it remembered failures, is read as having none.
+TEST_F(StoreFile, AStoreOfFormatOneIsStillRead) {
+    const StoredEntry old = make_stored_entry(entry("192.0.2.1", "CA", 1), Source::remote, 100);
+    {
+        std::ofstream output(path_, std::ios::binary);
+        cereal::PortableBinaryOutputArchive archive(output);
+        archive(std::uint32_t{0x50534953}, std::uint32_t{1}, std::string("\"etag\""), std::int64_t{42}, std::uint64_t{1});
+        archive(old.json, old.ip_address, old.region, old.protocols, old.has_api_requests, old.configuration_version,
+                old.source, old.first_seen, old.last_seen, std::int64_t{77}, std::uint32_t{3});
+    }
+    Store store = Store::load(path_);
+    const StoredEntry& loaded = *store.find("192.0.2.1");
+    EXPECT_EQ(loaded.json, old.json);
+    EXPECT_EQ(loaded.last_connected, 77);
+    EXPECT_EQ(loaded.failures, 3u);
+    EXPECT_EQ(loaded.last_failed, 0);
+    EXPECT_EQ(loaded.last_failure, FailureClass::none);
+    EXPECT_EQ(store.remote.etag, "\"etag\"");
+    store.save(path_);  // written again in the current format
+    EXPECT_EQ(Store::load(path_).find("192.0.2.1")->failures, 3u);
+}
+
 TEST_F(StoreFile, ACorruptStoreIsReportedAndLeftAsItIs) {
     Store store;
     store.import({entry("192.0.2.1", "CA", 1)}, Source::embedded, 1, false);
@@ -78,6 +123,10 @@ TEST_F(StoreFile, ACorruptStoreIsReportedAndLeftAsItIs) {
         EXPECT_THROW(Store::load(path_), Error) << cut;
         EXPECT_EQ(read_file(path_), bytes.substr(0, cut));
     }
+    std::string unknown_class = bytes;
+    unknown_class.back() = 99;  // the last entry's failure class
+    write_file_atomically(path_, unknown_class, 0600);
+    EXPECT_THROW(Store::load(path_), Error);
     write_file_atomically(path_, "garbage that is not a store at all", 0600);
     try {
         Store::load(path_);
