@@ -22,7 +22,7 @@ int pick_command(const CommandLine& line, const Config& config) {
     if (line.seed != 0) selection.seed = line.seed;
 
     const Store store = read_store(store_path(line.store_path, config));
-    const auto picked = select_servers(store, selection);
+    const auto picked = select_servers(store, selection, now_seconds());
     if (picked.empty())
         throw Error("no stored server matches (region " + (selection.region.empty() ? "any" : selection.region) +
                     ", protocols " + join(selection.protocols.empty() ? default_protocols() : selection.protocols, " ") +

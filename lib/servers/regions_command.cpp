@@ -12,7 +12,7 @@ namespace psi::servers {
 int regions_command(const CommandLine& line, const Config& config) {
     const Store store = read_store(store_path(line.store_path, config));
     std::map<std::string, std::size_t> counts;
-    for (const StoredEntry* entry : select_servers(store, Selection{}))
+    for (const StoredEntry* entry : matching_servers(store, Selection{}))
         ++counts[entry->region.empty() ? "-" : entry->region];
     if (line.is_json) {
         json::Value document = json::Object{};

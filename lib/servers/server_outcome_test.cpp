@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/atomic_file.hpp"
+#include "servers/selection.hpp"
 #include "testing/test_support.hpp"
 
 namespace psi::servers {
@@ -166,6 +167,82 @@ TEST(OutcomeLine, LinesAreCountedByWhatBecameOfThem) {
     EXPECT_EQ(store.find("192.0.2.2")->failures, 2u);
     EXPECT_TRUE(record_outcome_lines(store, "garbage\n{}\n", now).is_all_skipped());
     EXPECT_FALSE(record_outcome_lines(store, "", now).is_all_skipped());
+}
+
+// pick's order, as addresses.
+std::vector<std::string> picked(const Store& store, std::int64_t at, std::uint64_t seed) {
+    Selection selection;
+    selection.seed = seed;
+    std::vector<std::string> addresses;
+    for (const StoredEntry* entry : select_servers(store, selection, at)) addresses.push_back(entry->ip_address);
+    return addresses;
+}
+
+Store ten_servers() {
+    return store_of({"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6", "192.0.2.7",
+                     "192.0.2.8", "192.0.2.9", "192.0.2.10"});
+}
+
+void record(Store& store, const ServerOutcome& outcome) { ASSERT_EQ(record_outcome(store, outcome, now), std::nullopt); }
+
+TEST(RankingByMemory, ThoseThatConnectedFirstThenTheUntriedThenThoseThatFailed) {
+    Store store = ten_servers();
+    record(store, connected("192.0.2.4", now - 3600));
+    record(store, connected("192.0.2.7", now - 60));
+    record(store, failed("192.0.2.1", now - 600));
+    record(store, connected("192.0.2.9", now - 7200));
+    record(store, failed("192.0.2.9", now - 10));  // it worked, then it failed
+    for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+        const auto order = picked(store, now, seed);
+        ASSERT_EQ(order.size(), 10u);
+        EXPECT_EQ(order[0], "192.0.2.7") << seed;
+        EXPECT_EQ(order[1], "192.0.2.4") << seed;
+        EXPECT_EQ(order[8], "192.0.2.1") << seed;  // one failure as .9, but an older one
+        EXPECT_EQ(order[9], "192.0.2.9") << seed;
+    }
+}
+
+TEST(RankingByMemory, MoreFailuresGoLaterAndAConnectionAfterFailuresWins) {
+    Store store = ten_servers();
+    for (int i = 0; i < 5; ++i) record(store, failed("192.0.2.2", now - 100 + i));
+    record(store, failed("192.0.2.3", now - 50));
+    for (int i = 0; i < 3; ++i) record(store, failed("192.0.2.5", now - 300 + i));
+    record(store, connected("192.0.2.5", now - 30));
+    const auto order = picked(store, now, 3);
+    EXPECT_EQ(order.front(), "192.0.2.5");
+    EXPECT_EQ(order[8], "192.0.2.3");
+    EXPECT_EQ(order[9], "192.0.2.2");
+}
+
+TEST(RankingByMemory, AFailureWeighsFullyForHoursThenHalvesUntilItIsForgotten) {
+    Store store = store_of({"192.0.2.1"});
+    StoredEntry& entry = *store.find("192.0.2.1");
+    EXPECT_EQ(failure_weight(entry, now), 0);
+    record(store, failed("192.0.2.1", now));
+    constexpr std::int64_t hour = 3600;
+    EXPECT_EQ(failure_weight(entry, now), 1);
+    EXPECT_EQ(failure_weight(entry, now + 6 * hour), 1);
+    EXPECT_DOUBLE_EQ(failure_weight(entry, now + 18 * hour), 0.5);
+    EXPECT_DOUBLE_EQ(failure_weight(entry, now + 30 * hour), forgotten_failure_weight);
+    EXPECT_LT(failure_weight(entry, now + 31 * hour), forgotten_failure_weight);
+    record(store, connected("192.0.2.1", now + 1));
+    EXPECT_EQ(failure_weight(entry, now + 1), 0);
+}
+
+TEST(RankingByMemory, BlockedYesterdayIsTriedAgainTomorrowAsIfUntried) {
+    Store remembered = ten_servers();
+    record(remembered, failed("192.0.2.6", now - 20 * 3600, FailureClass::refused));
+    const Store untried = ten_servers();
+    const std::int64_t tomorrow = now + 24 * 3600;
+    for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+        EXPECT_EQ(picked(remembered, now, seed).back(), "192.0.2.6") << seed;
+        EXPECT_EQ(picked(remembered, tomorrow, seed), picked(untried, tomorrow, seed)) << seed;
+    }
+    // One that had connected before it failed goes back among those that connected.
+    record(remembered, connected("192.0.2.8", now - 40 * 3600));
+    record(remembered, failed("192.0.2.8", now - 10 * 3600));
+    EXPECT_EQ(picked(remembered, now, 5).back(), "192.0.2.8");
+    EXPECT_EQ(picked(remembered, tomorrow, 5).front(), "192.0.2.8");
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ struct StoredEntry {
     std::int64_t first_seen = 0;      // Unix seconds
     std::int64_t last_seen = 0;
     // What tunnels through it did (server_outcome.hpp records it, selection.hpp ranks by it).
-    std::int64_t last_connected = 0;  // 0: never; the newest is the affinity server
+    std::int64_t last_connected = 0;  // 0: never; pick puts those that connected first, the newest first
     std::uint32_t failures = 0;       // failed tunnels since it last connected
     std::int64_t last_failed = 0;     // 0: never; the latest failure, kept once it connects again
     FailureClass last_failure = FailureClass::none;  // why it failed then

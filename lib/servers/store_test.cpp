@@ -1,8 +1,10 @@
 #include "servers/store.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include <cereal/archives/portable_binary.hpp>
 #include <cereal/types/string.hpp>
@@ -152,13 +154,13 @@ TEST(Selection, FiltersByRegionProtocolAndApiCapability) {
                  Source::embedded, 1, false);
     Selection selection;
     selection.region = "CA";
-    EXPECT_EQ(select_servers(store, selection).size(), 2u);
+    EXPECT_EQ(select_servers(store, selection, 2000).size(), 2u);
     selection.protocols = {"OSSH"};
-    auto picked = select_servers(store, selection);
+    auto picked = select_servers(store, selection, 2000);
     ASSERT_EQ(picked.size(), 1u);
     EXPECT_EQ(picked[0]->ip_address, "192.0.2.1");
     selection.protocols = {"QUIC-OSSH"};
-    EXPECT_TRUE(select_servers(store, selection).empty());
+    EXPECT_TRUE(select_servers(store, selection, 2000).empty());
 }
 
 TEST(Selection, AffinityFirstThenAShuffleThatASeedFixes) {
@@ -168,18 +170,24 @@ TEST(Selection, AffinityFirstThenAShuffleThatASeedFixes) {
     store.import(entries, Source::embedded, 1, false);
     Selection selection;
     selection.seed = 7;
-    auto first = select_servers(store, selection);
-    auto again = select_servers(store, selection);
+    auto first = select_servers(store, selection, 2000);
+    auto again = select_servers(store, selection, 2000);
     EXPECT_EQ(first, again);
     selection.seed = 8;
-    EXPECT_NE(select_servers(store, selection), first);
+    EXPECT_NE(select_servers(store, selection, 2000), first);
+    // With nothing remembered, the order is the shuffle alone.
+    auto shuffled = matching_servers(store, selection);
+    std::mt19937_64 random(8);
+    std::shuffle(shuffled.begin(), shuffled.end(), random);
+    EXPECT_EQ(select_servers(store, selection, 2000), shuffled);
 
     store.find("192.0.2.33")->last_connected = 1000;
     store.find("192.0.2.12")->last_connected = 500;
     selection.count = 5;
-    auto picked = select_servers(store, selection);
+    auto picked = select_servers(store, selection, 2000);
     ASSERT_EQ(picked.size(), 5u);
     EXPECT_EQ(picked[0]->ip_address, "192.0.2.33");
+    EXPECT_EQ(picked[1]->ip_address, "192.0.2.12");
 }
 
 }  // namespace
