@@ -80,6 +80,9 @@ int main(int argc, char** argv) {
     command("remove", "Remove a server from the store", servers::remove_command)
         ->add_option("address", line.address, "Server IP address")->required();
     command("export", "Print every stored entry as lines (psi-servers import reads them)", servers::export_command);
+    command("record", "Record what tunnels through stored servers did, from outcome lines (for psi)",
+            servers::record_command)
+        ->add_option("file", line.input, "File of outcome lines, or - for stdin")->capture_default_str();
 
     return run_program(app, argc, argv, common, [&]() -> int {
         const Config config = load_config_from(common);

@@ -7,15 +7,6 @@
 #include "servers/discovery.hpp"
 
 namespace psi::servers {
-namespace {
-
-json::Value skipped_json(const std::map<std::string, std::size_t>& skipped) {
-    json::Value document = json::Object{};
-    for (const auto& [reason, count] : skipped) document.set(reason, static_cast<std::uint64_t>(count));
-    return document;
-}
-
-}  // namespace
 
 std::string format_time(std::int64_t seconds) {
     if (seconds == 0) return "-";
@@ -37,17 +28,28 @@ std::string skipped_text(const std::map<std::string, std::size_t>& skipped) {
     return join(parts, ", ");
 }
 
+json::Value skipped_json(const std::map<std::string, std::size_t>& skipped) {
+    json::Value document = json::Object{};
+    for (const auto& [reason, count] : skipped) document.set(reason, static_cast<std::uint64_t>(count));
+    return document;
+}
+
+void print_skipped(const char* verb, const std::map<std::string, std::size_t>& skipped, const char* noun,
+                   const char* nouns) {
+    std::size_t count = 0;
+    for (const auto& [reason, lines] : skipped) count += lines;
+    if (count > 0) std::printf("%s %zu %s: %s\n", verb, count, count == 1 ? noun : nouns, skipped_text(skipped).c_str());
+}
+
 void print_import_report(const ImportReport& report, const char* verb, bool is_json) {
     const ImportCounts& counts = report.counts;
-    const auto& skipped = report.skipped;
-    const std::size_t skipped_count = report.skipped_count();
     if (is_json) {
         json::Value document = json::Object{};
         document.set("modified", true);
         document.set("added", static_cast<std::uint64_t>(counts.added));
         document.set("updated", static_cast<std::uint64_t>(counts.updated));
         document.set("unchanged", static_cast<std::uint64_t>(counts.unchanged));
-        document.set("skipped", skipped_json(skipped));
+        document.set("skipped", skipped_json(report.skipped));
         document.set("refused", skipped_json(report.refused));
         document.set("removedDiscovered", static_cast<std::uint64_t>(report.removed_discovered));
         print_json(document);
@@ -55,13 +57,8 @@ void print_import_report(const ImportReport& report, const char* verb, bool is_j
     }
     std::printf("%s %zu entries: %zu added, %zu updated, %zu unchanged\n", verb,
                 counts.added + counts.updated + counts.unchanged, counts.added, counts.updated, counts.unchanged);
-    if (skipped_count > 0)
-        std::printf("skipped %zu bad line%s: %s\n", skipped_count, skipped_count == 1 ? "" : "s",
-                    skipped_text(skipped).c_str());
-    const std::size_t refused_count = report.refused_count();
-    if (refused_count > 0)
-        std::printf("refused %zu discovered entr%s: %s\n", refused_count, refused_count == 1 ? "y" : "ies",
-                    skipped_text(report.refused).c_str());
+    print_skipped("skipped", report.skipped, "bad line", "bad lines");
+    print_skipped("refused", report.refused, "discovered entry", "discovered entries");
     if (report.removed_discovered > 0)
         std::printf("removed %zu discovered entr%s: not global, not seen for %lld days, or beyond %zu\n",
                     report.removed_discovered, report.removed_discovered == 1 ? "y" : "ies",

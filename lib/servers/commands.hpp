@@ -20,7 +20,7 @@ inline constexpr int exit_unchanged = 4;
 struct CommandLine {
     std::string store_path;  // "" = DataRootDirectory/servers
     bool is_json = false;
-    std::string input = "-";  // import
+    std::string input = "-";  // import, record
     std::string source = "EMBEDDED";
     bool is_forced = false;   // import: replace entries; fetch, refresh: download even if unchanged
     std::string address;      // show, remove
@@ -50,5 +50,6 @@ int pick_command(const CommandLine& line, const Config& config);
 int regions_command(const CommandLine& line, const Config& config);
 int remove_command(const CommandLine& line, const Config& config);
 int export_command(const CommandLine& line, const Config& config);
+int record_command(const CommandLine& line, const Config& config);
 
 }  // namespace psi::servers

@@ -52,6 +52,7 @@ std::optional<std::string> record_outcome(Store& store, const ServerOutcome& out
 //   {"address":"192.0.2.1","protocol":"OSSH","connected":false,"failure":"timeout","time":1796656957}
 json::Value to_json(const ServerOutcome& outcome);
 inline constexpr std::size_t max_outcome_line_bytes = 512;
+inline constexpr std::size_t max_outcome_input_bytes = 1 << 20;  // what psi-servers record reads at most
 // The outcome a line holds, or why it holds none (a reason with nothing of the line in it).
 std::variant<ServerOutcome, std::string> outcome_from_json_line(std::string_view line);
 
