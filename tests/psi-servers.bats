@@ -258,6 +258,50 @@ EOF
     grep -q "$(sed -n 2p "$LAB_DIR/entries.txt")" "$LAB_DIR/exported.txt"
 }
 
+@test "record: what tunnels did orders pick and shows in list; unknown servers and bad lines change nothing" {
+    "$TOOLS/make_entries.py" --count 6 --regions CA,US >"$LAB_DIR/entries.txt"
+    psi_servers import "$LAB_DIR/entries.txt"
+    {
+        outcome_line 10.77.0.3 OSSH connected 3600
+        outcome_line 10.77.0.5 OSSH timeout 600
+        outcome_line 10.77.0.5 SSH refused 300
+        outcome_line 10.99.9.9 OSSH connected 60
+        outcome_line 10.77.0.4 OSSH connected -3600
+    } >"$LAB_DIR/outcomes"
+    run psi_servers record "$LAB_DIR/outcomes"
+    assert_success
+    assert_line "recorded 3 outcomes: 1 connected, 2 failed"
+    assert_line "refused 2 outcomes: 1 a time in the future, 1 not in the store"
+    run psi_servers list
+    assert_line --regexp '^10\.77\.0\.3 +CA +SSH,OSSH +EMBEDDED +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2} +0$'
+    assert_line --regexp '^10\.77\.0\.5 +CA +SSH,OSSH +EMBEDDED +- +2 refused [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}$'
+    assert_line --regexp '^10\.77\.0\.4 +US +SSH,OSSH +EMBEDDED +- +0$'
+    run psi_servers list --json
+    [ "$(jq -c '.[] | select(.address == "10.77.0.5") | [.failures, .lastFailure]' <<<"$output")" = '[2,"refused"]' ]
+    [ "$(jq '[.[] | select(.lastConnected > 0)] | length' <<<"$output")" -eq 1 ]
+    [ "$(jq length <<<"$output")" -eq 6 ] || fail "an outcome created an entry"
+    local seed order
+    for seed in 1 2 3; do
+        order=$(psi_servers pick --seed "$seed" | entry_addresses)
+        [ "$(head -n 1 <<<"$order")" = 10.77.0.3 ] || fail "seed $seed: $order"
+        [ "$(tail -n 1 <<<"$order")" = 10.77.0.5 ] || fail "seed $seed: $order"
+    done
+    # A connection after the failures puts it back first.
+    outcome_line 10.77.0.5 OSSH connected 0 | psi_servers record -
+    [ "$(psi_servers pick --seed 1 | entry_addresses | head -n 1)" = 10.77.0.5 ]
+
+    cp "$STORE" "$LAB_DIR/before"
+    printf 'not an outcome\n{"address":"10.77.0.1"}\n' >"$LAB_DIR/bad"
+    run psi_servers record "$LAB_DIR/bad"
+    assert_failure 1
+    assert_output --partial "no valid outcome in the input; the store is unchanged"
+    outcome_line 10.99.9.9 OSSH timeout 5 >"$LAB_DIR/unknown"
+    run psi_servers record --json "$LAB_DIR/unknown"
+    assert_success
+    [ "$(jq -c .refused <<<"$output")" = '{"not in the store":1}' ]
+    cmp "$STORE" "$LAB_DIR/before"
+}
+
 @test "a store that cannot be read is reported and never overwritten" {
     printf 'not a store' >"$STORE"
     "$TOOLS/make_entries.py" --count 2 >"$LAB_DIR/entries.txt"

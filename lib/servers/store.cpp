@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -17,11 +18,13 @@
 
 namespace psi::servers {
 
-template <class Archive>
-void serialize(Archive& archive, StoredEntry& entry) {
+// `Entry` is StoredEntry to load, const StoredEntry to save.
+template <class Archive, class Entry>
+void archive_entry(Archive& archive, Entry& entry, std::uint32_t format) {
     archive(entry.json, entry.ip_address, entry.region, entry.protocols, entry.has_api_requests,
             entry.configuration_version, entry.source, entry.first_seen, entry.last_seen, entry.last_connected,
             entry.failures);
+    if (format >= 2) archive(entry.last_failed, entry.last_failure);
 }
 
 template <class Archive>
@@ -32,7 +35,9 @@ void serialize(Archive& archive, RemoteListState& state) {
 namespace {
 
 constexpr std::uint32_t store_magic = 0x50534953;  // "PSIS"
-constexpr std::uint32_t store_format = 1;
+// Format 2 added last_failed and last_failure; a store of format 1 is read as having none.
+constexpr std::uint32_t store_format = 2;
+constexpr std::uint32_t oldest_store_format = 1;
 
 // Every tunnel protocol of PROTOCOL.md §1.3; an entry's own list is computed once, at import.
 const std::vector<std::string> known_protocols = {
@@ -41,14 +46,33 @@ const std::vector<std::string> known_protocols = {
     "FRONTED-MEEK-QUIC-OSSH", "TAPDANCE-OSSH", "CONJURE-OSSH"};
 
 constexpr std::array source_names = {"EMBEDDED", "REMOTE", "DISCOVERY", "TARGET"};
+constexpr std::array failure_class_names = {"", "unreachable", "timeout", "refused", "host-key", "auth", "handshake",
+                                            "dropped"};
+static_assert(failure_class_names.size() == static_cast<std::size_t>(FailureClass::dropped) + 1);
 
 }  // namespace
+
+std::int64_t now_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 const char* source_name(Source source) { return source_names[static_cast<std::size_t>(source)]; }
 
 std::optional<Source> parse_source(const std::string& name) {
     for (std::size_t i = 0; i < source_names.size(); ++i)
         if (name == source_names[i]) return static_cast<Source>(i);
+    return std::nullopt;
+}
+
+const char* failure_class_name(FailureClass failure) {
+    const auto index = static_cast<std::size_t>(failure);
+    return index < failure_class_names.size() ? failure_class_names[index] : "?";
+}
+
+std::optional<FailureClass> parse_failure_class(const std::string& name) {
+    for (std::size_t i = 1; i < failure_class_names.size(); ++i)
+        if (name == failure_class_names[i]) return static_cast<FailureClass>(i);
     return std::nullopt;
 }
 
@@ -100,15 +124,18 @@ Store Store::load(const std::string& path) {
         std::uint32_t magic = 0, format = 0;
         archive(magic, format);
         if (magic != store_magic) throw Error("not a psi server store");
-        if (format != store_format) throw Error("store format " + std::to_string(format) + " is not known");
+        if (format < oldest_store_format || format > store_format)
+            throw Error("store format " + std::to_string(format) + " is not known");
         std::uint64_t count = 0;
         archive(store.remote, count);
         // Each entry takes more than 64 bytes: a larger count is corruption, not a big store.
         if (count > static_cast<std::uint64_t>(info.st_size) / 64) throw Error("it claims more entries than it could hold");
         store.entries_.resize(count);
         for (StoredEntry& entry : store.entries_) {
-            archive(entry);
+            archive_entry(archive, entry, format);
             if (static_cast<std::size_t>(entry.source) >= source_names.size()) throw Error("an entry has an unknown source");
+            if (static_cast<std::size_t>(entry.last_failure) >= failure_class_names.size())
+                throw Error("an entry has an unknown failure class");
         }
         if (input.peek() != std::char_traits<char>::eof()) throw Error("unexpected bytes at its end");
     } catch (const std::exception& error) {
@@ -123,7 +150,7 @@ void Store::save(const std::string& path) const {
     replace_file(path, 0600, [&](std::ostream& output) {
         cereal::PortableBinaryOutputArchive archive(output);
         archive(store_magic, store_format, remote, static_cast<std::uint64_t>(entries_.size()));
-        for (const StoredEntry& entry : entries_) archive(entry);
+        for (const StoredEntry& entry : entries_) archive_entry(archive, entry, store_format);
     });
 }
 
@@ -182,6 +209,12 @@ const StoredEntry* Store::find(const std::string& ip_address) const {
 
 StoredEntry* Store::find(const std::string& ip_address) {
     return const_cast<StoredEntry*>(static_cast<const Store*>(this)->find(ip_address));
+}
+
+const StoredEntry& stored_entry_or_fail(const Store& store, const std::string& ip_address) {
+    const StoredEntry* entry = store.find(ip_address);
+    if (!entry) throw Error("no server " + ip_address + " in the store");
+    return *entry;
 }
 
 }  // namespace psi::servers

@@ -15,9 +15,17 @@
 
 namespace psi::servers {
 
+// Now, in the unit of every time in the store: Unix seconds.
+std::int64_t now_seconds();
+
 enum class Source : std::uint8_t { embedded, remote, discovery, target };
 const char* source_name(Source source);  // "EMBEDDED", ...
 std::optional<Source> parse_source(const std::string& name);
+
+// Why a tunnel through a server failed; server_outcome.hpp says what each means.
+enum class FailureClass : std::uint8_t { none, unreachable, timeout, refused, host_key, auth, handshake, dropped };
+const char* failure_class_name(FailureClass failure);  // "unreachable", ...; "" for none
+std::optional<FailureClass> parse_failure_class(const std::string& name);  // never none
 
 struct StoredEntry {
     std::string json;  // the entry's JSON as received (compact), unknown fields included
@@ -29,8 +37,11 @@ struct StoredEntry {
     Source source = Source::embedded;
     std::int64_t first_seen = 0;      // Unix seconds
     std::int64_t last_seen = 0;
-    std::int64_t last_connected = 0;  // 0: never; the newest is the affinity server
-    std::uint32_t failures = 0;
+    // What tunnels through it did (server_outcome.hpp records it, selection.hpp ranks by it).
+    std::int64_t last_connected = 0;  // 0: never; pick puts those that connected first, the newest first
+    std::uint32_t failures = 0;       // failed tunnels since it last connected
+    std::int64_t last_failed = 0;     // 0: never; the latest failure, kept once it connects again
+    FailureClass last_failure = FailureClass::none;  // why it failed then
 
     ServerEntry entry() const;  // parses `json`
     // The same with Psiphon's local fields, as its client stores them and reports them in the
@@ -85,6 +96,9 @@ private:
     std::vector<StoredEntry> entries_;
     std::unordered_map<std::string, std::size_t> by_address_;
 };
+
+// The stored entry of `ip_address`; throws psi::Error "no server ADDRESS in the store".
+const StoredEntry& stored_entry_or_fail(const Store& store, const std::string& ip_address);
 
 // Whether `protocol` is one of Psiphon's tunnel protocols (PROTOCOL.md §1.3).
 bool is_known_protocol(const std::string& protocol);

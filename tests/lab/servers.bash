@@ -70,3 +70,21 @@ assert_store_unchanged() { # NAME
         [ ! -e "$STORE" ] || fail "a store was written"
     fi
 }
+
+# The ipAddress of each entry line on stdin, in order (pick's order).
+entry_addresses() {
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    print(json.loads(bytes.fromhex(line.strip()).decode().split(" ", 4)[4])["ipAddress"])'
+}
+
+# One line of psi-servers record: ADDRESS PROTOCOL connected|FAILURE-CLASS SECONDS-AGO
+outcome_line() {
+    local when
+    when=$(($(date +%s) - $4))
+    if [ "$3" = connected ]; then
+        printf '{"address":"%s","protocol":"%s","connected":true,"time":%d}\n' "$1" "$2" "$when"
+    else
+        printf '{"address":"%s","protocol":"%s","connected":false,"failure":"%s","time":%d}\n' "$1" "$2" "$3" "$when"
+    fi
+}
