@@ -121,6 +121,29 @@ struct Format<Exiting> {
     static std::optional<Exiting> read(const json::Value&) { return Exiting{}; }
 };
 
+template <>
+struct Format<ServerOutcome> {
+    static constexpr std::string_view name = "ServerOutcome";
+    static json::Value data(const ServerOutcome& notice) {
+        json::Value data = json::Object{
+            {"address", notice.address}, {"protocol", notice.protocol}, {"connected", notice.is_connected}};
+        if (!notice.is_connected) data.set("failure", notice.failure);
+        return data;
+    }
+    static std::optional<ServerOutcome> read(const json::Value& data) {
+        const json::Value* connected = data.find("connected");
+        std::optional<std::string> address = string_member(data, "address");
+        std::optional<std::string> protocol = string_member(data, "protocol");
+        if (!connected || !connected->is_boolean() || !address || !protocol) return std::nullopt;
+        ServerOutcome notice{std::move(*address), std::move(*protocol), connected->as_boolean(), {}};
+        if (notice.is_connected) return notice;
+        std::optional<std::string> failure = string_member(data, "failure");
+        if (!failure) return std::nullopt;
+        notice.failure = std::move(*failure);
+        return notice;
+    }
+};
+
 std::string utc_timestamp(std::chrono::system_clock::time_point when) {
     const auto milliseconds = std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
     const std::time_t seconds = static_cast<std::time_t>(milliseconds / 1000);

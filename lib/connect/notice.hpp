@@ -61,13 +61,22 @@ struct Error {
     std::string message;
 };
 struct Exiting {};
+// psi's own: what became of one candidate, for the server memory (psi-servers record). One per
+// failed candidate after each round, one for the server a tunnel came up through, and one
+// (failure "dropped") when that tunnel dies soon after.
+struct ServerOutcome {
+    std::string address;  // the entry's ipAddress
+    std::string protocol;
+    bool is_connected = false;
+    std::string failure;  // a failure class of psi-servers(8), when not connected
+};
 
 }  // namespace notice
 
 using Notice = std::variant<notice::ListeningSocksProxyPort, notice::ListeningHttpProxyPort, notice::Tunnels,
                             notice::ActiveTunnel, notice::ConnectedServerRegion, notice::ClientRegion,
                             notice::Homepage, notice::PacketTunnel, notice::PacketTunnelStats, notice::Warning,
-                            notice::Error, notice::Exiting>;
+                            notice::Error, notice::Exiting, notice::ServerOutcome>;
 
 // Keys in Go's sorted order and Go's escaping (encoding/json), UTC with milliseconds.
 std::string format_notice(const Notice& notice,

@@ -23,7 +23,9 @@ TEST(Notice, EveryNoticeIsReadBackAsWritten) {
                               notice::ClientRegion{"DE"}, notice::Homepage{"https://psiphon.ca/"},
                               notice::PacketTunnel{notice::PacketTunnel::State::up, "PsiphonTUN"},
                               notice::PacketTunnel{notice::PacketTunnel::State::refused, ""}, stats,
-                              notice::Warning{"careful"}, notice::Error{"gone"}, notice::Exiting{}};
+                              notice::Warning{"careful"}, notice::Error{"gone"}, notice::Exiting{},
+                              notice::ServerOutcome{"192.0.2.1", "OSSH", true, ""},
+                              notice::ServerOutcome{"192.0.2.2", "SSH", false, "timeout"}};
     for (const Notice& written : notices) {
         const std::optional<Notice> read = parse_notice(format_notice(written, when));
         ASSERT_TRUE(read) << format_notice(written, when);
@@ -39,7 +41,9 @@ TEST(Notice, AnythingElseIsNoNotice) {
                              R"({"noticeType":"Tunnels","data":{"count":1.5}})",
                              R"({"noticeType":7,"data":{}})", R"({"noticeType":"Info","data":{"message":"x"}})",
                              R"({"noticeType":"PacketTunnel","data":{"state":"sideways"}})",
-                             R"({"noticeType":"ListeningSocksProxyPort","data":{"port":-1}})"})
+                             R"({"noticeType":"ListeningSocksProxyPort","data":{"port":-1}})",
+                             R"({"noticeType":"ServerOutcome","data":{"address":"192.0.2.1","protocol":"OSSH","connected":false}})",
+                             R"({"noticeType":"ServerOutcome","data":{"address":"192.0.2.1","protocol":"OSSH","connected":1}})"})
         EXPECT_FALSE(parse_notice(line)) << line;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +168,14 @@ std::string read_file(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.is_open()) throw_system_error("cannot read " + path, errno);
     return read_all(fd.get(), path);
+}
+
+UniqueFd memory_file(const char* name, std::string_view text) {
+    UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
+    if (!fd.is_open()) throw_system_error("memfd_create", errno);
+    write_all(fd.get(), text, name);
+    if (::lseek(fd.get(), 0, SEEK_SET) != 0) throw_system_error("lseek", errno);
+    return fd;
 }
 
 std::optional<std::string> read_file_if_readable(const std::string& path) {

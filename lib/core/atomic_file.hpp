@@ -49,6 +49,9 @@ std::string read_all(int fd, const std::string& what, std::size_t max_bytes = SI
 
 // Reads a whole file; throws psi::Error naming the path.
 std::string read_file(const std::string& path);
+// An anonymous file in memory holding `text`, read from its start (a child's standard input).
+UniqueFd memory_file(const char* name, std::string_view text);
+
 // The same, or nothing when the file cannot be opened or read (gone, or never there).
 std::optional<std::string> read_file_if_readable(const std::string& path);
 

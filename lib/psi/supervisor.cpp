@@ -36,6 +36,7 @@
 #include "core/signals.hpp"
 #include "core/unique_fd.hpp"
 #include "psi/control.hpp"
+#include "servers/server_outcome.hpp"
 #include "tun/tun_network.hpp"
 
 namespace bp = boost::process;
@@ -447,6 +448,7 @@ private:
     }
 
     void on_connect_exit(int status) {
+        record_outcomes();
         set_tunnel_down();
         if (is_reloading_) {
             is_reloading_ = false;
@@ -508,6 +510,7 @@ private:
     }
 
     void handle(const connect::notice::Tunnels& notice) {
+        record_outcomes();
         if (is_connect_discarded_) return;
         if (notice.count > 0) {
             tunnel_.set("up", true);
@@ -584,7 +587,36 @@ private:
     void handle(const connect::notice::Error& notice) { say_from_connect(notice.message); }
     void handle(const connect::notice::Exiting&) {}
 
+    // The server memory: what became of each candidate, written to the store by psi-servers
+    // record in batches (after each round, and with each tunnel), which checks every field
+    // again. The time is root's clock, not the tunnel user's word.
+    void handle(const connect::notice::ServerOutcome& notice) {
+        servers::ServerOutcome outcome{notice.address, notice.protocol, notice.is_connected,
+                                       servers::FailureClass::none, static_cast<std::int64_t>(std::time(nullptr))};
+        if (!notice.is_connected) {
+            const std::optional<servers::FailureClass> failure = servers::parse_failure_class(notice.failure);
+            if (!failure) return;
+            outcome.failure = *failure;
+        }
+        const std::string line = servers::to_json(outcome).dump() + "\n";
+        if (pending_outcomes_.size() + line.size() <= servers::max_outcome_input_bytes) pending_outcomes_ += line;
+    }
+
+    void record_outcomes() {
+        if (pending_outcomes_.empty()) return;
+        try {
+            const UniqueFd input = memory_file("psi-server-outcomes", pending_outcomes_);
+            pending_outcomes_.clear();
+            const ProcessResult result = run_process(tool("psi-servers", {"record", "-"}), input.get());
+            if (result.exit_code != 0)
+                say("psi-servers record: " + printable_text(result.errors.substr(0, result.errors.find('\n'))));
+        } catch (const Error& error) {
+            say(std::string("cannot record the servers' outcomes: ") + error.what());
+        }
+    }
+
     void say_from_connect(const std::string& message) {
+        record_outcomes();
         if (is_connect_discarded_) return;
         say("psi-connect: " + printable_text(message));
         publish_tunnel();
@@ -723,6 +755,7 @@ private:
     bool is_fetching_first_list_ = false;
     bool has_imported_embedded_list_ = false;
     bool is_packet_tunnel_refused_ = false;  // for the rest of this run
+    std::string pending_outcomes_;  // ServerOutcome lines for psi-servers record
     bool is_connect_discarded_ = false;      // psi-connect is being ended: its notices do not count
 };
 
