@@ -238,7 +238,7 @@ private:
                 tun_.reset();
             } else {
                 packet_tunnel_ = std::make_unique<PacketTunnel>(
-                    loop_, *session_, tun_.get(), result.channel, packet_addresses_, packet_counters_,
+                    loop_, *session_, tun_.get(), std::move(result.channel), packet_addresses_, packet_counters_,
                     [this](const std::string& reason) { on_tunnel_failed(reason); });
                 notices_.emit("PacketTunnel", json::Object{{"state", "up"}, {"device", options_.tun_name}});
             }

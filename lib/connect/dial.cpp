@@ -22,11 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct SessionDeleter {
-    void operator()(ssh_session session) const { ssh_free(session); }
-};
-using SessionPtr = std::unique_ptr<std::remove_pointer_t<ssh_session>, SessionDeleter>;
-
 int milliseconds_left(Clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     return left > 0 ? static_cast<int>(left) : 0;
@@ -52,14 +47,15 @@ sockaddr_storage server_address(const std::string& ip, int port, socklen_t& leng
 
 // The server's host key, as the blob its base64 text stands for.
 std::string server_host_key(ssh_session session) {
-    ssh_key key = nullptr;
-    if (ssh_get_server_publickey(session, &key) != SSH_OK) throw Error("the server sent no host key");
-    char* base64 = nullptr;
-    const int status = ssh_pki_export_pubkey_base64(key, &base64);
-    ssh_key_free(key);
-    if (status != SSH_OK) throw Error("the server's host key cannot be read");
-    const std::optional<std::string> blob = encoding::base64_decode(base64);
-    ssh_string_free_char(base64);
+    ssh_key received = nullptr;
+    const int status = ssh_get_server_publickey(session, &received);
+    const SshKey key(received);
+    if (status != SSH_OK) throw Error("the server sent no host key");
+    char* exported = nullptr;
+    const int export_status = ssh_pki_export_pubkey_base64(key.get(), &exported);
+    const SshString base64(exported);
+    if (export_status != SSH_OK) throw Error("the server's host key cannot be read");
+    const std::optional<std::string> blob = encoding::base64_decode(base64.get());
     if (!blob) throw Error("the server's host key cannot be read");
     return *blob;
 }
@@ -101,19 +97,15 @@ std::string Candidate::label() const {
     return protocol + " " + host + ":" + std::to_string(entry.dial_port(protocol).value_or(0));
 }
 
-Tunnel::Tunnel(Candidate candidate, ssh_session session, UniqueFd socket, std::unique_ptr<OsshPump> pump,
+Tunnel::Tunnel(Candidate candidate, SshClientSession session, UniqueFd socket, std::unique_ptr<OsshPump> pump,
                HandshakeResponse handshake)
     : candidate_(std::move(candidate)),
-      session_(session),
       socket_(std::move(socket)),
       pump_(std::move(pump)),
+      session_(std::move(session)),
       handshake_(std::move(handshake)) {}
 
-Tunnel::~Tunnel() {
-    ssh_disconnect(session_);
-    ssh_free(session_);
-    if (pump_) pump_->stop();
-}
+Tunnel::~Tunnel() { session_.disconnect(); }
 
 Dial::Dial(Candidate candidate, const DialSettings& settings) : candidate_(std::move(candidate)), settings_(settings) {}
 
@@ -201,16 +193,13 @@ std::unique_ptr<Tunnel> Dial::run() {
         ::fcntl(libssh_socket.get(), F_SETFL, flags | O_NONBLOCK);
     }
 
-    SessionPtr session(ssh_new());
-    if (!session) throw Error("out of memory for an SSH session");
-    socket_t fd = libssh_socket.get();
+    SshClientSession session(libssh_socket.get());
     const std::string ip = entry.ip_address();
     const std::string user = entry.string_value("sshUsername");
     const int port = entry.dial_port(candidate_.protocol).value_or(22);
     const bool no = false;
     long seconds = std::max(1, milliseconds_left(deadline) / 1000);
     ssh_options_set(session.get(), SSH_OPTIONS_PROCESS_CONFIG, &no);
-    ssh_options_set(session.get(), SSH_OPTIONS_FD, &fd);
     ssh_options_set(session.get(), SSH_OPTIONS_HOST, ip.c_str());
     ssh_options_set(session.get(), SSH_OPTIONS_PORT, &port);
     ssh_options_set(session.get(), SSH_OPTIONS_USER, user.c_str());
@@ -225,7 +214,7 @@ std::unique_ptr<Tunnel> Dial::run() {
         const std::string pump_failure = pump ? pump->failure() : std::string();
         return Error(step + ": " + (pump_failure.empty() ? ssh_get_error(session.get()) : pump_failure));
     };
-    if (ssh_connect(session.get()) != SSH_OK) throw ssh_failure("SSH");
+    if (session.connect() != SSH_OK) throw ssh_failure("SSH");
 
     const std::optional<std::string> pinned = encoding::base64_decode(entry.string_value("sshHostKey"));
     if (!pinned || server_host_key(session.get()) != *pinned)
@@ -233,11 +222,12 @@ std::unique_ptr<Tunnel> Dial::run() {
 
     int auth = SSH_AUTH_ERROR;
     if (!settings_.identity_file.empty()) {
-        ssh_key key = nullptr;
-        if (ssh_pki_import_privkey_file(settings_.identity_file.c_str(), nullptr, nullptr, nullptr, &key) != SSH_OK)
-            throw Error("cannot read the identity file " + settings_.identity_file);
-        auth = ssh_userauth_publickey(session.get(), nullptr, key);
-        ssh_key_free(key);
+        ssh_key imported = nullptr;
+        const int status =
+            ssh_pki_import_privkey_file(settings_.identity_file.c_str(), nullptr, nullptr, nullptr, &imported);
+        const SshKey key(imported);
+        if (status != SSH_OK) throw Error("cannot read the identity file " + settings_.identity_file);
+        auth = ssh_userauth_publickey(session.get(), nullptr, key.get());
     } else {
         const std::string password = password_payload(settings_.session_id, entry.string_value("sshPassword"),
                                                       settings_.identity.sponsor_id);
@@ -250,7 +240,7 @@ std::unique_ptr<Tunnel> Dial::run() {
     if (settings_.is_handshake) {
         const std::string request = handshake_request(settings_.identity, report(),
                                                       entry.string_value("webServerSecret"), settings_.session_id);
-        std::unique_ptr<ssh_buffer_struct, void (*)(ssh_buffer)> reply(ssh_buffer_new(), ssh_buffer_free);
+        const SshBuffer reply(ssh_buffer_new());
         if (!reply) throw Error("out of memory for the handshake");
         if (ssh_send_global_request(session.get(), "psiphon-handshake", request.data(), request.size(), 1,
                                     reply.get()) != SSH_OK) {
@@ -261,7 +251,7 @@ std::unique_ptr<Tunnel> Dial::run() {
                                                               ssh_buffer_get_len(reply.get())));
     }
     check_cancelled();
-    return std::make_unique<Tunnel>(std::move(candidate_), session.release(), std::move(libssh_socket),
+    return std::make_unique<Tunnel>(std::move(candidate_), std::move(session), std::move(libssh_socket),
                                     std::move(pump), std::move(handshake));
 }
 

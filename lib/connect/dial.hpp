@@ -14,6 +14,7 @@
 
 #include "connect/ossh_pump.hpp"
 #include "connect/psiphon_api.hpp"
+#include "connect/ssh_handle.hpp"
 #include "core/unique_fd.hpp"
 #include "servers/server_entry.hpp"
 
@@ -40,13 +41,13 @@ struct DialSettings {
 // An established tunnel: an authenticated SSH session (after the handshake, when asked for).
 class Tunnel {
 public:
-    Tunnel(Candidate candidate, ssh_session session, UniqueFd socket, std::unique_ptr<OsshPump> pump,
+    Tunnel(Candidate candidate, SshClientSession session, UniqueFd socket, std::unique_ptr<OsshPump> pump,
            HandshakeResponse handshake);
-    ~Tunnel();
+    ~Tunnel();  // SSH_MSG_DISCONNECT, then the session, the shim and the socket go, in that order
     Tunnel(const Tunnel&) = delete;
     Tunnel& operator=(const Tunnel&) = delete;
 
-    ssh_session session() const { return session_; }
+    ssh_session session() const { return session_.get(); }
     int descriptor() const { return socket_.get(); }  // the one libssh reads and writes
     const Candidate& candidate() const { return candidate_; }
     const HandshakeResponse& handshake() const { return handshake_; }
@@ -55,9 +56,9 @@ public:
 
 private:
     Candidate candidate_;
-    ssh_session session_;
     UniqueFd socket_;
     std::unique_ptr<OsshPump> pump_;
+    SshClientSession session_;  // destroyed before what carries its bytes
     HandshakeResponse handshake_;
 };
 
