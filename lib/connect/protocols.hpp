@@ -1,0 +1,27 @@
+// The tunnel protocols psi speaks, in its order of preference (OSSH first: plain SSH is the
+// easier to recognise on the wire), each with the transport that carries it; the dial asks it
+// for the transport of a candidate's protocol. A protocol's port and capability come from the
+// entry by Psiphon's rules (ServerEntry).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace psi::connect {
+
+class Transport;
+
+struct SpokenProtocol {
+    std::string_view name;  // as Psiphon spells it (LimitTunnelProtocols, relay_protocol)
+    std::unique_ptr<Transport> (*make_transport)();
+};
+
+std::span<const SpokenProtocol> spoken_protocols();
+const SpokenProtocol* find_spoken_protocol(std::string_view name);  // nullptr: not one psi speaks
+std::vector<std::string> spoken_protocol_names();
+std::string spoken_protocol_list(std::string_view separator);  // "OSSH, SSH" for ", "
+
+}  // namespace psi::connect
