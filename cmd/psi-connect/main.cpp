@@ -22,6 +22,7 @@
 #include "connect/network_watch.hpp"
 #include "connect/notice.hpp"
 #include "connect/packet_tunnel.hpp"
+#include "connect/protocols.hpp"
 #include "connect/psiphon_api.hpp"
 #include "connect/socks_server.hpp"
 #include "connect/tunnel_session.hpp"
@@ -184,7 +185,7 @@ private:
 
     void start_establishing() {
         if (candidates_.empty()) {
-            fail_for_good("no usable server entry (each needs an OSSH or SSH port and capability)");
+            fail_for_good("no usable server entry (each needs an " + spoken_protocol_list(" or ") + " port and capability)");
             return;
         }
         settings_.established_tunnels_count = tunnels_established_;
@@ -437,7 +438,7 @@ int main(int argc, char** argv) {
         ->excludes("--http");
     app.add_option("--discovered", options.discovered_file, "Write the servers the handshake hands out to FILE");
     app.add_option("--protocols", options.protocols, "Tunnel protocols to use, in order (LimitTunnelProtocols)")
-        ->check(CLI::IsMember({"OSSH", "SSH"}))
+        ->check(CLI::IsMember(spoken_protocol_names()))
         ->delimiter(',');
     app.add_option("--parallel", options.parallel, "Servers dialled at once")->check(CLI::Range(1, 32))->capture_default_str();
     app.add_option("--dial-timeout", options.dial_timeout, "Seconds for one server to come up")
@@ -468,13 +469,14 @@ int main(int argc, char** argv) {
         if (options.protocols.empty()) {
             const std::vector<std::string> limited = config_strings(config, "LimitTunnelProtocols");
             for (const std::string& protocol : limited) {
-                if (protocol == "OSSH" || protocol == "SSH") options.protocols.push_back(protocol);
+                if (find_spoken_protocol(protocol)) options.protocols.push_back(protocol);
                 else log::warning("LimitTunnelProtocols: psi-connect does not speak " + protocol + "; ignored");
             }
             if (!limited.empty() && options.protocols.empty())
-                throw Error("LimitTunnelProtocols names no protocol psi-connect speaks (OSSH, SSH)", exit_status::usage);
+                throw Error("LimitTunnelProtocols names no protocol psi-connect speaks (" + spoken_protocol_list(", ") + ")",
+                            exit_status::usage);
         }
-        if (options.protocols.empty()) options.protocols = {"OSSH", "SSH"};
+        if (options.protocols.empty()) options.protocols = spoken_protocol_names();
         if (options.is_handshake) client_identity(config);  // a bad identity is a usage error, before anything else
 
         // Everything root may read is read first; then the tunnel user, with no capability,

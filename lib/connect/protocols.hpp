@@ -1,7 +1,8 @@
 // The tunnel protocols psi speaks, in its order of preference (OSSH first: plain SSH is the
-// easier to recognise on the wire), each with the transport that carries it; the dial asks it
-// for the transport of a candidate's protocol. A protocol's port and capability come from the
-// entry by Psiphon's rules (ServerEntry).
+// easier to recognise on the wire), each with the transport that carries it. Whatever lists
+// them reads this table: the dial, psi-connect's --protocols and LimitTunnelProtocols, psi-servers
+// pick's default. A protocol's port and capability come from the entry by Psiphon's rules
+// (ServerEntry).
 #pragma once
 
 #include <memory>

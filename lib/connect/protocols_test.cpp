@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "connect/transport.hpp"
+#include "servers/selection.hpp"
 #include "servers/store.hpp"
 
 namespace psi::connect {
@@ -14,6 +15,7 @@ TEST(Protocols, OsshFirstThenSsh) {
     EXPECT_EQ(spoken_protocol_names(), (Names{"OSSH", "SSH"}));
     EXPECT_EQ(spoken_protocol_list(", "), "OSSH, SSH");
     EXPECT_EQ(spoken_protocol_list(" or "), "OSSH or SSH");
+    EXPECT_EQ(servers::default_protocols(), spoken_protocol_names());  // psi-servers pick's default
 }
 
 TEST(Protocols, EachIsAPsiphonProtocolWithATransport) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <random>
 
+#include "connect/protocols.hpp"
+
 namespace psi::servers {
 namespace {
 
@@ -15,7 +17,7 @@ bool speaks_any(const StoredEntry& entry, const std::vector<std::string>& protoc
 }  // namespace
 
 const std::vector<std::string>& default_protocols() {
-    static const std::vector<std::string> protocols{"OSSH", "SSH"};
+    static const std::vector<std::string> protocols = connect::spoken_protocol_names();
     return protocols;
 }
 
