@@ -1,8 +1,12 @@
 // The tunnel protocols psi speaks, in its order of preference (OSSH first: plain SSH is the
 // easier to recognise on the wire), each with the transport that carries it. Whatever lists
 // them reads this table: the dial, psi-connect's --protocols and LimitTunnelProtocols, psi-servers
-// pick's default. A protocol's port and capability come from the entry by Psiphon's rules
-// (ServerEntry).
+// pick's default; protocols_test.cpp checks the man pages and the shell completions against it.
+// A protocol's port and capability come from the entry by Psiphon's rules (ServerEntry), and
+// Psiphon's other protocol names from servers/store.hpp (psiphon_protocols).
+//
+// Adding a protocol: its transport's file (transport.hpp), one line in protocols.cpp, and the
+// lists protocols_test.cpp names.
 #pragma once
 
 #include <memory>
