@@ -1,7 +1,9 @@
-// psi-connect: connects to one of the Psiphon servers it is given (OSSH or SSH through the
-// patched libssh), keeps the tunnel up, and serves a SOCKS5 proxy on loopback. Notices on
-// stdout as JSON lines in Psiphon's format; people's messages on stderr.
+// psi-connect: connects to one of the Psiphon servers it is given (over the protocols of
+// connect/protocols.hpp, SSH through the patched libssh), keeps the tunnel up, and serves
+// SOCKS5 and HTTP proxies on loopback. Notices on stdout as JSON lines in Psiphon's format;
+// people's messages on stderr.
 #include "connect/connect_run.hpp"
+#include "connect/protocols.hpp"
 #include "core/cli.hpp"
 
 using namespace psi;
@@ -9,7 +11,8 @@ using namespace psi;
 int main(int argc, char** argv) {
     CommonOptions common;
     connect::ConnectOptions options;
-    CLI::App app{"psi-connect: a Psiphon tunnel (OSSH or SSH) to one of the given servers, with SOCKS5 and HTTP\n"
+    CLI::App app{"psi-connect: a Psiphon tunnel (" + connect::spoken_protocol_list(" or ") +
+                     ") to one of the given servers, with SOCKS5 and HTTP\n"
                  "proxies on loopback. Notices go to stdout as JSON lines; messages to stderr.",
                  "psi-connect"};
     add_common_options(app, common);
@@ -25,7 +28,7 @@ int main(int argc, char** argv) {
         ->excludes("--http");
     app.add_option("--discovered", options.discovered_file, "Write the servers the handshake hands out to FILE");
     app.add_option("--protocols", options.protocols, "Tunnel protocols to use, in order (LimitTunnelProtocols)")
-        ->check(CLI::IsMember({"OSSH", "SSH"}))
+        ->check(CLI::IsMember(connect::spoken_protocol_names()))
         ->delimiter(',');
     app.add_option("--parallel", options.parallel, "Servers dialled at once")->check(CLI::Range(1, 32))->capture_default_str();
     app.add_option("--dial-timeout", options.dial_timeout, "Seconds for one server to come up")

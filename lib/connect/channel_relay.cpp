@@ -15,12 +15,12 @@ bool would_block() { return errno == EAGAIN || errno == EWOULDBLOCK || errno == 
 
 }  // namespace
 
-ChannelRelay::ChannelRelay(EventLoop& loop, TunnelSession& session, UniqueFd client, ssh_channel channel,
+ChannelRelay::ChannelRelay(EventLoop& loop, TunnelSession& session, UniqueFd client, SshChannel channel,
                            std::string early, RelayTotals& totals, FinishedHandler finished)
     : loop_(loop),
       session_(session),
       client_(std::move(client)),
-      channel_(channel),
+      channel_(std::move(channel)),
       totals_(totals),
       finished_(std::move(finished)),
       to_channel_(std::move(early)) {
@@ -30,7 +30,7 @@ ChannelRelay::ChannelRelay(EventLoop& loop, TunnelSession& session, UniqueFd cli
     callbacks_.channel_eof_function = &ChannelRelay::on_channel_eof;
     callbacks_.channel_close_function = &ChannelRelay::on_channel_close;
     callbacks_.channel_write_wontblock_function = &ChannelRelay::on_window;
-    ssh_set_channel_callbacks(channel_, &callbacks_);
+    ssh_set_channel_callbacks(channel_.get(), &callbacks_);
     // Data, EOF or CLOSE may have come with the open confirmation, before the callbacks were set.
     is_channel_holding_ = true;
     loop_.add(client_.get(), EPOLLOUT, [this](std::uint32_t events) { on_client(events); });
@@ -41,9 +41,8 @@ ChannelRelay::ChannelRelay(EventLoop& loop, TunnelSession& session, UniqueFd cli
 
 ChannelRelay::~ChannelRelay() {
     if (loop_.contains(client_.get())) loop_.remove(client_.get());
-    ssh_remove_channel_callbacks(channel_, &callbacks_);
-    if (!session_.has_failed() && !ssh_channel_is_closed(channel_)) ssh_channel_close(channel_);
-    ssh_channel_free(channel_);
+    ssh_remove_channel_callbacks(channel_.get(), &callbacks_);
+    session_.close_channel(std::move(channel_));
     if (!session_.has_failed()) session_.after_write();
 }
 
@@ -65,7 +64,7 @@ void ChannelRelay::read_client() {
         wait_for_session();
         return;
     }
-    const std::uint32_t window = ssh_channel_window_size(channel_);
+    const std::uint32_t window = ssh_channel_window_size(channel_.get());
     if (window == 0) {
         is_waiting_for_window_ = true;  // on_window resumes
         return;
@@ -76,7 +75,7 @@ void ChannelRelay::read_client() {
         write_channel(buffer, static_cast<std::size_t>(n));
     } else if (n == 0) {
         is_client_eof_ = true;
-        ssh_channel_send_eof(channel_);
+        ssh_channel_send_eof(channel_.get());
         session_.after_write();
     } else if (!would_block()) {
         finish();
@@ -84,7 +83,7 @@ void ChannelRelay::read_client() {
 }
 
 bool ChannelRelay::write_channel(const char* data, std::size_t size) {
-    const int written = ssh_channel_write(channel_, data, static_cast<std::uint32_t>(size));
+    const int written = ssh_channel_write(channel_.get(), data, static_cast<std::uint32_t>(size));
     if (written < 0) {
         finish();
         return false;
@@ -93,7 +92,7 @@ bool ChannelRelay::write_channel(const char* data, std::size_t size) {
     const bool is_short = static_cast<std::size_t>(written) < size;
     if (is_short) to_channel_.append(data + written, size - static_cast<std::size_t>(written));
     session_.after_write();
-    if (is_short && ssh_channel_window_size(channel_) == 0) {
+    if (is_short && ssh_channel_window_size(channel_.get()) == 0) {
         is_waiting_for_window_ = true;  // on_window resumes
     } else if (is_short || session_.is_congested()) {
         // libssh holds output, or takes none during a key exchange: after the next packets.
@@ -104,7 +103,7 @@ bool ChannelRelay::write_channel(const char* data, std::size_t size) {
 
 void ChannelRelay::flush_to_channel() {
     if (to_channel_.empty()) return;
-    const std::size_t size = std::min<std::size_t>(to_channel_.size(), ssh_channel_window_size(channel_));
+    const std::size_t size = std::min<std::size_t>(to_channel_.size(), ssh_channel_window_size(channel_.get()));
     if (size == 0) {
         is_waiting_for_window_ = true;
         return;
@@ -115,7 +114,7 @@ void ChannelRelay::flush_to_channel() {
         to_channel_.append(pending, size, std::string::npos);  // after what write_channel kept
         // on_window comes only when a closed window opens: a short write during a key exchange
         // leaves it open, and write_channel waits for the session instead.
-        if (ssh_channel_window_size(channel_) == 0) is_waiting_for_window_ = true;
+        if (ssh_channel_window_size(channel_.get()) == 0) is_waiting_for_window_ = true;
     }
 }
 
@@ -143,11 +142,11 @@ void ChannelRelay::drain_channel() {
     }
     char buffer[chunk_size];
     while (is_channel_holding_ && !is_finished_) {
-        const int n = ssh_channel_read_nonblocking(channel_, buffer, sizeof buffer, 0);
+        const int n = ssh_channel_read_nonblocking(channel_.get(), buffer, sizeof buffer, 0);
         if (n <= 0) {
             is_channel_holding_ = false;
-            if (n == SSH_EOF || ssh_channel_is_eof(channel_)) is_channel_eof_ = true;
-            if (ssh_channel_is_closed(channel_)) is_channel_closed_ = is_channel_eof_ = true;
+            if (n == SSH_EOF || ssh_channel_is_eof(channel_.get())) is_channel_eof_ = true;
+            if (ssh_channel_is_closed(channel_.get())) is_channel_closed_ = is_channel_eof_ = true;
             break;
         }
         totals_.bytes_down += static_cast<std::uint64_t>(n);

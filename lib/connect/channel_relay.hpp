@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "connect/ssh_handle.hpp"
 #include "connect/tunnel_session.hpp"
 #include "core/event_loop.hpp"
 #include "core/unique_fd.hpp"
@@ -31,7 +32,7 @@ public:
     // `early` holds client bytes read before the channel opened (sent first). `finished` is
     // called once, when both directions are done or one failed; the owner then destroys it
     // (not from inside the call).
-    ChannelRelay(EventLoop& loop, TunnelSession& session, UniqueFd client, ssh_channel channel, std::string early,
+    ChannelRelay(EventLoop& loop, TunnelSession& session, UniqueFd client, SshChannel channel, std::string early,
                  RelayTotals& totals, FinishedHandler finished);
     ~ChannelRelay();
     ChannelRelay(const ChannelRelay&) = delete;
@@ -59,7 +60,7 @@ private:
     EventLoop& loop_;
     TunnelSession& session_;
     UniqueFd client_;
-    ssh_channel channel_;
+    SshChannel channel_;
     ssh_channel_callbacks_struct callbacks_{};
     RelayTotals& totals_;
     FinishedHandler finished_;

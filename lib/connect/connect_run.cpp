@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "connect/protocols.hpp"
 #include "connect/psiphon_api.hpp"
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
@@ -42,13 +43,14 @@ void resolve_against(ConnectOptions& options, const Config& config) {
     if (options.protocols.empty()) {
         const std::vector<std::string>& limited = config.psiphon.limit_tunnel_protocols;
         for (const std::string& protocol : limited) {
-            if (protocol == "OSSH" || protocol == "SSH") options.protocols.push_back(protocol);
+            if (find_spoken_protocol(protocol)) options.protocols.push_back(protocol);
             else log::warning("LimitTunnelProtocols: psi-connect does not speak " + protocol + "; ignored");
         }
         if (!limited.empty() && options.protocols.empty())
-            throw Error("LimitTunnelProtocols names no protocol psi-connect speaks (OSSH, SSH)", exit_status::usage);
+            throw Error("LimitTunnelProtocols names no protocol psi-connect speaks (" + spoken_protocol_list(", ") + ")",
+                        exit_status::usage);
     }
-    if (options.protocols.empty()) options.protocols = {"OSSH", "SSH"};
+    if (options.protocols.empty()) options.protocols = spoken_protocol_names();
 }
 
 }  // namespace

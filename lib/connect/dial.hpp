@@ -1,19 +1,19 @@
-// One attempt to bring up a tunnel to one server over one protocol (PROTOCOL.md §3-5): TCP to the
-// entry's port; for OSSH the obfuscation shim; SSH with the server's host key compared byte for
-// byte with the entry's sshHostKey; password auth with the JSON payload; then psiphon-handshake.
-// Blocking, in the caller's thread; cancel() from any thread ends it early.
+// One attempt to bring up a tunnel to one server over one protocol (PROTOCOL.md §3-5): the
+// protocol's transport opens the byte stream (transport.hpp); SSH over it, with the server's host
+// key compared byte for byte with the entry's sshHostKey; password auth with the JSON payload;
+// then psiphon-handshake. Blocking, in the caller's thread; cancel() from any thread ends it early.
 #pragma once
 
 #include <libssh/libssh.h>
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
-#include "connect/ossh_pump.hpp"
+#include "connect/cancellation.hpp"
 #include "connect/psiphon_api.hpp"
+#include "connect/ssh_handle.hpp"
+#include "connect/transport.hpp"
 #include "core/unique_fd.hpp"
 #include "servers/server_entry.hpp"
 
@@ -21,7 +21,7 @@ namespace psi::connect {
 
 struct Candidate {
     servers::ServerEntry entry;
-    std::string protocol;  // "OSSH" or "SSH"
+    std::string protocol;  // one psi speaks (protocols.hpp)
     std::size_t number = 0;  // its place in the dialling order of its round (the Establisher's)
     std::size_t count = 0;   // candidates in that round
     std::string label() const;  // "OSSH 192.0.2.1:443"
@@ -40,24 +40,24 @@ struct DialSettings {
 // An established tunnel: an authenticated SSH session (after the handshake, when asked for).
 class Tunnel {
 public:
-    Tunnel(Candidate candidate, ssh_session session, UniqueFd socket, std::unique_ptr<OsshPump> pump,
+    Tunnel(Candidate candidate, SshClientSession session, UniqueFd socket, std::unique_ptr<Transport> transport,
            HandshakeResponse handshake);
-    ~Tunnel();
+    ~Tunnel();  // SSH_MSG_DISCONNECT, then the session, the transport and the socket go, in that order
     Tunnel(const Tunnel&) = delete;
     Tunnel& operator=(const Tunnel&) = delete;
 
-    ssh_session session() const { return session_; }
+    ssh_session session() const { return session_.get(); }
     int descriptor() const { return socket_.get(); }  // the one libssh reads and writes
     const Candidate& candidate() const { return candidate_; }
     const HandshakeResponse& handshake() const { return handshake_; }
-    // Why the OSSH shim ended, if it did ("" for SSH).
-    std::string transport_failure() const { return pump_ ? pump_->failure() : std::string(); }
+    // Why the transport stopped carrying bytes, if it did.
+    std::string transport_failure() const { return transport_->failure(); }
 
 private:
     Candidate candidate_;
-    ssh_session session_;
     UniqueFd socket_;
-    std::unique_ptr<OsshPump> pump_;
+    std::unique_ptr<Transport> transport_;
+    SshClientSession session_;  // destroyed before what carries its bytes
     HandshakeResponse handshake_;
 };
 
@@ -69,19 +69,12 @@ public:
     void cancel();
 
 private:
-    void watch(int fd);
-    void check_cancelled();
-    UniqueFd connect_tcp(std::chrono::steady_clock::time_point deadline);
-    DialReport report() const;
+    DialReport report(const Transport& transport) const;
 
     Candidate candidate_;
     const DialSettings& settings_;
-    std::mutex mutex_;
-    bool is_cancelled_ = false;
-    std::vector<int> watched_;
+    Cancellation cancellation_;
     std::string ssh_client_version_;
-    std::int64_t dial_duration_ms_ = 0;
-    std::optional<std::size_t> ossh_padding_;
 };
 
 // Calls ssh_init() once for the process (the static library has no constructor doing it).

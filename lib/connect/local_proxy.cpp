@@ -107,15 +107,13 @@ void LocalProxy::start_connect(Client& client, const std::string& host, std::uin
     client.success_reply = std::move(success_reply);
     client.is_opening = true;
     client.session = session;
-    client.open_id = session->open_forward(host, port, [this, fd](OpenResult result) { on_opened(fd, result); });
+    client.open_id =
+        session->open_forward(host, port, [this, fd](OpenResult result) { on_opened(fd, std::move(result)); });
 }
 
 void LocalProxy::on_opened(int fd, OpenResult result) {
     const auto found = clients_.find(fd);
-    if (found == clients_.end()) {
-        if (result.channel) ssh_channel_free(result.channel);
-        return;
-    }
+    if (found == clients_.end()) return;  // the client left: its channel goes with `result`
     Client& client = found->second;
     if (!result.channel) {
         client.is_opening = false;
@@ -125,8 +123,8 @@ void LocalProxy::on_opened(int fd, OpenResult result) {
     send_now(fd, client.success_reply);
     TunnelSession& session = *client.session;
     std::string early = std::move(client.received);
-    auto relay = std::make_unique<ChannelRelay>(loop_, session, release(fd), result.channel, std::move(early), totals_,
-                                                [this](ChannelRelay* finished) {
+    auto relay = std::make_unique<ChannelRelay>(loop_, session, release(fd), std::move(result.channel),
+                                                std::move(early), totals_, [this](ChannelRelay* finished) {
                                                     loop_.defer([this, finished] { relays_.erase(finished); });
                                                 });
     ChannelRelay* key = relay.get();

@@ -14,13 +14,13 @@ constexpr int packets_per_round = 64;
 
 }  // namespace
 
-PacketTunnel::PacketTunnel(EventLoop& loop, TunnelSession& session, int tun, ssh_channel channel,
+PacketTunnel::PacketTunnel(EventLoop& loop, TunnelSession& session, int tun, SshChannel channel,
                            const PacketTunnelAddresses& addresses, PacketTunnelCounters& counters,
                            EndedHandler ended)
     : loop_(loop),
       session_(session),
       tun_(tun),
-      channel_(channel),
+      channel_(std::move(channel)),
       addresses_(addresses),
       counters_(counters),
       ended_(std::move(ended)) {
@@ -30,24 +30,23 @@ PacketTunnel::PacketTunnel(EventLoop& loop, TunnelSession& session, int tun, ssh
     callbacks_.channel_eof_function = &PacketTunnel::on_channel_end;
     callbacks_.channel_close_function = &PacketTunnel::on_channel_end;
     callbacks_.channel_write_wontblock_function = &PacketTunnel::on_window;
-    ssh_set_channel_callbacks(channel_, &callbacks_);
+    ssh_set_channel_callbacks(channel_.get(), &callbacks_);
     // Data may have come with the open confirmation, before the callbacks were set.
     char buffer[16384];
     int n;
-    while ((n = ssh_channel_read_nonblocking(channel_, buffer, sizeof buffer, 0)) > 0) {
+    while ((n = ssh_channel_read_nonblocking(channel_.get(), buffer, sizeof buffer, 0)) > 0) {
         down_.append(buffer, static_cast<std::size_t>(n));
         take_frames();
     }
     // So may the channel's end.
-    if (ssh_channel_is_eof(channel_) || ssh_channel_is_closed(channel_)) end();
+    if (ssh_channel_is_eof(channel_.get()) || ssh_channel_is_closed(channel_.get())) end();
     watch_tun();
 }
 
 PacketTunnel::~PacketTunnel() {
     if (is_watching_tun_) loop_.remove(tun_);
-    ssh_remove_channel_callbacks(channel_, &callbacks_);
-    if (!session_.has_failed() && !ssh_channel_is_closed(channel_)) ssh_channel_close(channel_);
-    ssh_channel_free(channel_);
+    ssh_remove_channel_callbacks(channel_.get(), &callbacks_);
+    session_.close_channel(std::move(channel_));
     if (!session_.has_failed()) session_.after_write();
 }
 
@@ -123,9 +122,9 @@ void PacketTunnel::read_tun() {
 void PacketTunnel::send_up() {
     if (up_.empty() || has_ended_ || session_.has_failed()) return;
     if (!session_.is_congested()) {
-        const std::size_t size = std::min<std::size_t>(up_.size(), ssh_channel_window_size(channel_));
+        const std::size_t size = std::min<std::size_t>(up_.size(), ssh_channel_window_size(channel_.get()));
         if (size == 0) return;  // on_window resumes
-        const int written = ssh_channel_write(channel_, up_.data(), static_cast<std::uint32_t>(size));
+        const int written = ssh_channel_write(channel_.get(), up_.data(), static_cast<std::uint32_t>(size));
         if (written < 0) {  // the channel is closed, or closing
             end();
             return;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "connect/packet_filter.hpp"
+#include "connect/ssh_handle.hpp"
 #include "connect/tunnel_session.hpp"
 #include "core/event_loop.hpp"
 
@@ -34,7 +35,7 @@ public:
 
     // `tun` is the attached TUN (plain packets, non-blocking); the caller keeps it open while
     // this lives. `ended` is called once, from the loop, when the server closes the channel.
-    PacketTunnel(EventLoop& loop, TunnelSession& session, int tun, ssh_channel channel,
+    PacketTunnel(EventLoop& loop, TunnelSession& session, int tun, SshChannel channel,
                  const PacketTunnelAddresses& addresses, PacketTunnelCounters& counters, EndedHandler ended);
     ~PacketTunnel();
     PacketTunnel(const PacketTunnel&) = delete;
@@ -55,7 +56,7 @@ private:
     EventLoop& loop_;
     TunnelSession& session_;
     int tun_;
-    ssh_channel channel_;
+    SshChannel channel_;
     ssh_channel_callbacks_struct callbacks_{};
     PacketTunnelAddresses addresses_;
     PacketTunnelCounters& counters_;

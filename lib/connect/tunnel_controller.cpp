@@ -16,6 +16,7 @@
 #include "connect/network_watch.hpp"
 #include "connect/notice.hpp"
 #include "connect/packet_tunnel.hpp"
+#include "connect/protocols.hpp"
 #include "connect/psiphon_api.hpp"
 #include "connect/socks_server.hpp"
 #include "connect/tunnel_session.hpp"
@@ -124,7 +125,7 @@ private:
 
     void start_establishing() {
         if (candidates_.empty()) {
-            fail_for_good("no usable server entry (each needs an OSSH or SSH port and capability)");
+            fail_for_good("no usable server entry (each needs an " + spoken_protocol_list(" or ") + " port and capability)");
             return;
         }
         settings_.established_tunnels_count = tunnels_established_;
@@ -177,7 +178,7 @@ private:
                 tun_.reset();
             } else {
                 packet_tunnel_ = std::make_unique<PacketTunnel>(
-                    loop_, *session_, tun_.get(), result.channel, packet_addresses_, packet_counters_,
+                    loop_, *session_, tun_.get(), std::move(result.channel), packet_addresses_, packet_counters_,
                     [this](const std::string& reason) { on_tunnel_failed(reason); });
                 notices_.emit(notice::PacketTunnel{notice::PacketTunnel::State::up, options_.tun_name});
             }

@@ -31,15 +31,11 @@ TunnelSession::TunnelSession(EventLoop& loop, std::unique_ptr<Tunnel> tunnel, Ke
                              FailureHandler on_failure)
     : loop_(loop),
       tunnel_(std::move(tunnel)),
-      event_(ssh_event_new()),
+      event_(tunnel_->session()),
       keepalive_(keepalive),
       on_failure_(std::move(on_failure)) {
-    if (!event_ || !reply_) throw Error("out of memory for the tunnel's events");
+    if (!reply_) throw Error("out of memory for the tunnel's events");
     ssh_set_blocking(session(), 0);
-    if (ssh_event_add_session(event_, session()) != SSH_OK) {
-        ssh_event_free(event_);
-        throw Error("the tunnel's session cannot be polled");
-    }
     schedule_keepalive();
     loop_.add(tunnel_->descriptor(), EPOLLIN, [this](std::uint32_t events) { on_socket(events); });
     after_packets();  // anything that arrived with the handshake
@@ -47,9 +43,6 @@ TunnelSession::TunnelSession(EventLoop& loop, std::unique_ptr<Tunnel> tunnel, Ke
 
 TunnelSession::~TunnelSession() {
     if (loop_.contains(tunnel_->descriptor())) loop_.remove(tunnel_->descriptor());
-    for (PendingOpen& open : opens_) ssh_channel_free(open.channel);
-    ssh_event_remove_session(event_, session());
-    ssh_event_free(event_);
 }
 
 std::uint64_t TunnelSession::open_forward(const std::string& host, std::uint16_t port, OpenHandler done) {
@@ -63,13 +56,13 @@ std::uint64_t TunnelSession::open_custom(const std::string& type, OpenHandler do
 std::uint64_t TunnelSession::open(std::string custom_type, const std::string& host, std::uint16_t port,
                                   OpenHandler done) {
     const std::uint64_t id = next_open_id_++;
-    ssh_channel channel = has_failed_ ? nullptr : ssh_channel_new(session());
+    SshChannel channel(has_failed_ ? nullptr : ssh_channel_new(session()));
     if (!channel) {
         loop_.defer([done = std::move(done)] { done(OpenResult{}); });
         return id;
     }
-    opens_.push_back(
-        PendingOpen{id, channel, std::move(custom_type), host, port, Clock::now() + open_timeout, std::move(done)});
+    opens_.push_back(PendingOpen{id, std::move(channel), std::move(custom_type), host, port,
+                                 Clock::now() + open_timeout, std::move(done)});
     // Sent from the loop, never from here: `done` must not run while the caller is still
     // inside open_forward (it may free what the caller holds).
     if (!is_advance_scheduled_) {
@@ -88,8 +81,7 @@ std::uint64_t TunnelSession::open(std::string custom_type, const std::string& ho
 void TunnelSession::cancel_open(std::uint64_t id) {
     for (auto it = opens_.begin(); it != opens_.end(); ++it) {
         if (it->id != id) continue;
-        ssh_channel_free(it->channel);  // a late confirmation is answered with a close by libssh
-        opens_.erase(it);
+        opens_.erase(it);  // its channel freed: a late confirmation is answered with a close by libssh
         return;
     }
 }
@@ -110,12 +102,16 @@ void TunnelSession::after_write() {
     }
 }
 
+void TunnelSession::close_channel(SshChannel channel) {
+    if (!has_failed_ && !ssh_channel_is_closed(channel.get())) ssh_channel_close(channel.get());
+}
+
 void TunnelSession::on_socket(std::uint32_t) {
     if (has_failed_) return;
     // libssh reads its socket once per poll: a few rounds while data keeps coming, then the
     // rest of the loop gets its turn.
     for (int round = 0; round < 4; ++round) {
-        const int status = ssh_event_dopoll(event_, 0);
+        const int status = ssh_event_dopoll(event_.get(), 0);
         if (status == SSH_ERROR && !ssh_is_connected(session())) {
             fail(std::string("the tunnel broke: ") + ssh_get_error(session()));
             return;
@@ -146,22 +142,23 @@ void TunnelSession::after_packets() {
 void TunnelSession::advance_opens() {
     const auto now = Clock::now();
     for (auto it = opens_.begin(); it != opens_.end() && !has_failed_;) {
+        ssh_channel channel = it->channel.get();
         const int status = it->custom_type.empty()
-                               ? ssh_channel_open_forward(it->channel, it->host.c_str(), it->port, "127.0.0.1", 0)
-                               : ssh_channel_open_custom(it->channel, it->custom_type.c_str(), nullptr, 0);
+                               ? ssh_channel_open_forward(channel, it->host.c_str(), it->port, "127.0.0.1", 0)
+                               : ssh_channel_open_custom(channel, it->custom_type.c_str(), nullptr, 0);
         if (status == SSH_AGAIN && now < it->deadline) {
             ++it;
             continue;
         }
         OpenResult result;
         if (status == SSH_OK) {
-            result.channel = it->channel;
+            result.channel = std::move(it->channel);
             result.reply = proxy::SocksReply::succeeded;
         } else {
             const std::string error = status == SSH_AGAIN ? "no answer in time" : ssh_get_error(session());
             log::debug("channel open failed: " + error);
             result.reply = status == SSH_AGAIN ? proxy::SocksReply::ttl_expired : reply_for_refusal(error);
-            ssh_channel_free(it->channel);
+            it->channel.reset();
         }
         OpenHandler done = std::move(it->done);
         it = opens_.erase(it);
@@ -242,7 +239,7 @@ void TunnelSession::fail(const std::string& reason) {
     std::list<PendingOpen> opens;
     opens.swap(opens_);
     for (PendingOpen& open : opens) {
-        ssh_channel_free(open.channel);
+        open.channel.reset();
         open.done(OpenResult{});
     }
     drained_waiters_.clear();

@@ -17,13 +17,14 @@
 #include <vector>
 
 #include "connect/dial.hpp"
+#include "connect/ssh_handle.hpp"
 #include "core/event_loop.hpp"
 #include "proxy/socks5.hpp"
 
 namespace psi::connect {
 
 struct OpenResult {
-    ssh_channel channel = nullptr;  // the caller owns it when set
+    SshChannel channel;  // none when the open failed
     proxy::SocksReply reply = proxy::SocksReply::general_failure;
 };
 
@@ -66,6 +67,9 @@ public:
     void when_drained(std::function<void()> resume);
     // After writing to a channel: lets the loop flush what libssh could not send at once.
     void after_write();
+    // For the owner of a channel that is done with it: CLOSE unless the channel or the whole
+    // session is already gone, then the channel is freed.
+    void close_channel(SshChannel channel);
 
     // Keepalives and open timeouts; the owner calls it about once a second.
     void tick();
@@ -80,7 +84,7 @@ public:
 private:
     struct PendingOpen {
         std::uint64_t id;
-        ssh_channel channel;
+        SshChannel channel;
         std::string custom_type;  // empty: direct-tcpip to host:port
         std::string host;
         std::uint16_t port;
@@ -105,14 +109,14 @@ private:
 
     EventLoop& loop_;
     std::unique_ptr<Tunnel> tunnel_;
-    ssh_event event_;
+    SshSessionEvent event_;  // after tunnel_: it lets go of the session before the session goes
     KeepaliveSettings keepalive_;
     FailureHandler on_failure_;
-    std::list<PendingOpen> opens_;
+    std::list<PendingOpen> opens_;  // channels: freed before the session
     std::uint64_t next_open_id_ = 1;
     std::vector<std::function<void()>> drained_waiters_;
     std::deque<PendingRequest> requests_;  // the first is on the wire
-    std::unique_ptr<ssh_buffer_struct, void (*)(ssh_buffer)> reply_{ssh_buffer_new(), ssh_buffer_free};
+    SshBuffer reply_{ssh_buffer_new()};
     std::chrono::steady_clock::time_point request_deadline_{};
     std::chrono::steady_clock::time_point next_keepalive_;
     bool is_keepalive_pending_ = false;  // queued or on the wire

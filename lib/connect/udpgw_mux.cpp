@@ -54,7 +54,7 @@ void UdpgwMux::send(const proxy::UdpgwMessage& message) {
 void UdpgwMux::open_channel() {
     state_ = State::opening;
     open_id_ = session_.open_forward(udpgw_host, udpgw_port, [this, alive = std::weak_ptr<bool>(alive_)](OpenResult result) {
-        if (!alive.expired()) on_opened(result);
+        if (!alive.expired()) on_opened(std::move(result));
     });
 }
 
@@ -66,17 +66,17 @@ void UdpgwMux::on_opened(OpenResult result) {
         log::warning("the server refused UDP (udpgw)");
         return;
     }
-    channel_ = result.channel;
+    channel_ = std::move(result.channel);
     state_ = State::open;
-    ssh_set_channel_callbacks(channel_, &callbacks_);
+    ssh_set_channel_callbacks(channel_.get(), &callbacks_);
     flush();
 }
 
 void UdpgwMux::flush() {
     if (state_ != State::open || upstream_.empty()) return;
-    const std::size_t size = std::min<std::size_t>(upstream_.size(), ssh_channel_window_size(channel_));
+    const std::size_t size = std::min<std::size_t>(upstream_.size(), ssh_channel_window_size(channel_.get()));
     if (size == 0) return;  // on_window flushes
-    const int written = ssh_channel_write(channel_, upstream_.data(), static_cast<std::uint32_t>(size));
+    const int written = ssh_channel_write(channel_.get(), upstream_.data(), static_cast<std::uint32_t>(size));
     if (written < 0) {
         close_channel();
         return;
@@ -87,10 +87,8 @@ void UdpgwMux::flush() {
 
 void UdpgwMux::close_channel() {
     if (!channel_) return;
-    ssh_remove_channel_callbacks(channel_, &callbacks_);
-    if (!session_.has_failed() && !ssh_channel_is_closed(channel_)) ssh_channel_close(channel_);
-    ssh_channel_free(channel_);
-    channel_ = nullptr;
+    ssh_remove_channel_callbacks(channel_.get(), &callbacks_);
+    session_.close_channel(std::move(channel_));
     state_ = State::closed;
     downstream_.clear();
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "connect/ssh_handle.hpp"
 #include "connect/tunnel_session.hpp"
 #include "core/event_loop.hpp"
 #include "proxy/udpgw.hpp"
@@ -57,7 +58,7 @@ private:
     TunnelSession& session_;
     State state_ = State::closed;
     std::uint64_t open_id_ = 0;
-    ssh_channel channel_ = nullptr;
+    SshChannel channel_;
     ssh_channel_callbacks_struct callbacks_{};
     std::string upstream_;    // frames waiting for the channel
     std::string downstream_;  // an incomplete frame from the server

@@ -6,6 +6,8 @@
 #include <tuple>
 #include <utility>
 
+#include "connect/protocols.hpp"
+
 namespace psi::servers {
 namespace {
 
@@ -31,7 +33,7 @@ Rank rank_of(const StoredEntry& entry, std::int64_t now) {
 }  // namespace
 
 const std::vector<std::string>& default_protocols() {
-    static const std::vector<std::string> protocols{"OSSH", "SSH"};
+    static const std::vector<std::string> protocols = connect::spoken_protocol_names();
     return protocols;
 }
 

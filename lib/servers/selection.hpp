@@ -13,7 +13,7 @@
 
 namespace psi::servers {
 
-// The protocols psi-connect speaks, in its order of preference.
+// The protocols psi-connect speaks, in its order of preference (connect/protocols.hpp).
 const std::vector<std::string>& default_protocols();
 
 struct Selection {

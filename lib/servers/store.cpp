@@ -80,6 +80,8 @@ bool is_known_protocol(const std::string& protocol) {
     return std::find(known_protocols.begin(), known_protocols.end(), protocol) != known_protocols.end();
 }
 
+const std::vector<std::string>& psiphon_protocols() { return known_protocols; }
+
 ServerEntry StoredEntry::entry() const { return ServerEntry{json::parse(json, "stored entry")}; }
 
 ServerEntry StoredEntry::entry_with_local_fields() const {

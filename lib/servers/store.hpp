@@ -102,6 +102,8 @@ const StoredEntry& stored_entry_or_fail(const Store& store, const std::string& i
 
 // Whether `protocol` is one of Psiphon's tunnel protocols (PROTOCOL.md §1.3).
 bool is_known_protocol(const std::string& protocol);
+// All of them, whether psi speaks them or not (connect/protocols.hpp names those it does).
+const std::vector<std::string>& psiphon_protocols();
 
 StoredEntry make_stored_entry(const ServerEntry& entry, Source source, std::int64_t now);
 

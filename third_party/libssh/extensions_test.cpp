@@ -35,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include "connect/ssh_handle.hpp"
+
 namespace {
 
 using Bytes = std::vector<uint8_t>;
@@ -472,10 +474,8 @@ const std::string kHandshakeReply =
     R"("page_view_regexes":[],"https_request_regexes":[],"encoded_server_list":[],"client_region":"CA",)"
     R"("client_address":"192.0.2.1:12345","server_timestamp":"2024-01-01T00:00:00Z"})";
 
-struct BufferDeleter {
-    void operator()(ssh_buffer buffer) const { ssh_buffer_free(buffer); }
-};
-using Buffer = std::unique_ptr<ssh_buffer_struct, BufferDeleter>;
+using Buffer = psi::connect::SshBuffer;
+using Channel = psi::connect::SshChannel;
 
 Bytes bytes_of(ssh_buffer buffer) {
     const auto* data = static_cast<const uint8_t*>(ssh_buffer_get(buffer));
@@ -508,44 +508,44 @@ protected:
         server_ = std::make_unique<TestServer>(fds[1], script_);
         thread_ = std::thread([this] { server_->run(); });
 
-        session_ = ssh_new();
-        ASSERT_NE(session_, nullptr);
+        session_.reset(ssh_new());
+        ASSERT_NE(session(), nullptr);
         client_fd_ = fds[0];
         socket_t fd = fds[0];
         int no = 0;
         long timeout = 10;
-        ASSERT_EQ(ssh_options_set(session_, SSH_OPTIONS_FD, &fd), SSH_OK);
-        ASSERT_EQ(ssh_options_set(session_, SSH_OPTIONS_HOST, "psi-test"), SSH_OK);
-        ASSERT_EQ(ssh_options_set(session_, SSH_OPTIONS_USER, script_.user.c_str()), SSH_OK);
-        ASSERT_EQ(ssh_options_set(session_, SSH_OPTIONS_PROCESS_CONFIG, &no), SSH_OK);
-        ASSERT_EQ(ssh_options_set(session_, SSH_OPTIONS_KNOWNHOSTS, "/dev/null"), SSH_OK);
-        ASSERT_EQ(ssh_options_set(session_, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null"), SSH_OK);
-        ASSERT_EQ(ssh_options_set(session_, SSH_OPTIONS_TIMEOUT, &timeout), SSH_OK);
-        ASSERT_EQ(ssh_connect(session_), SSH_OK) << ssh_get_error(session_) << " / server: " << server_->error();
+        ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_FD, &fd), SSH_OK);
+        ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_HOST, "psi-test"), SSH_OK);
+        ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_USER, script_.user.c_str()), SSH_OK);
+        ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_PROCESS_CONFIG, &no), SSH_OK);
+        ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_KNOWNHOSTS, "/dev/null"), SSH_OK);
+        ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null"), SSH_OK);
+        ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_TIMEOUT, &timeout), SSH_OK);
+        ASSERT_EQ(ssh_connect(session()), SSH_OK) << ssh_get_error(session()) << " / server: " << server_->error();
 
         // The host key check psi does (PROTOCOL.md section 4): the server's key blob, byte for byte.
         // libssh 0.10 has no public function returning the blob; its base64 form is the same check.
-        ssh_key key = nullptr;
-        ASSERT_EQ(ssh_get_server_publickey(session_, &key), SSH_OK);
-        char* base64 = nullptr;
-        ASSERT_EQ(ssh_pki_export_pubkey_base64(key, &base64), SSH_OK);
+        ssh_key received = nullptr;
+        ASSERT_EQ(ssh_get_server_publickey(session(), &received), SSH_OK);
+        const psi::connect::SshKey key(received);
+        char* exported = nullptr;
+        ASSERT_EQ(ssh_pki_export_pubkey_base64(key.get(), &exported), SSH_OK);
+        const psi::connect::SshString base64(exported);
         const Bytes& blob = server_->host_key_blob();
         std::string expected(4 * ((blob.size() + 2) / 3) + 1, '\0');
         expected.resize(size_t(EVP_EncodeBlock(reinterpret_cast<unsigned char*>(expected.data()), blob.data(),
                                                int(blob.size()))));
-        EXPECT_EQ(std::string(base64), expected);
-        ssh_string_free_char(base64);
-        ssh_key_free(key);
+        EXPECT_EQ(std::string(base64.get()), expected);
 
-        ASSERT_EQ(ssh_userauth_password(session_, nullptr, script_.password.c_str()), SSH_AUTH_SUCCESS)
-            << ssh_get_error(session_);
+        ASSERT_EQ(ssh_userauth_password(session(), nullptr, script_.password.c_str()), SSH_AUTH_SUCCESS)
+            << ssh_get_error(session());
         check_errors_ = check_errors;
     }
 
     void TearDown() override {
-        if (session_ != nullptr) {
-            ssh_disconnect(session_);
-            ssh_free(session_);
+        if (session()) {
+            ssh_disconnect(session());
+            session_.reset();
         }
         // libssh does not close a socket given with SSH_OPTIONS_FD, and drops its DISCONNECT when
         // the socket is not writable at once: closing it is what tells the server we are done.
@@ -559,7 +559,9 @@ protected:
     ServerScript script_;
     std::unique_ptr<TestServer> server_;
     std::thread thread_;
-    ssh_session session_ = nullptr;
+    ssh_session session() const { return session_.get(); }
+
+    psi::connect::SshSession session_;
     int client_fd_ = -1;
     bool check_errors_ = true;
 };
@@ -570,10 +572,10 @@ TEST_F(LibsshExtensions, GlobalRequestSendsRawDataAndReturnsTheReply) {
     ASSERT_TRUE(reply);
     ssh_buffer_add_data(reply.get(), "stale", 5);  // replaced, not appended to
 
-    ASSERT_EQ(ssh_send_global_request(session_, "psiphon-handshake", kHandshakeRequest.data(), kHandshakeRequest.size(),
+    ASSERT_EQ(ssh_send_global_request(session(), "psiphon-handshake", kHandshakeRequest.data(), kHandshakeRequest.size(),
                                       1, reply.get()),
               SSH_OK)
-        << ssh_get_error(session_);
+        << ssh_get_error(session());
     EXPECT_EQ(string_of(bytes_of(reply.get())), kHandshakeReply);
 
     const auto requests = server_->global_requests();
@@ -586,14 +588,14 @@ TEST_F(LibsshExtensions, GlobalRequestSendsRawDataAndReturnsTheReply) {
 TEST_F(LibsshExtensions, GlobalRequestRepliesAreBinarySafeAndMayBeEmpty) {
     connect();
     Buffer reply(ssh_buffer_new());
-    ASSERT_EQ(ssh_send_global_request(session_, "binary", "\0\1\2", 3, 1, reply.get()), SSH_OK) << ssh_get_error(session_);
+    ASSERT_EQ(ssh_send_global_request(session(), "binary", "\0\1\2", 3, 1, reply.get()), SSH_OK) << ssh_get_error(session());
     EXPECT_EQ(bytes_of(reply.get()), script_.global_replies["binary"]);
 
     // keepalive@openssh.com with no data, as psi sends its keepalives: SUCCESS with nothing after it.
-    ASSERT_EQ(ssh_send_global_request(session_, "keepalive@openssh.com", nullptr, 0, 1, reply.get()), SSH_OK);
+    ASSERT_EQ(ssh_send_global_request(session(), "keepalive@openssh.com", nullptr, 0, 1, reply.get()), SSH_OK);
     EXPECT_EQ(ssh_buffer_get_len(reply.get()), 0u);
     // The reply may be ignored.
-    EXPECT_EQ(ssh_send_global_request(session_, "psiphon-handshake", "{}", 2, 1, nullptr), SSH_OK);
+    EXPECT_EQ(ssh_send_global_request(session(), "psiphon-handshake", "{}", 2, 1, nullptr), SSH_OK);
 
     const auto requests = server_->global_requests();
     ASSERT_EQ(requests.size(), 3u);
@@ -606,15 +608,15 @@ TEST_F(LibsshExtensions, RejectedGlobalRequestIsAnErrorAndTheSessionGoesOn) {
     connect();
     Buffer reply(ssh_buffer_new());
     ssh_buffer_add_data(reply.get(), "untouched", 9);
-    EXPECT_EQ(ssh_send_global_request(session_, "psiphon-connected", "{}", 2, 1, reply.get()), SSH_ERROR);
-    EXPECT_EQ(ssh_get_error_code(session_), SSH_REQUEST_DENIED);
-    EXPECT_NE(std::string(ssh_get_error(session_)).find("psiphon-connected"), std::string::npos) << ssh_get_error(session_);
+    EXPECT_EQ(ssh_send_global_request(session(), "psiphon-connected", "{}", 2, 1, reply.get()), SSH_ERROR);
+    EXPECT_EQ(ssh_get_error_code(session()), SSH_REQUEST_DENIED);
+    EXPECT_NE(std::string(ssh_get_error(session())).find("psiphon-connected"), std::string::npos) << ssh_get_error(session());
     EXPECT_EQ(string_of(bytes_of(reply.get())), "untouched");
 
-    ASSERT_EQ(ssh_send_global_request(session_, "psiphon-handshake", kHandshakeRequest.data(), kHandshakeRequest.size(),
+    ASSERT_EQ(ssh_send_global_request(session(), "psiphon-handshake", kHandshakeRequest.data(), kHandshakeRequest.size(),
                                       1, reply.get()),
               SSH_OK)
-        << ssh_get_error(session_);
+        << ssh_get_error(session());
     EXPECT_EQ(string_of(bytes_of(reply.get())), kHandshakeReply);
 }
 
@@ -623,10 +625,10 @@ TEST_F(LibsshExtensions, GlobalRequestWithoutWantReplyDoesNotWait) {
     Buffer reply(ssh_buffer_new());
     ssh_buffer_add_data(reply.get(), "untouched", 9);
     // The server answers nothing when want_reply is 0 (and would refuse this name anyway).
-    EXPECT_EQ(ssh_send_global_request(session_, "psiphon-status", "{\"a\":\"b\"}", 9, 0, reply.get()), SSH_OK);
+    EXPECT_EQ(ssh_send_global_request(session(), "psiphon-status", "{\"a\":\"b\"}", 9, 0, reply.get()), SSH_OK);
     EXPECT_EQ(string_of(bytes_of(reply.get())), "untouched");
     // The next request gets its own reply, not a stale one.
-    ASSERT_EQ(ssh_send_global_request(session_, "keepalive@openssh.com", nullptr, 0, 1, reply.get()), SSH_OK);
+    ASSERT_EQ(ssh_send_global_request(session(), "keepalive@openssh.com", nullptr, 0, 1, reply.get()), SSH_OK);
     EXPECT_EQ(ssh_buffer_get_len(reply.get()), 0u);
 
     const auto requests = server_->global_requests();
@@ -638,38 +640,38 @@ TEST_F(LibsshExtensions, GlobalRequestWithoutWantReplyDoesNotWait) {
 
 TEST_F(LibsshExtensions, GlobalRequestInNonblockingModeIsSentOnce) {
     connect();
-    ssh_set_blocking(session_, 0);
+    ssh_set_blocking(session(), 0);
     Buffer reply(ssh_buffer_new());
     int rc, again = 0;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while ((rc = ssh_send_global_request(session_, "slow", "x", 1, 1, reply.get())) == SSH_AGAIN &&
+    while ((rc = ssh_send_global_request(session(), "slow", "x", 1, 1, reply.get())) == SSH_AGAIN &&
            std::chrono::steady_clock::now() < deadline) {
         ++again;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    ASSERT_EQ(rc, SSH_OK) << ssh_get_error(session_);
+    ASSERT_EQ(rc, SSH_OK) << ssh_get_error(session());
     EXPECT_GT(again, 0);
     EXPECT_EQ(string_of(bytes_of(reply.get())), "slow reply");
     EXPECT_EQ(server_->global_requests().size(), 1u);
-    ssh_set_blocking(session_, 1);
+    ssh_set_blocking(session(), 1);
 }
 
 TEST_F(LibsshExtensions, GlobalRequestChecksItsArguments) {
     connect();
     EXPECT_EQ(ssh_send_global_request(nullptr, "x", nullptr, 0, 1, nullptr), SSH_ERROR);
-    EXPECT_EQ(ssh_send_global_request(session_, nullptr, nullptr, 0, 1, nullptr), SSH_ERROR);
-    EXPECT_EQ(ssh_send_global_request(session_, "x", nullptr, 1, 1, nullptr), SSH_ERROR);
+    EXPECT_EQ(ssh_send_global_request(session(), nullptr, nullptr, 0, 1, nullptr), SSH_ERROR);
+    EXPECT_EQ(ssh_send_global_request(session(), "x", nullptr, 1, 1, nullptr), SSH_ERROR);
     EXPECT_TRUE(server_->global_requests().empty());
     // The session is still fine.
-    EXPECT_EQ(ssh_send_global_request(session_, "keepalive@openssh.com", nullptr, 0, 1, nullptr), SSH_OK);
+    EXPECT_EQ(ssh_send_global_request(session(), "keepalive@openssh.com", nullptr, 0, 1, nullptr), SSH_OK);
 }
 
 TEST_F(LibsshExtensions, CustomChannelOpensAndCarriesData) {
     connect();
-    ssh_channel channel = ssh_channel_new(session_);
+    const Channel channel(ssh_channel_new(session()));
     ASSERT_NE(channel, nullptr);
-    ASSERT_EQ(ssh_channel_open_custom(channel, "tun@psiphon.ca", nullptr, 0), SSH_OK) << ssh_get_error(session_);
-    EXPECT_TRUE(ssh_channel_is_open(channel));
+    ASSERT_EQ(ssh_channel_open_custom(channel.get(), "tun@psiphon.ca", nullptr, 0), SSH_OK) << ssh_get_error(session());
+    EXPECT_TRUE(ssh_channel_is_open(channel.get()));
 
     const auto opens = server_->channel_opens();
     ASSERT_EQ(opens.size(), 1u);
@@ -680,31 +682,30 @@ TEST_F(LibsshExtensions, CustomChannelOpensAndCarriesData) {
 
     // Two packet-tunnel frames (u16 length + packet) in one write.
     const Bytes frames = {0x00, 0x04, 0x45, 0x00, 0x00, 0x04, 0x00, 0x02, 0x60, 0x00};
-    ASSERT_EQ(ssh_channel_write(channel, frames.data(), uint32_t(frames.size())), int(frames.size()))
-        << ssh_get_error(session_);
+    ASSERT_EQ(ssh_channel_write(channel.get(), frames.data(), uint32_t(frames.size())), int(frames.size()))
+        << ssh_get_error(session());
     Bytes received;
     while (received.size() < frames.size()) {
         uint8_t buffer[64];
-        const int n = ssh_channel_read_timeout(channel, buffer, sizeof buffer, 0, 5000);
-        ASSERT_GT(n, 0) << ssh_get_error(session_);
+        const int n = ssh_channel_read_timeout(channel.get(), buffer, sizeof buffer, 0, 5000);
+        ASSERT_GT(n, 0) << ssh_get_error(session());
         received.insert(received.end(), buffer, buffer + n);
     }
     EXPECT_EQ(received, answer_to(frames));
     EXPECT_EQ(server_->channel_data(), frames);
 
-    EXPECT_EQ(ssh_channel_close(channel), SSH_OK);
-    ssh_channel_free(channel);
+    EXPECT_EQ(ssh_channel_close(channel.get()), SSH_OK);
 }
 
 TEST_F(LibsshExtensions, RejectedCustomChannelFailsCleanly) {
     connect();
-    ssh_channel channel = ssh_channel_new(session_);
+    Channel channel(ssh_channel_new(session()));
     ASSERT_NE(channel, nullptr);
-    EXPECT_EQ(ssh_channel_open_custom(channel, "bogus@psiphon.ca", "abc", 3), SSH_ERROR);
-    EXPECT_EQ(ssh_get_error_code(session_), SSH_REQUEST_DENIED);
-    EXPECT_NE(std::string(ssh_get_error(session_)).find("Prohibited"), std::string::npos) << ssh_get_error(session_);
-    EXPECT_FALSE(ssh_channel_is_open(channel));
-    ssh_channel_free(channel);
+    EXPECT_EQ(ssh_channel_open_custom(channel.get(), "bogus@psiphon.ca", "abc", 3), SSH_ERROR);
+    EXPECT_EQ(ssh_get_error_code(session()), SSH_REQUEST_DENIED);
+    EXPECT_NE(std::string(ssh_get_error(session())).find("Prohibited"), std::string::npos) << ssh_get_error(session());
+    EXPECT_FALSE(ssh_channel_is_open(channel.get()));
+    channel.reset();
 
     const auto opens = server_->channel_opens();
     ASSERT_EQ(opens.size(), 1u);
@@ -712,21 +713,23 @@ TEST_F(LibsshExtensions, RejectedCustomChannelFailsCleanly) {
     EXPECT_EQ(string_of(opens[0].data), "abc");
 
     // The session still works: a channel of an accepted type opens.
-    channel = ssh_channel_new(session_);
-    EXPECT_EQ(ssh_channel_open_custom(channel, "tun@psiphon.ca", nullptr, 0), SSH_OK) << ssh_get_error(session_);
-    ssh_channel_close(channel);
-    ssh_channel_free(channel);
+    channel.reset(ssh_channel_new(session()));
+    EXPECT_EQ(ssh_channel_open_custom(channel.get(), "tun@psiphon.ca", nullptr, 0), SSH_OK) << ssh_get_error(session());
+    ssh_channel_close(channel.get());
+    channel.reset();
     EXPECT_EQ(ssh_channel_open_custom(nullptr, "tun@psiphon.ca", nullptr, 0), SSH_ERROR);
 }
 
 TEST_F(LibsshExtensions, CustomChannelDataIsSentAsIs) {
     connect();
     // direct-tcpip through the generic function must put on the wire what ssh_channel_open_forward does.
-    ssh_channel standard = ssh_channel_new(session_);
-    ASSERT_EQ(ssh_channel_open_forward(standard, "example.org", 443, "0.0.0.0", 0), SSH_OK) << ssh_get_error(session_);
+    const Channel standard(ssh_channel_new(session()));
+    ASSERT_EQ(ssh_channel_open_forward(standard.get(), "example.org", 443, "0.0.0.0", 0), SSH_OK)
+        << ssh_get_error(session());
     const Bytes data = Writer().string("example.org").u32(443).string("0.0.0.0").u32(0).out;
-    ssh_channel custom = ssh_channel_new(session_);
-    ASSERT_EQ(ssh_channel_open_custom(custom, "direct-tcpip", data.data(), data.size()), SSH_OK) << ssh_get_error(session_);
+    const Channel custom(ssh_channel_new(session()));
+    ASSERT_EQ(ssh_channel_open_custom(custom.get(), "direct-tcpip", data.data(), data.size()), SSH_OK)
+        << ssh_get_error(session());
 
     const auto opens = server_->channel_opens();
     ASSERT_EQ(opens.size(), 2u);
@@ -736,8 +739,6 @@ TEST_F(LibsshExtensions, CustomChannelDataIsSentAsIs) {
     EXPECT_EQ(opens[1].data, data);
     EXPECT_EQ(opens[1].window, opens[0].window);
     EXPECT_EQ(opens[1].max_packet, opens[0].max_packet);
-    ssh_channel_free(standard);
-    ssh_channel_free(custom);
 }
 
 }  // namespace
