@@ -44,6 +44,11 @@ teardown() {
     if [ -n "${DISCOVERING_PID:-}" ]; then lab__stop "$DISCOVERING_PID" TERM; fi
     if [ -n "${HOMEPAGES_PID:-}" ]; then lab__stop "$HOMEPAGES_PID" TERM; fi
     if [ -n "${PORT_GRABBER_PID:-}" ]; then lab__stop "$PORT_GRABBER_PID" TERM; fi
+    if [ -f "$LAB_DIR/refusing.entry" ]; then
+        lab_client "$PSI_SERVERS" --config "$LAB_DIR/psi.conf" remove 198.51.100.20 >/dev/null 2>&1
+        lab_inet ip addr del 198.51.100.20/32 dev eth0 2>/dev/null
+        rm -f "$LAB_DIR/refusing.entry"
+    fi
     true
 }
 
@@ -725,6 +730,35 @@ PY
     assert_line "kill switch: not loaded, traffic is not blocked (run: psi-fw up)"
     run psi status --json
     [ "$(jq -r '.running' <<<"$output")" = false ]
+}
+
+@test "server memory: psi up records the server that connected and the one that refused; pick puts the one that worked first and the failed one last" {
+    # A second server in inet where nothing listens: psiphond's entry with another address.
+    lab_inet ip addr add 198.51.100.20/32 dev eth0
+    peer_entry_edit psiphond '.ipAddress = "198.51.100.20"' "$LAB_DIR/refusing.entry"
+    lab_client "$PSI_SERVERS" --config "$LAB_DIR/psi.conf" import "$LAB_DIR/refusing.entry"
+    run psi up --timeout 30
+    assert_success
+    servers() { lab_client "$PSI_SERVERS" --config "$LAB_DIR/psi.conf" list --json; }
+    recorded() { [ "$(servers | jq -r '.[] | select(.address == "198.51.100.20") | .failures')" = 1 ]; }
+    lab__wait_for 10 recorded
+    run servers
+    assert_success
+    [ "$(jq -r ".[] | select(.address == \"$LAB_INET_IP4\") | .lastConnected > 0" <<<"$output")" = true ]
+    [ "$(jq -r ".[] | select(.address == \"$LAB_INET_IP4\") | .failures" <<<"$output")" = 0 ]
+    [ "$(jq -r '.[] | select(.address == "198.51.100.20") | .lastFailure' <<<"$output")" = refused ]
+    [ "$(jq -r '.[] | select(.address == "198.51.100.20") | .lastConnected' <<<"$output")" = 0 ]
+    # Whatever the shuffle, the one that worked comes first and the refusing one last.
+    address_of() { python3 -c 'import sys, json; print(json.loads(bytes.fromhex(sys.argv[1]).decode().split(" ", 4)[4])["ipAddress"])' "$1"; }
+    for seed in 1 2 3 4 5; do
+        run lab_client "$PSI_SERVERS" --config "$LAB_DIR/psi.conf" pick --seed "$seed"
+        assert_success
+        [ "${#lines[@]}" = 2 ]
+        [ "$(address_of "${lines[0]}")" = "$LAB_INET_IP4" ]
+        [ "$(address_of "${lines[1]}")" = 198.51.100.20 ]
+    done
+    run lab_client "$PSI_SERVERS" --config "$LAB_DIR/psi.conf" list
+    assert_line --regexp '^198\.51\.100\.20 .* 1 refused [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}'
 }
 
 @test "psi up, down and status as a normal user: refused with one clear line" {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "connect/dial_error.hpp"
 #include "connect/protocols.hpp"
 #include "connect/ssh_client_version.hpp"
 #include "core/atomic_file.hpp"
@@ -101,13 +102,16 @@ std::unique_ptr<Tunnel> Dial::run() {
     const auto ssh_failure = [&](const std::string& step) {
         cancellation_.throw_if_cancelled();
         const std::string transport_failure = transport->failure();
-        return Error(step + ": " + (transport_failure.empty() ? ssh_get_error(session.get()) : transport_failure));
+        if (!transport_failure.empty()) return DialError(servers::FailureClass::handshake, step + ": " + transport_failure);
+        const std::string libssh_message = ssh_get_error(session.get());
+        return DialError(failure_of_ssh_error(libssh_message), step + ": " + libssh_message);
     };
     if (session.connect() != SSH_OK) throw ssh_failure("SSH");
 
     const std::optional<std::string> pinned = encoding::base64_decode(entry.string_value("sshHostKey"));
     if (!pinned || server_host_key(session.get()) != *pinned)
-        throw Error("the server's host key does not match the entry's sshHostKey (refused)");
+        throw DialError(servers::FailureClass::host_key,
+                        "the server's host key does not match the entry's sshHostKey (refused)");
 
     int auth = SSH_AUTH_ERROR;
     if (!settings_.identity_file.empty()) {
@@ -123,7 +127,7 @@ std::unique_ptr<Tunnel> Dial::run() {
         auth = ssh_userauth_password(session.get(), nullptr, password.c_str());
     }
     if (auth == SSH_AUTH_ERROR) throw ssh_failure("SSH authentication");
-    if (auth != SSH_AUTH_SUCCESS) throw Error("the server refused the credentials");
+    if (auth != SSH_AUTH_SUCCESS) throw DialError(servers::FailureClass::auth, "the server refused the credentials");
 
     HandshakeResponse handshake;
     if (settings_.is_handshake) {
@@ -133,11 +137,16 @@ std::unique_ptr<Tunnel> Dial::run() {
         if (!reply) throw Error("out of memory for the handshake");
         if (ssh_send_global_request(session.get(), "psiphon-handshake", request.data(), request.size(), 1,
                                     reply.get()) != SSH_OK) {
-            if (ssh_get_error_code(session.get()) == SSH_REQUEST_DENIED) throw Error("the server refused the handshake");
+            if (ssh_get_error_code(session.get()) == SSH_REQUEST_DENIED)
+                throw DialError(servers::FailureClass::handshake, "the server refused the handshake");
             throw ssh_failure("handshake");
         }
-        handshake = parse_handshake_response(std::string_view(static_cast<const char*>(ssh_buffer_get(reply.get())),
-                                                              ssh_buffer_get_len(reply.get())));
+        try {
+            handshake = parse_handshake_response(std::string_view(
+                static_cast<const char*>(ssh_buffer_get(reply.get())), ssh_buffer_get_len(reply.get())));
+        } catch (const Error& error) {
+            throw DialError(servers::FailureClass::handshake, error.what());
+        }
     }
     cancellation_.throw_if_cancelled();
     return std::make_unique<Tunnel>(std::move(candidate_), std::move(session), std::move(libssh_socket),

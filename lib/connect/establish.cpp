@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "connect/dial_error.hpp"
 #include "core/error.hpp"
 
 namespace psi::connect {
@@ -67,8 +68,12 @@ void Establisher::work(const std::vector<Candidate>& wave) {
         }
         std::unique_ptr<Tunnel> tunnel;
         std::string failure;
+        servers::FailureClass failure_class = servers::FailureClass::none;
         try {
             tunnel = dial.run();
+        } catch (const DialError& error) {
+            failure = error.what();
+            failure_class = error.failure();
         } catch (const Error& error) {
             failure = error.what();
         }
@@ -80,7 +85,7 @@ void Establisher::work(const std::vector<Candidate>& wave) {
             for (Dial* other : running_) other->cancel();
             return;
         }
-        if (!tunnel && !is_stopping_) failures_.push_back(wave[index].label() + ": " + failure);
+        if (!tunnel && !is_stopping_) failures_.push_back(DialFailure{wave[index], failure, failure_class});
     }
 }
 
@@ -89,7 +94,7 @@ std::unique_ptr<Tunnel> Establisher::take_tunnel() {
     return std::move(winner_);
 }
 
-std::vector<std::string> Establisher::failures() const {
+std::vector<DialFailure> Establisher::failures() const {
     std::lock_guard lock(mutex_);
     return failures_;
 }

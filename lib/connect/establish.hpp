@@ -13,9 +13,17 @@
 #include <vector>
 
 #include "connect/dial.hpp"
+#include "servers/store.hpp"
 #include "core/unique_fd.hpp"
 
 namespace psi::connect {
+
+struct DialFailure {
+    Candidate candidate;
+    std::string reason;  // one line: "the server refused the credentials"
+    servers::FailureClass failure = servers::FailureClass::none;  // none: says nothing of the server
+    std::string line() const { return candidate.label() + ": " + reason; }
+};
 
 class Establisher {
 public:
@@ -28,8 +36,8 @@ public:
     bool is_done() const { return is_done_; }
     // Once done: the winner, or null when no candidate came up.
     std::unique_ptr<Tunnel> take_tunnel();
-    // Once done: one line per failed candidate ("OSSH 192.0.2.1:443: the server refused ...").
-    std::vector<std::string> failures() const;
+    // Once done: every candidate that failed (a cancelled one did not).
+    std::vector<DialFailure> failures() const;
 
 private:
     void work(const std::vector<Candidate>& wave);
@@ -44,7 +52,7 @@ private:
     mutable std::mutex mutex_;
     std::vector<Dial*> running_;
     std::unique_ptr<Tunnel> winner_;
-    std::vector<std::string> failures_;
+    std::vector<DialFailure> failures_;
     std::vector<std::thread> workers_;
     std::thread coordinator_;
 };

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "connect/dial_error.hpp"
 #include "core/error.hpp"
 
 namespace psi::connect {
@@ -49,15 +50,16 @@ UniqueFd connect_tcp(const TransportRequest& request) {
     const unsigned user_timeout_ms = 30000;
     ::setsockopt(socket.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
     if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0 && errno != EINPROGRESS)
-        throw Error(std::string("TCP: ") + std::strerror(errno));
+        throw DialError(failure_of_errno(errno), std::string("TCP: ") + std::strerror(errno));
     pollfd pending{socket.get(), POLLOUT, 0};
     const int ready = ::poll(&pending, 1, request.milliseconds_left());
     request.cancellation.throw_if_cancelled();
-    if (ready == 0) throw Error("TCP: no answer in time");
+    if (ready == 0) throw DialError(servers::FailureClass::timeout, "TCP: no answer in time");
     int error = 0;
     socklen_t error_length = sizeof error;
     ::getsockopt(socket.get(), SOL_SOCKET, SO_ERROR, &error, &error_length);
-    if (ready < 0 || error != 0) throw Error(std::string("TCP: ") + std::strerror(ready < 0 ? errno : error));
+    if (ready < 0) throw Error(std::string("TCP: ") + std::strerror(errno));
+    if (error != 0) throw DialError(failure_of_errno(error), std::string("TCP: ") + std::strerror(error));
     return socket;
 }
 

@@ -136,9 +136,10 @@ private:
     void on_established() {
         loop_.remove(establisher_->descriptor());
         std::unique_ptr<Tunnel> tunnel = establisher_->take_tunnel();
-        const std::vector<std::string> failures = establisher_->failures();
+        const std::vector<DialFailure> failures = establisher_->failures();
         establisher_.reset();
-        for (const std::string& failure : failures) log::warning(failure);  // a wrong host key, say
+        for (const DialFailure& failure : failures) log::warning(failure.line());  // a wrong host key, say
+        report_failures(failures, static_cast<bool>(tunnel));
         if (!tunnel) {
             notices_.emit(notice::Warning{"no server could be reached (" + std::to_string(failures.size()) + " tried)"});
             retry_at_ = Clock::now() + retry_delay_;
@@ -149,6 +150,7 @@ private:
         const auto establishment_ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(tunnel_up_since_ - establishing_since_).count();
         ++tunnels_established_;
+        report_outcome(tunnel->candidate(), servers::FailureClass::none);
         prefer(tunnel->candidate());
         announce(*tunnel);
         session_ = std::make_unique<TunnelSession>(loop_, std::move(tunnel), keepalive_,
@@ -184,6 +186,24 @@ private:
             }
             notices_.emit(notice::Tunnels{1});
         });
+    }
+
+    // For the server memory (psi-servers record, through psi up). When every server was
+    // unreachable and none came up, the machine's own network is down: that says nothing of
+    // the servers, and would count against all of them alike.
+    void report_failures(const std::vector<DialFailure>& failures, bool has_tunnel) {
+        const auto is_unreachable = [](const DialFailure& failure) {
+            return failure.failure == servers::FailureClass::unreachable;
+        };
+        if (!has_tunnel && std::all_of(failures.begin(), failures.end(), is_unreachable)) return;
+        for (const DialFailure& failure : failures)
+            if (failure.failure != servers::FailureClass::none) report_outcome(failure.candidate, failure.failure);
+    }
+
+    void report_outcome(const Candidate& candidate, servers::FailureClass failure) {
+        const bool is_connected = failure == servers::FailureClass::none;
+        notices_.emit(notice::ServerOutcome{candidate.entry.ip_address(), candidate.protocol, is_connected,
+                                            is_connected ? std::string() : servers::failure_class_name(failure)});
     }
 
     // The server that worked is tried first next time (affinity), with its protocol.
@@ -232,6 +252,8 @@ private:
         if (is_tunnel_failing_) return;  // the packet tunnel and the session may both report it
         is_tunnel_failing_ = true;
         log::warning(reason);
+        if (session_ && Clock::now() - tunnel_up_since_ < brief_tunnel)
+            report_outcome(session_->tunnel().candidate(), servers::FailureClass::dropped);
         notices_.emit(notice::Tunnels{0});
         // The session goes once nothing of it runs any more; then establishment starts again.
         loop_.defer([this] {
