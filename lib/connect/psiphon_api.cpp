@@ -46,19 +46,6 @@ void set_if_any(json::Value& parameters, const char* key, const std::string& val
     if (!value.empty()) parameters.set(key, value);
 }
 
-std::vector<std::string> string_list(const json::Value& reply, const char* key) {
-    std::vector<std::string> items;
-    if (const json::Value* list = reply.find(key); list && list->is_array())
-        for (const json::Value& item : list->as_array())
-            if (item.is_string()) items.push_back(item.as_string());
-    return items;
-}
-
-std::string string_field(const json::Value& reply, const char* key) {
-    const json::Value* value = reply.find(key);
-    return value && value->is_string() ? value->as_string() : "";
-}
-
 json::Value parse_reply(std::string_view reply, const char* what) {
     json::Value document;
     try {
@@ -138,11 +125,11 @@ std::string handshake_request(const ClientIdentity& identity, const DialReport& 
 HandshakeResponse parse_handshake_response(std::string_view reply) {
     const json::Value document = parse_reply(reply, "psiphon-handshake");
     HandshakeResponse response;
-    response.homepages = string_list(document, "homepages");
-    response.encoded_server_list = string_list(document, "encoded_server_list");
-    response.client_region = string_field(document, "client_region");
-    response.server_timestamp = string_field(document, "server_timestamp");
-    response.upgrade_client_version = string_field(document, "upgrade_client_version");
+    response.homepages = document.get_strings("homepages");
+    response.encoded_server_list = document.get_strings("encoded_server_list");
+    response.client_region = document.get("client_region", "");
+    response.server_timestamp = document.get("server_timestamp", "");
+    response.upgrade_client_version = document.get("upgrade_client_version", "");
     return response;
 }
 
@@ -155,7 +142,7 @@ std::string connected_request(const ClientIdentity& identity, std::string_view r
 }
 
 std::string parse_connected_timestamp(std::string_view reply) {
-    return string_field(parse_reply(reply, "psiphon-connected"), "connected_timestamp");
+    return parse_reply(reply, "psiphon-connected").get("connected_timestamp", "");
 }
 
 }  // namespace psi::connect
