@@ -2,12 +2,14 @@
 
 #include <variant>
 
+#include "core/byte_reader.hpp"
 #include "tun/engine_context.hpp"
 
 namespace psi::connect {
 namespace {
 
 constexpr std::uint16_t dns_port = 53;
+constexpr std::size_t frame_length_size = 2;
 
 const tun::IpAddress& in_tunnel_dns(const PacketTunnelAddresses& addresses, tun::IpVersion version) {
     return version == tun::IpVersion::v4 ? addresses.dns_ipv4 : addresses.dns_ipv6;
@@ -49,14 +51,16 @@ void append_frame(std::string& frames, std::span<const std::uint8_t> packet) {
 }
 
 std::size_t take_frames(std::span<std::uint8_t> frames, const std::function<void(std::span<std::uint8_t>)>& packet) {
-    std::size_t at = 0;
-    while (frames.size() - at >= 2) {
-        const std::size_t length = (std::size_t{frames[at]} << 8) | frames[at + 1];
-        if (frames.size() - at - 2 < length) break;
-        packet(frames.subspan(at + 2, length));
-        at += 2 + length;
+    ByteReader reader(frames);
+    std::size_t taken = 0;
+    for (;;) {
+        const std::size_t length = reader.u16();
+        reader.skip(length);
+        if (reader.is_short()) return taken;
+        // The reader found the frame whole; the packet is handed on writable, to be rewritten in place.
+        packet(frames.subspan(taken + frame_length_size, length));
+        taken = reader.consumed();
     }
-    return at;
 }
 
 bool accept_inbound(std::span<std::uint8_t> packet, const PacketTunnelAddresses& addresses) {

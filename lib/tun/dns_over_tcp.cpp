@@ -6,6 +6,7 @@
 #include <array>
 #include <cerrno>
 
+#include "core/byte_reader.hpp"
 #include "core/log.hpp"
 #include "tun/packet_builder.hpp"
 
@@ -20,10 +21,6 @@ constexpr std::size_t max_incoming = 2 * (65535 + 2);
 constexpr auto query_timeout = 10s;
 constexpr auto idle_timeout = 30s;
 constexpr std::size_t max_servers = 16;  // resolvers asked over TCP at once
-
-std::uint16_t message_id(std::span<const std::uint8_t> message) {
-    return static_cast<std::uint16_t>(message[0] << 8 | message[1]);
-}
 
 }  // namespace
 
@@ -50,15 +47,18 @@ void DnsOverTcp::query(const Endpoint& application, const Endpoint& apparent, co
         stats_.count(Drop::too_many_pending);
         return;
     }
+    ByteReader query(message);
+    const std::uint16_t original_id = query.u16();
+    const std::string_view after_id = query.take_rest_text();
     std::uint16_t id = connection.next_id;
     while (connection.pending.count(id)) ++id;
     connection.next_id = static_cast<std::uint16_t>(id + 1);
-    connection.pending[id] = Pending{application, apparent, message_id(message), Clock::now()};
+    connection.pending[id] = Pending{application, apparent, original_id, Clock::now()};
     connection.outgoing += static_cast<char>(message.size() >> 8);
     connection.outgoing += static_cast<char>(message.size() & 0xff);
     connection.outgoing += static_cast<char>(id >> 8);
     connection.outgoing += static_cast<char>(id & 0xff);
-    connection.outgoing.append(reinterpret_cast<const char*>(message.data()) + 2, message.size() - 2);
+    connection.outgoing.append(after_id);
     connection.last_active = Clock::now();
     ++stats_.dns_queries_over_tcp;
     if (!connection.handshake && !flush(connection)) return close(server);
@@ -129,15 +129,15 @@ bool DnsOverTcp::read_answers(Connection& connection) {
 }
 
 void DnsOverTcp::pass_on_answers(Connection& connection) {
-    while (connection.incoming.size() >= 2) {
-        const std::size_t length = static_cast<unsigned char>(connection.incoming[0]) << 8 |
-                                   static_cast<unsigned char>(connection.incoming[1]);
-        if (connection.incoming.size() < 2 + length) break;
-        std::string message = connection.incoming.substr(2, length);
-        connection.incoming.erase(0, 2 + length);
+    for (;;) {
+        ByteReader frame(connection.incoming);
+        const std::size_t length = frame.u16();
+        std::string message(frame.take_text(length));
+        if (frame.is_short()) break;
+        connection.incoming.erase(0, frame.consumed());
         if (message.size() < dns_header_size) continue;
         const auto bytes = std::span(reinterpret_cast<std::uint8_t*>(message.data()), message.size());
-        const auto found = connection.pending.find(message_id(bytes));
+        const auto found = connection.pending.find(ByteReader(bytes).u16());
         if (found == connection.pending.end()) continue;
         const Pending pending = found->second;
         connection.pending.erase(found);

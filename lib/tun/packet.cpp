@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
 #include "tun/wire.hpp"
 
@@ -16,6 +17,7 @@ using wire::address_size;
 using wire::ipv4_header_size;
 using wire::ipv6_header_size;
 using wire::load_u16;
+using wire::read_address;
 using wire::tcp_header_size;
 using wire::udp_header_size;
 
@@ -29,66 +31,19 @@ constexpr std::size_t udp_checksum_offset = 6;
 constexpr std::uint16_t ipv4_more_fragments = 0x2000;
 constexpr std::uint16_t ipv4_fragment_offset_mask = 0x1fff;
 
-
-// The one cursor every header is read through. A read past the end yields zeros and marks the
-// reader short, so a parser reads a whole header and then asks once whether it was all there.
-class PacketReader {
-public:
-    explicit PacketReader(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
-
-    std::span<const std::uint8_t> take(std::size_t count) {
-        if (is_short_ || count > remaining()) {
-            is_short_ = true;
-            return {};
-        }
-        const auto taken = bytes_.subspan(position_, count);
-        position_ += count;
-        return taken;
-    }
-
-    std::uint8_t u8() {
-        const auto taken = take(1);
-        return taken.empty() ? 0 : taken[0];
-    }
-
-    std::uint16_t u16() {
-        const auto taken = take(2);
-        return taken.empty() ? 0 : static_cast<std::uint16_t>(taken[0] << 8 | taken[1]);
-    }
-
-    std::uint32_t u32() {
-        const std::uint32_t high = u16();
-        return high << 16 | u16();
-    }
-
-    void address(IpVersion version, IpAddress& address) {
-        address.version = version;
-        const auto taken = take(address_size(version));
-        std::copy(taken.begin(), taken.end(), address.bytes.begin());
-    }
-
-    bool is_short() const { return is_short_; }
-    std::size_t remaining() const { return bytes_.size() - position_; }
-
-private:
-    std::span<const std::uint8_t> bytes_;
-    std::size_t position_ = 0;
-    bool is_short_ = false;
-};
-
 // Fills the IPv4 fields of `view`; the packet's bytes from total_length on are not its own.
 std::optional<PacketError> parse_ipv4_header(std::span<const std::uint8_t> packet, PacketView& view) {
-    PacketReader header(packet);
+    ByteReader header(packet);
     const std::uint8_t version_and_length = header.u8();
-    header.u8();  // type of service
+    header.skip(1);  // type of service
     const std::uint16_t total_length = header.u16();
-    header.u16();  // identification
+    header.skip(2);  // identification
     const std::uint16_t fragment = header.u16();
-    header.u8();  // time to live
+    header.skip(1);  // time to live
     view.protocol = header.u8();
-    header.u16();  // header checksum
-    header.address(IpVersion::v4, view.source.address);
-    header.address(IpVersion::v4, view.destination.address);
+    header.skip(2);  // header checksum
+    read_address(header, IpVersion::v4, view.source.address);
+    read_address(header, IpVersion::v4, view.destination.address);
     if (header.is_short()) return PacketError::truncated;
 
     view.version = IpVersion::v4;
@@ -103,13 +58,13 @@ std::optional<PacketError> parse_ipv4_header(std::span<const std::uint8_t> packe
 }
 
 std::optional<PacketError> parse_ipv6_header(std::span<const std::uint8_t> packet, PacketView& view) {
-    PacketReader header(packet);
-    header.u32();  // version, traffic class, flow label
+    ByteReader header(packet);
+    header.skip(4);  // version, traffic class, flow label
     const std::uint16_t payload_length = header.u16();
     view.protocol = header.u8();
-    header.u8();  // hop limit
-    header.address(IpVersion::v6, view.source.address);
-    header.address(IpVersion::v6, view.destination.address);
+    header.skip(1);  // hop limit
+    read_address(header, IpVersion::v6, view.source.address);
+    read_address(header, IpVersion::v6, view.destination.address);
     if (header.is_short()) return PacketError::truncated;
 
     view.version = IpVersion::v6;
@@ -124,7 +79,7 @@ std::optional<PacketError> parse_ipv6_header(std::span<const std::uint8_t> packe
 
 // `segment` is what follows the IP header, up to total_length.
 std::optional<PacketError> parse_transport_header(std::span<const std::uint8_t> segment, PacketView& view) {
-    PacketReader transport(segment);
+    ByteReader transport(segment);
     if (view.protocol == ip_protocol::tcp) {
         view.source.port = transport.u16();
         view.destination.port = transport.u16();
@@ -132,16 +87,16 @@ std::optional<PacketError> parse_transport_header(std::span<const std::uint8_t> 
         view.tcp_acknowledgement = transport.u32();
         const std::size_t header_length = static_cast<std::size_t>(transport.u8() >> 4) * 4;
         view.tcp_flags = transport.u8();
-        transport.take(tcp_header_size - 14);  // window, checksum, urgent pointer
+        transport.skip(tcp_header_size - 14);  // window, checksum, urgent pointer
         if (transport.is_short()) return PacketError::truncated;
         if (header_length < tcp_header_size) return PacketError::bad_transport_header;
-        transport.take(header_length - tcp_header_size);  // options
+        transport.skip(header_length - tcp_header_size);  // options
         if (transport.is_short()) return PacketError::bad_transport_header;
     } else if (view.protocol == ip_protocol::udp) {
         view.source.port = transport.u16();
         view.destination.port = transport.u16();
         const std::uint16_t length = transport.u16();
-        transport.u16();  // checksum
+        transport.skip(2);  // checksum
         if (transport.is_short()) return PacketError::truncated;
         // Strict: a UDP length shorter than the IP payload would leave bytes that belong to nobody.
         if (length != segment.size()) return PacketError::bad_transport_header;
@@ -172,9 +127,9 @@ void store_u16(std::span<std::uint8_t> two_bytes, std::uint16_t value) { wire::s
 std::uint32_t pseudo_header_sum(std::span<const std::uint8_t> packet, const PacketView& view) {
     const std::size_t size = address_size(view.version);
     const std::size_t source_offset = view.version == IpVersion::v4 ? ipv4_source_offset : ipv6_source_offset;
-    const auto addresses = checked_subspan(packet, source_offset, 2 * size);
+    ByteReader addresses(checked_subspan(packet, source_offset, 2 * size));
     std::uint32_t sum = 0;
-    for (std::size_t i = 0; i + 1 < addresses.size(); i += 2) sum += load_u16(addresses.subspan(i, 2));
+    while (!addresses.at_end()) sum += addresses.u16();
     const std::size_t segment_length = view.total_length - view.ip_header_length;
     sum += static_cast<std::uint32_t>(segment_length >> 16) + static_cast<std::uint32_t>(segment_length & 0xffff);
     sum += view.protocol;
@@ -186,9 +141,10 @@ class ChecksumUpdate {
 public:
     // Adds ~m + m' for every 16-bit word of the old and new bytes (of the same even size).
     void replace(std::span<const std::uint8_t> old_bytes, std::span<const std::uint8_t> new_bytes) {
-        for (std::size_t i = 0; i + 1 < old_bytes.size() && i + 1 < new_bytes.size(); i += 2) {
-            difference_ += static_cast<std::uint16_t>(~load_u16(old_bytes.subspan(i, 2)));
-            difference_ += load_u16(new_bytes.subspan(i, 2));
+        ByteReader old_words(old_bytes), new_words(new_bytes);
+        while (old_words.remaining() >= 2 && new_words.remaining() >= 2) {
+            difference_ += static_cast<std::uint16_t>(~old_words.u16());
+            difference_ += new_words.u16();
         }
     }
 
@@ -235,9 +191,9 @@ const char* packet_error_name(PacketError error) {
 }
 
 std::variant<PacketView, PacketError> parse_packet(std::span<const std::uint8_t> packet) {
-    PacketReader version_reader(packet);
-    const std::uint8_t version = version_reader.u8() >> 4;
-    if (version_reader.is_short()) return PacketError::truncated;
+    ByteReader first_byte(packet);
+    const std::uint8_t version = first_byte.u8() >> 4;
+    if (first_byte.is_short()) return PacketError::truncated;
 
     PacketView view;
     std::optional<PacketError> error;
@@ -249,8 +205,8 @@ std::variant<PacketView, PacketError> parse_packet(std::span<const std::uint8_t>
         return PacketError::bad_version;
     if (error) return *error;
 
-    PacketReader datagram(packet);
-    datagram.take(view.ip_header_length);
+    ByteReader datagram(packet);
+    datagram.skip(view.ip_header_length);
     const auto segment = datagram.take(view.total_length - view.ip_header_length);
     if (datagram.is_short()) return PacketError::truncated;  // the header parsers checked this already
     error = parse_transport_header(segment, view);
@@ -260,9 +216,9 @@ std::variant<PacketView, PacketError> parse_packet(std::span<const std::uint8_t>
 
 std::uint16_t internet_checksum(std::span<const std::uint8_t> bytes, std::uint32_t partial_sum) {
     std::uint64_t sum = partial_sum;
-    std::size_t i = 0;
-    for (; i + 1 < bytes.size(); i += 2) sum += load_u16(bytes.subspan(i, 2));
-    if (i < bytes.size()) sum += static_cast<std::uint32_t>(bytes[i]) << 8;  // odd length: pad with a zero byte
+    ByteReader words(bytes);
+    while (words.remaining() >= 2) sum += words.u16();
+    if (!words.at_end()) sum += static_cast<std::uint32_t>(words.u8()) << 8;  // odd length: pad with a zero byte
     return static_cast<std::uint16_t>(~fold(sum));
 }
 
@@ -275,9 +231,11 @@ bool has_valid_checksums(std::span<const std::uint8_t> packet, const PacketView&
     if (view.protocol != ip_protocol::tcp && view.protocol != ip_protocol::udp) return true;
 
     const auto segment = packet.subspan(view.ip_header_length, view.total_length - view.ip_header_length);
-    const std::size_t checksum_offset = view.protocol == ip_protocol::tcp ? tcp_checksum_offset : udp_checksum_offset;
-    if (segment.size() < checksum_offset + 2) return false;
-    if (view.protocol == ip_protocol::udp && load_u16(segment.subspan(checksum_offset, 2)) == 0)
+    ByteReader transport(segment);
+    transport.skip(view.protocol == ip_protocol::tcp ? tcp_checksum_offset : udp_checksum_offset);
+    const std::uint16_t checksum = transport.u16();
+    if (transport.is_short()) return false;
+    if (view.protocol == ip_protocol::udp && checksum == 0)
         return view.version == IpVersion::v4;  // "no checksum": allowed over IPv4, never over IPv6
     return internet_checksum(segment, pseudo_header_sum(packet, view)) == 0;
 }

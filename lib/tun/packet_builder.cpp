@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
 #include "tun/wire.hpp"
 
@@ -169,8 +170,10 @@ bool may_answer_with_icmp_error(std::span<const std::uint8_t> packet, const Pack
         return false;
     }
     if (view.protocol != ip_protocol::icmp && view.protocol != ip_protocol::icmpv6) return true;
-    if (packet.size() <= view.ip_header_length) return false;
-    const std::uint8_t type = packet[view.ip_header_length];
+    ByteReader icmp(packet);
+    icmp.skip(view.ip_header_length);
+    const std::uint8_t type = icmp.u8();
+    if (icmp.is_short()) return false;
     // Only echo requests are answered: never errors (ICMP 3, 4, 5, 11, 12; ICMPv6 below 128),
     // nor neighbour discovery or multicast listener messages.
     return view.protocol == ip_protocol::icmp ? type == 8 : type == 128;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/byte_reader.hpp"
 #include "tun/wire.hpp"
 
 namespace psi::tun {
@@ -13,8 +14,9 @@ constexpr std::size_t max_pending = 64;
 constexpr auto lifetime = 10s;
 constexpr std::size_t max_payload = 65535 - wire::ipv4_header_size;  // what one IPv4 packet carries
 constexpr std::uint8_t ipv6_fragment_header = 44;
+constexpr std::size_t ipv6_fragment_header_size = 8;
 
-using wire::load_u16;
+using wire::read_address;
 using wire::store_u16;
 
 struct Piece {
@@ -27,46 +29,64 @@ struct Piece {
     std::span<const std::uint8_t> data;
 };
 
+// The IPv4 header's fields, or nullopt when they do not describe a datagram within `packet`.
+std::optional<Piece> read_ipv4_piece(std::span<const std::uint8_t> packet) {
+    Piece piece;
+    ByteReader header(packet);
+    const std::size_t header_length = static_cast<std::size_t>(header.u8() & 0x0f) * 4;
+    header.skip(1);  // type of service
+    const std::size_t total = header.u16();
+    piece.id = header.u16();
+    const std::uint16_t fragment = header.u16();
+    header.skip(1);  // time to live
+    piece.protocol = header.u8();
+    header.skip(2);  // header checksum
+    read_address(header, IpVersion::v4, piece.source);
+    read_address(header, IpVersion::v4, piece.destination);
+    if (header.is_short() || header_length < wire::ipv4_header_size || total < header_length || total > packet.size())
+        return std::nullopt;
+    piece.version = IpVersion::v4;
+    piece.offset = static_cast<std::size_t>(fragment & 0x1fff) * 8;
+    piece.has_more = (fragment & 0x2000) != 0;
+    header.skip(header_length - wire::ipv4_header_size);  // options
+    piece.data = header.take(total - header_length);
+    return piece;
+}
+
+// The IPv6 header and the fragment header right after it (no other extension header before it).
+std::optional<Piece> read_ipv6_piece(std::span<const std::uint8_t> packet) {
+    Piece piece;
+    ByteReader header(packet);
+    header.skip(4);  // version, traffic class, flow label
+    const std::size_t total = wire::ipv6_header_size + header.u16();
+    const std::uint8_t next_header = header.u8();
+    header.skip(1);  // hop limit
+    read_address(header, IpVersion::v6, piece.source);
+    read_address(header, IpVersion::v6, piece.destination);
+    piece.protocol = header.u8();
+    header.skip(1);  // reserved
+    const std::uint16_t fragment = header.u16();
+    piece.id = header.u32();
+    if (header.is_short() || next_header != ipv6_fragment_header) return std::nullopt;
+    if (total < header.consumed() || total > packet.size()) return std::nullopt;
+    if (piece.protocol == ipv6_fragment_header) return std::nullopt;  // a fragment of a fragment
+    piece.version = IpVersion::v6;
+    piece.offset = static_cast<std::size_t>(fragment >> 3) * 8;
+    piece.has_more = (fragment & 1) != 0;
+    piece.data = header.take(total - header.consumed());
+    return piece;
+}
+
 // The fragment's fields, or nullopt when it is not a well-formed fragment.
 std::optional<Piece> read_piece(std::span<const std::uint8_t> packet) {
-    Piece piece;
-    if (packet.size() < 20) return std::nullopt;
-    const int version = packet[0] >> 4;
-    if (version == 4) {
-        const std::size_t header = static_cast<std::size_t>(packet[0] & 0x0f) * 4;
-        const std::size_t total = load_u16(packet, 2);
-        if (header < 20 || total < header || total > packet.size()) return std::nullopt;
-        const std::uint16_t fragment = load_u16(packet, 6);
-        piece.version = IpVersion::v4;
-        piece.id = load_u16(packet, 4);
-        piece.protocol = packet[9];
-        piece.offset = static_cast<std::size_t>(fragment & 0x1fff) * 8;
-        piece.has_more = (fragment & 0x2000) != 0;
-        piece.source.version = piece.destination.version = IpVersion::v4;
-        std::copy_n(packet.begin() + 12, 4, piece.source.bytes.begin());
-        std::copy_n(packet.begin() + 16, 4, piece.destination.bytes.begin());
-        piece.data = packet.subspan(header, total - header);
-    } else if (version == 6) {
-        if (packet.size() < 48 || packet[6] != ipv6_fragment_header) return std::nullopt;
-        const std::size_t total = 40 + static_cast<std::size_t>(load_u16(packet, 4));
-        if (total < 48 || total > packet.size()) return std::nullopt;
-        const std::uint16_t fragment = load_u16(packet, 42);
-        piece.version = IpVersion::v6;
-        piece.protocol = packet[40];
-        if (piece.protocol == ipv6_fragment_header) return std::nullopt;  // a fragment of a fragment
-        piece.offset = static_cast<std::size_t>(fragment >> 3) * 8;
-        piece.has_more = (fragment & 1) != 0;
-        piece.id = static_cast<std::uint32_t>(load_u16(packet, 44)) << 16 | load_u16(packet, 46);
-        piece.source.version = piece.destination.version = IpVersion::v6;
-        std::copy_n(packet.begin() + 8, 16, piece.source.bytes.begin());
-        std::copy_n(packet.begin() + 24, 16, piece.destination.bytes.begin());
-        piece.data = packet.subspan(48, total - 48);
-    } else {
-        return std::nullopt;
-    }
+    const int version = ByteReader(packet).peek_u8() >> 4;
+    std::optional<Piece> piece;
+    if (version == 4) piece = read_ipv4_piece(packet);
+    else if (version == 6) piece = read_ipv6_piece(packet);
+    if (!piece) return std::nullopt;
     // Every piece but the last carries a multiple of 8 bytes.
-    if ((piece.has_more && piece.data.size() % 8 != 0) || piece.data.empty()) return std::nullopt;
-    if (piece.offset + piece.data.size() > max_payload) return std::nullopt;
+    if ((piece->has_more && piece->data.size() % 8 != 0) || piece->data.empty()) return std::nullopt;
+    if (piece->offset + piece->data.size() > max_payload) return std::nullopt;
     return piece;
 }
 
@@ -98,9 +118,18 @@ std::vector<std::uint8_t> whole_packet(const Piece& first, std::span<const std::
 }  // namespace
 
 bool Reassembler::is_fragment(std::span<const std::uint8_t> packet) {
-    if (packet.size() < 20) return false;
-    if (packet[0] >> 4 == 4) return (load_u16(packet, 6) & 0x3fff) != 0;
-    return packet[0] >> 4 == 6 && packet.size() >= 48 && packet[6] == ipv6_fragment_header;
+    ByteReader header(packet);
+    const std::uint8_t version = header.u8() >> 4;
+    if (version == 4) {
+        header.skip(5);  // up to the flags and fragment offset
+        const std::uint16_t fragment = header.u16();
+        header.skip(wire::ipv4_header_size - 8);
+        return !header.is_short() && (fragment & 0x3fff) != 0;
+    }
+    header.skip(5);  // up to the next header
+    const std::uint8_t next_header = header.u8();
+    header.skip(wire::ipv6_header_size + ipv6_fragment_header_size - 7);
+    return version == 6 && !header.is_short() && next_header == ipv6_fragment_header;
 }
 
 std::optional<std::vector<std::uint8_t>> Reassembler::add(std::span<const std::uint8_t> packet, Clock::time_point now) {
