@@ -34,8 +34,8 @@
 #include "core/printable.hpp"
 #include "core/privileges.hpp"
 #include "core/signals.hpp"
+#include "engine/engine_run.hpp"
 #include "servers/server_entry.hpp"
-#include "tun/engine_run.hpp"
 #include "tun/tun_device.hpp"
 
 namespace {
@@ -111,7 +111,7 @@ public:
           socks_(loop_, std::move(socks), current_session(), totals_, options.is_handshake),
           http_(loop_, std::move(http), current_session(), totals_) {
         tun_ = std::move(tun);
-        if (tun_.is_open()) packet_addresses_ = packet_tunnel_addresses(tun::engine_settings(config, tun::RunOptions{}));
+        if (tun_.is_open()) packet_addresses_ = packet_tunnel_addresses(engine::engine_settings(config, engine::RunOptions{}));
         settings_.is_handshake = options.is_handshake;
         settings_.identity_file = options.identity_file;
         settings_.timeout = std::chrono::seconds(options.dial_timeout);
