@@ -20,8 +20,8 @@
 #include "core/privileges.hpp"
 #include "core/signals.hpp"
 #include "engine/engine.hpp"
-#include "fw/policy.hpp"
 #include "packet/ip_address.hpp"
+#include "tun/address_plan.hpp"
 #include "tun/tun_device.hpp"
 
 namespace psi::engine {
@@ -41,10 +41,6 @@ constexpr std::size_t max_stats_size = 64 * 1024;
 std::string engine_directory(const Config& config) { return config.run_directory + "/tun-engine"; }
 std::string pid_path(const Config& config) { return engine_directory(config) + "/engine.pid"; }
 std::string stats_path(const Config& config) { return engine_directory(config) + "/stats.json"; }
-
-int prefix_length(const std::string& address_with_prefix) {
-    return std::stoi(address_with_prefix.substr(address_with_prefix.find('/') + 1));
-}
 
 // RunDirectory/tun-engine, owned by the tunnel user, made while still root. An existing one
 // must be a real directory of the tunnel user's, never a link somewhere else.
@@ -114,14 +110,15 @@ private:
 EngineSettings engine_settings(const Config& config, const RunOptions& options) {
     EngineSettings settings;
     settings.tun_name = config.tun_name;
-    settings.tun_address_ipv4 = parse_ip_address(fw::address_of(config.tun_address_ipv4), "TunAddressIPv4");
-    settings.tun_address_ipv6 = parse_ip_address(fw::address_of(config.tun_address_ipv6), "TunAddressIPv6");
-    settings.tun_prefix_ipv4 = prefix_length(config.tun_address_ipv4);
-    settings.tun_prefix_ipv6 = prefix_length(config.tun_address_ipv6);
-    settings.nat_source_ipv4 = parse_ip_address(fw::address_in_network(config.tun_address_ipv4, 3), "NAT source");
-    settings.nat_source_ipv6 = parse_ip_address(fw::address_in_network(config.tun_address_ipv6, 3), "NAT source");
-    settings.dns_ipv4 = parse_ip_address(config.tun_dns_ipv4, "TunDnsIPv4");
-    settings.dns_ipv6 = parse_ip_address(config.tun_dns_ipv6, "TunDnsIPv6");
+    const tun::AddressPlan plan = tun::address_plan(config);
+    settings.tun_address_ipv4 = parse_ip_address(plan.ipv4.address, "TunAddressIPv4");
+    settings.tun_address_ipv6 = parse_ip_address(plan.ipv6.address, "TunAddressIPv6");
+    settings.tun_prefix_ipv4 = plan.ipv4.prefix_length;
+    settings.tun_prefix_ipv6 = plan.ipv6.prefix_length;
+    settings.nat_source_ipv4 = parse_ip_address(plan.ipv4.nat_source, "NAT source");
+    settings.nat_source_ipv6 = parse_ip_address(plan.ipv6.nat_source, "NAT source");
+    settings.dns_ipv4 = parse_ip_address(plan.ipv4.dns, "TunDnsIPv4");
+    settings.dns_ipv6 = parse_ip_address(plan.ipv6.dns, "TunDnsIPv6");
     settings.dns_resolver = parse_ip_address(options.dns_resolver.empty() ? config.tun_dns_resolver : options.dns_resolver,
                                              "DNS resolver");
     std::string socks = options.socks;
