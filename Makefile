@@ -35,7 +35,7 @@ FUZZ_FLAGS    := -std=c++20 -O1 -g -Ilib -fsanitize=address,undefined -fno-sanit
 FUZZ_SECONDS  ?= 300
 FUZZ_SOURCES  := $(wildcard lib/*/fuzz/*_fuzz.cpp)
 FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
-FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/tun/% lib/connect/psiphon_api.cpp lib/connect/packet_filter.cpp,$(filter-out lib/core/cli.cpp lib/tun/engine_run.cpp lib/servers/selection.cpp,$(LIB_SOURCES)))
+FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/packet/% lib/tun/% lib/engine/% lib/connect/psiphon_api.cpp lib/connect/packet_filter.cpp,$(filter-out lib/core/cli.cpp lib/engine/engine_run.cpp lib/servers/selection.cpp,$(LIB_SOURCES)))
 FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o) $(BUILD)/bpf/tcp_fast_path_object.o
 
 # libssh: Debian's source package of libssh 0.11 (Debian 13's, with its security fixes) with
@@ -54,10 +54,10 @@ $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-# psi-tun's tc program (lib/tun/tcp_fast_path.bpf.c), built for the kernel's BPF machine and
+# psi-tun's tc program (lib/engine/tcp_fast_path.bpf.c), built for the kernel's BPF machine and
 # linked in as a byte array that libbpf loads.
 BPF_CLANG := clang-14
-$(BUILD)/bpf/tcp_fast_path.bpf.o: lib/tun/tcp_fast_path.bpf.c lib/tun/tcp_fast_path_abi.h
+$(BUILD)/bpf/tcp_fast_path.bpf.o: lib/engine/tcp_fast_path.bpf.c lib/engine/tcp_fast_path_abi.h
 	@mkdir -p $(dir $@)
 	$(BPF_CLANG) -O2 -g -Wall -Werror -target bpf -Ilib -I/usr/include/$(shell $(CXX) -print-multiarch) -c $< -o $@
 

@@ -10,8 +10,8 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/output.hpp"
-#include "tun/engine_run.hpp"
-#include "tun/engine_stats.hpp"
+#include "engine/engine_run.hpp"
+#include "engine/engine_stats.hpp"
 #include "tun/tun_network.hpp"
 
 namespace {
@@ -59,8 +59,8 @@ void print_stats(const psi::json::Value& document) {
                 megabytes(number(document, {"stats", "udp", "bytesUp"})).c_str(),
                 megabytes(number(document, {"stats", "udp", "bytesDown"})).c_str());
     std::string dropped;
-    for (std::size_t i = 0; i < static_cast<std::size_t>(psi::tun::Drop::count_); ++i) {
-        const char* reason = psi::tun::drop_name(static_cast<psi::tun::Drop>(i));
+    for (std::size_t i = 0; i < static_cast<std::size_t>(psi::engine::Drop::count_); ++i) {
+        const char* reason = psi::engine::drop_name(static_cast<psi::engine::Drop>(i));
         if (const std::int64_t count = number(document, {"stats", "dropped", reason}))
             dropped += " " + std::to_string(count) + " " + reason;
     }
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     auto* up = app.add_subcommand("up", "Create the TUN, its addresses, routes, rules and DNS (idempotent)");
     up->add_flag("--allow-lan", is_allow_lan, "LAN routes of the main table first (never DNS)");
     auto* down = app.add_subcommand("down", "Undo exactly what up did, also after a crash (idempotent)");
-    tun::RunOptions run_options;
+    engine::RunOptions run_options;
     bool is_udp_disabled = false;
     bool is_fast_path_disabled = false;
     auto* run = app.add_subcommand("run", "Carry the TUN's TCP and UDP into a SOCKS5 proxy (as the tunnel user)");
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
         if (*run || *stats) {
             const Config config = load_config_from(common);
             if (*stats) {
-                const json::Value document = tun::request_engine_stats(config);
+                const json::Value document = engine::request_engine_stats(config);
                 if (common.is_json) print_json(document);
                 else print_stats(document);
                 return exit_status::ok;
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
             run_options.is_udp_enabled = !is_udp_disabled;
             run_options.is_fast_path_enabled = !is_fast_path_disabled;
             run_options.is_json = common.is_json;
-            return tun::run_engine(config, run_options);
+            return engine::run_engine(config, run_options);
         }
         if (::geteuid() != 0) throw Error("psi-tun up and down change the network: run them as root");
         Config config;

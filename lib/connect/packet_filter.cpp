@@ -2,43 +2,48 @@
 
 #include <variant>
 
-#include "tun/engine_context.hpp"
+#include "core/byte_reader.hpp"
+#include "engine/engine_context.hpp"
+#include "packet/ip_address.hpp"
 
 namespace psi::connect {
 namespace {
 
 constexpr std::uint16_t dns_port = 53;
+constexpr std::size_t frame_length_size = 2;
 
-const tun::IpAddress& in_tunnel_dns(const PacketTunnelAddresses& addresses, tun::IpVersion version) {
-    return version == tun::IpVersion::v4 ? addresses.dns_ipv4 : addresses.dns_ipv6;
+const packet::IpAddress& in_tunnel_dns(const PacketTunnelAddresses& addresses, packet::IpVersion version) {
+    return version == packet::IpVersion::v4 ? addresses.dns_ipv4 : addresses.dns_ipv6;
 }
 
-bool carries_ports(std::uint8_t protocol) { return protocol == tun::ip_protocol::tcp || protocol == tun::ip_protocol::udp; }
+bool carries_ports(std::uint8_t protocol) {
+    return protocol == packet::ip_protocol::tcp || protocol == packet::ip_protocol::udp;
+}
 
 }  // namespace
 
-const tun::IpAddress& server_dns_address(tun::IpVersion version) {
-    static const tun::IpAddress v4 = tun::parse_ip_address("10.0.0.2", "the server's resolver");
-    static const tun::IpAddress v6 = tun::parse_ip_address("fd19:ca83:e6d5:1c44::2", "the server's resolver");
-    return version == tun::IpVersion::v4 ? v4 : v6;
+const packet::IpAddress& server_dns_address(packet::IpVersion version) {
+    static const packet::IpAddress v4 = packet::parse_ip_address("10.0.0.2", "the server's resolver");
+    static const packet::IpAddress v6 = packet::parse_ip_address("fd19:ca83:e6d5:1c44::2", "the server's resolver");
+    return version == packet::IpVersion::v4 ? v4 : v6;
 }
 
 OutboundDrop filter_outbound(std::span<std::uint8_t> packet, const PacketTunnelAddresses& addresses) {
-    const auto parsed = tun::parse_packet(packet);
-    const auto* view = std::get_if<tun::PacketView>(&parsed);
+    const auto parsed = packet::parse_packet(packet);
+    const auto* view = std::get_if<packet::PacketView>(&parsed);
     if (!view || view->total_length != packet.size()) return OutboundDrop::malformed;
-    if (view->version == tun::IpVersion::v4 && view->ip_header_length != 20) return OutboundDrop::malformed;  // options
+    if (view->version == packet::IpVersion::v4 && view->ip_header_length != 20) return OutboundDrop::malformed;  // options
     if (!carries_ports(view->protocol)) return OutboundDrop::protocol;
     if (view->source.port == 0 || view->destination.port == 0) return OutboundDrop::port_zero;
-    const bool is_v4 = view->version == tun::IpVersion::v4;
+    const bool is_v4 = view->version == packet::IpVersion::v4;
     if (view->source.address != (is_v4 ? addresses.tun_ipv4 : addresses.tun_ipv6)) return OutboundDrop::source;
     if (view->destination.address == in_tunnel_dns(addresses, view->version)) {
         if (view->destination.port != dns_port) return OutboundDrop::destination;
-        tun::rewrite_endpoints(packet, *view, view->source,
-                               tun::Endpoint{server_dns_address(view->version), dns_port});
+        packet::rewrite_endpoints(packet, *view, view->source,
+                                  packet::Endpoint{server_dns_address(view->version), dns_port});
         return OutboundDrop::none;
     }
-    if (!tun::is_forwardable(view->destination.address)) return OutboundDrop::destination;
+    if (!packet::is_forwardable(view->destination.address)) return OutboundDrop::destination;
     return OutboundDrop::none;
 }
 
@@ -49,33 +54,35 @@ void append_frame(std::string& frames, std::span<const std::uint8_t> packet) {
 }
 
 std::size_t take_frames(std::span<std::uint8_t> frames, const std::function<void(std::span<std::uint8_t>)>& packet) {
-    std::size_t at = 0;
-    while (frames.size() - at >= 2) {
-        const std::size_t length = (std::size_t{frames[at]} << 8) | frames[at + 1];
-        if (frames.size() - at - 2 < length) break;
-        packet(frames.subspan(at + 2, length));
-        at += 2 + length;
+    ByteReader reader(frames);
+    std::size_t taken = 0;
+    for (;;) {
+        const std::size_t length = reader.u16();
+        reader.skip(length);
+        if (reader.is_short()) return taken;
+        // The reader found the frame whole; the packet is handed on writable, to be rewritten in place.
+        packet(frames.subspan(taken + frame_length_size, length));
+        taken = reader.consumed();
     }
-    return at;
 }
 
 bool accept_inbound(std::span<std::uint8_t> packet, const PacketTunnelAddresses& addresses) {
-    const auto parsed = tun::parse_packet(packet);
-    const auto* view = std::get_if<tun::PacketView>(&parsed);
+    const auto parsed = packet::parse_packet(packet);
+    const auto* view = std::get_if<packet::PacketView>(&parsed);
     if (!view || view->total_length != packet.size()) return false;
-    const bool is_v4 = view->version == tun::IpVersion::v4;
+    const bool is_v4 = view->version == packet::IpVersion::v4;
     if (view->destination.address != (is_v4 ? addresses.tun_ipv4 : addresses.tun_ipv6)) return false;
     if (carries_ports(view->protocol) && view->source.port == dns_port &&
         view->source.address == server_dns_address(view->version)) {
-        tun::rewrite_endpoints(packet, *view, tun::Endpoint{in_tunnel_dns(addresses, view->version), dns_port},
-                               view->destination);
+        packet::rewrite_endpoints(packet, *view, packet::Endpoint{in_tunnel_dns(addresses, view->version), dns_port},
+                                  view->destination);
         return true;
     }
-    return !(is_v4 ? tun::is_in_network(view->source.address, addresses.tun_ipv4, addresses.tun_prefix_ipv4)
-                   : tun::is_in_network(view->source.address, addresses.tun_ipv6, addresses.tun_prefix_ipv6));
+    return !(is_v4 ? packet::is_in_network(view->source.address, addresses.tun_ipv4, addresses.tun_prefix_ipv4)
+                   : packet::is_in_network(view->source.address, addresses.tun_ipv6, addresses.tun_prefix_ipv6));
 }
 
-PacketTunnelAddresses packet_tunnel_addresses(const tun::EngineSettings& settings) {
+PacketTunnelAddresses packet_tunnel_addresses(const engine::EngineSettings& settings) {
     return PacketTunnelAddresses{settings.tun_address_ipv4, settings.tun_address_ipv6, settings.tun_prefix_ipv4,
                                  settings.tun_prefix_ipv6,  settings.dns_ipv4,         settings.dns_ipv6};
 }

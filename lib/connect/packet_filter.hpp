@@ -10,15 +10,15 @@
 #include <span>
 #include <string>
 
-#include "tun/engine_context.hpp"
-#include "tun/packet.hpp"
+#include "engine/engine_context.hpp"
+#include "packet/packet.hpp"
 
 namespace psi::connect {
 
 struct PacketTunnelAddresses {
-    tun::IpAddress tun_ipv4, tun_ipv6;  // the TUN's own addresses (TunAddressIPv4, TunAddressIPv6)
+    packet::IpAddress tun_ipv4, tun_ipv6;  // the TUN's own addresses (TunAddressIPv4, TunAddressIPv6)
     int tun_prefix_ipv4 = 24, tun_prefix_ipv6 = 64;
-    tun::IpAddress dns_ipv4, dns_ipv6;  // where applications send DNS (TunDnsIPv4, TunDnsIPv6)
+    packet::IpAddress dns_ipv4, dns_ipv6;  // where applications send DNS (TunDnsIPv4, TunDnsIPv6)
 };
 
 // Why a packet from the TUN is not sent.
@@ -43,9 +43,9 @@ void append_frame(std::string& frames, std::span<const std::uint8_t> packet);
 std::size_t take_frames(std::span<std::uint8_t> frames, const std::function<void(std::span<std::uint8_t>)>& packet);
 
 // From the TUN's settings as psi-tun reads them from the config.
-PacketTunnelAddresses packet_tunnel_addresses(const tun::EngineSettings& settings);
+PacketTunnelAddresses packet_tunnel_addresses(const engine::EngineSettings& settings);
 
 // The server's resolver address for the family.
-const tun::IpAddress& server_dns_address(tun::IpVersion version);
+const packet::IpAddress& server_dns_address(packet::IpVersion version);
 
 }  // namespace psi::connect

@@ -7,57 +7,58 @@
 
 #include <gtest/gtest.h>
 
-#include "tun/engine_context.hpp"
-#include "tun/packet_builder.hpp"
+#include "engine/engine_context.hpp"
+#include "packet/ip_address.hpp"
+#include "packet/packet_builder.hpp"
 
 namespace psi::connect {
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
-using tun::Endpoint;
+using packet::Endpoint;
 
 Endpoint endpoint(const std::string& address, std::uint16_t port) {
-    return {tun::parse_ip_address(address, "test"), port};
+    return {packet::parse_ip_address(address, "test"), port};
 }
 
-const PacketTunnelAddresses addresses{tun::parse_ip_address("10.200.3.1", "test"),
-                                      tun::parse_ip_address("fd42:42:42::1", "test"),
+const PacketTunnelAddresses addresses{packet::parse_ip_address("10.200.3.1", "test"),
+                                      packet::parse_ip_address("fd42:42:42::1", "test"),
                                       24,
                                       64,
-                                      tun::parse_ip_address("10.200.3.2", "test"),
-                                      tun::parse_ip_address("fd42:42:42::2", "test")};
+                                      packet::parse_ip_address("10.200.3.2", "test"),
+                                      packet::parse_ip_address("fd42:42:42::2", "test")};
 const std::vector<std::uint8_t> payload = {'q', 'u', 'e', 'r', 'y'};
 
-tun::PacketView view_of(const Bytes& packet) { return std::get<tun::PacketView>(tun::parse_packet(packet)); }
+packet::PacketView view_of(const Bytes& packet) { return std::get<packet::PacketView>(packet::parse_packet(packet)); }
 
 Bytes udp(const std::string& from, std::uint16_t from_port, const std::string& to, std::uint16_t to_port) {
-    return tun::build_udp(endpoint(from, from_port), endpoint(to, to_port), payload);
+    return packet::build_udp(endpoint(from, from_port), endpoint(to, to_port), payload);
 }
 
 TEST(PacketFilter, QueriesToTheInTunnelResolverGoToTheServersResolverWithValidChecksums) {
     Bytes packet = udp("10.200.3.1", 40000, "10.200.3.2", 53);
     ASSERT_EQ(filter_outbound(packet, addresses), OutboundDrop::none);
-    const tun::PacketView view = view_of(packet);
+    const packet::PacketView view = view_of(packet);
     EXPECT_EQ(view.destination, endpoint("10.0.0.2", 53));
     EXPECT_EQ(view.source, endpoint("10.200.3.1", 40000));
-    EXPECT_TRUE(tun::has_valid_checksums(packet, view));
+    EXPECT_TRUE(packet::has_valid_checksums(packet, view));
 
     Bytes v6 = udp("fd42:42:42::1", 40000, "fd42:42:42::2", 53);
     ASSERT_EQ(filter_outbound(v6, addresses), OutboundDrop::none);
     EXPECT_EQ(view_of(v6).destination, endpoint("fd19:ca83:e6d5:1c44::2", 53));
-    EXPECT_TRUE(tun::has_valid_checksums(v6, view_of(v6)));
+    EXPECT_TRUE(packet::has_valid_checksums(v6, view_of(v6)));
 }
 
 TEST(PacketFilter, AnswersFromTheServersResolverComeFromTheAddressTheApplicationAsked) {
     Bytes packet = udp("10.0.0.2", 53, "10.200.3.1", 40000);
     ASSERT_TRUE(accept_inbound(packet, addresses));
     EXPECT_EQ(view_of(packet).source, endpoint("10.200.3.2", 53));
-    EXPECT_TRUE(tun::has_valid_checksums(packet, view_of(packet)));
+    EXPECT_TRUE(packet::has_valid_checksums(packet, view_of(packet)));
 
     Bytes v6 = udp("fd19:ca83:e6d5:1c44::2", 53, "fd42:42:42::1", 40000);
     ASSERT_TRUE(accept_inbound(v6, addresses));
     EXPECT_EQ(view_of(v6).source, endpoint("fd42:42:42::2", 53));
-    EXPECT_TRUE(tun::has_valid_checksums(v6, view_of(v6)));
+    EXPECT_TRUE(packet::has_valid_checksums(v6, view_of(v6)));
 }
 
 TEST(PacketFilter, OrdinaryPacketsPassUnchanged) {
@@ -84,7 +85,7 @@ TEST(PacketFilter, DropsWhatThePsiphonServerWouldDrop) {
     EXPECT_EQ(filter_outbound(port_zero, addresses), OutboundDrop::port_zero);
 
     Bytes original = udp("198.51.100.10", 7, "10.200.3.1", 40000);
-    Bytes icmp = tun::build_unreachable(original, view_of(original), tun::Unreachable::port);
+    Bytes icmp = packet::build_unreachable(original, view_of(original), packet::Unreachable::port);
     EXPECT_EQ(filter_outbound(icmp, addresses), OutboundDrop::protocol);
 }
 

@@ -25,7 +25,7 @@
 #include "core/event_loop.hpp"
 #include "core/log.hpp"
 #include "core/printable.hpp"
-#include "tun/engine_run.hpp"
+#include "engine/engine_run.hpp"
 #include "tun/tun_device.hpp"
 
 namespace psi::connect {
@@ -52,7 +52,7 @@ public:
           socks_(loop_, std::move(socks), current_session(), totals_, options.is_handshake),
           http_(loop_, std::move(http), current_session(), totals_) {
         tun_ = std::move(tun);
-        if (tun_.is_open()) packet_addresses_ = packet_tunnel_addresses(tun::engine_settings(config, tun::RunOptions{}));
+        if (tun_.is_open()) packet_addresses_ = packet_tunnel_addresses(engine::engine_settings(config, engine::RunOptions{}));
         settings_.is_handshake = options.is_handshake;
         settings_.identity_file = options.identity_file;
         settings_.timeout = std::chrono::seconds(options.dial_timeout);

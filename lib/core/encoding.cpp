@@ -3,6 +3,8 @@
 #include <array>
 #include <cstdint>
 
+#include "core/byte_reader.hpp"
+
 namespace psi::encoding {
 
 namespace {
@@ -41,9 +43,10 @@ std::optional<std::string> hex_decode(std::string_view text) {
     if (text.size() % 2 != 0) return std::nullopt;
     std::string bytes;
     bytes.reserve(text.size() / 2);
-    for (std::size_t i = 0; i < text.size(); i += 2) {
-        int high = hex_value(text[i]);
-        int low = hex_value(text[i + 1]);
+    ByteReader digits(text);
+    while (!digits.at_end()) {
+        int high = hex_value(static_cast<char>(digits.u8()));
+        int low = hex_value(static_cast<char>(digits.u8()));
         if (high < 0 || low < 0) return std::nullopt;
         bytes += static_cast<char>(high << 4 | low);
     }
@@ -82,19 +85,20 @@ std::string base64_encode(std::string_view bytes) {
 
 std::optional<std::string> base64_decode(std::string_view text) {
     if (text.size() % 4 != 0) return std::nullopt;
-    std::size_t padding = 0;
-    if (!text.empty() && text.back() == '=') padding = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
+    const std::size_t padding = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
 
     std::string bytes;
     bytes.reserve(text.size() / 4 * 3);
-    for (std::size_t i = 0; i < text.size(); i += 4) {
-        bool is_last = i + 4 == text.size();
-        std::size_t digits = is_last ? 4 - padding : 4;
+    ByteReader characters(text);
+    while (!characters.at_end()) {
+        ByteReader quantum = characters.sub(4);
+        std::size_t digits = characters.at_end() ? 4 - padding : 4;
         std::uint32_t group = 0;
         for (std::size_t j = 0; j < 4; ++j) {
             group <<= 6;
+            const std::uint8_t character = quantum.u8();
             if (j >= digits) continue;  // padding, validated above
-            int value = base64_values[static_cast<unsigned char>(text[i + j])];
+            int value = base64_values[character];
             if (value < 0) return std::nullopt;
             group |= static_cast<std::uint32_t>(value);
         }

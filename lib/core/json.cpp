@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
 
 namespace psi::json {
@@ -247,7 +248,7 @@ namespace {
 
 constexpr int max_depth = 256;
 
-// Reads one JSON document; every access goes through peek/next, which check bounds.
+// Reads one JSON document; every access goes through peek/next and the byte reader.
 class Reader {
 public:
     Reader(std::string_view text, std::string_view source, std::size_t max_values)
@@ -262,12 +263,12 @@ public:
     }
 
 private:
-    bool at_end() const { return position_ >= text_.size(); }
-    char peek() const { return at_end() ? '\0' : text_[position_]; }
+    bool at_end() const { return text_.at_end(); }
+    char peek() const { return static_cast<char>(text_.peek_u8()); }
 
     char next() {
         if (at_end()) fail("unexpected end of the JSON document");
-        char c = text_[position_++];
+        char c = static_cast<char>(text_.u8());
         if (c == '\n') ++line_;
         return c;
     }
@@ -358,7 +359,7 @@ private:
     }
 
     Value read_number() {
-        std::size_t start = position_;
+        ByteReader start = text_;
         if (peek() == '-') next();
         if (peek() == '0') {
             next();
@@ -378,7 +379,7 @@ private:
             if (!(peek() >= '0' && peek() <= '9')) fail("invalid number");
             while (peek() >= '0' && peek() <= '9') next();
         }
-        return Value::number_from_text(std::string(text_.substr(start, position_ - start)));
+        return Value::number_from_text(std::string(start.take_text(text_.consumed() - start.consumed())));
     }
 
     unsigned read_hex4() {
@@ -417,12 +418,11 @@ private:
         std::string out;
         while (true) {
             // Plain characters in bulk; only quotes, escapes and control characters one by one.
-            std::size_t run = position_;
-            while (run < text_.size() && text_[run] != '"' && text_[run] != '\\' &&
-                   static_cast<unsigned char>(text_[run]) >= 0x20)
-                ++run;
-            out.append(text_, position_, run - position_);
-            position_ = run;
+            const std::string_view rest = text_.rest_text();
+            const auto run_end = std::find_if(rest.begin(), rest.end(), [](char c) {
+                return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+            });
+            out += text_.take_text(static_cast<std::size_t>(run_end - rest.begin()));
             char c = next();
             if (c == '"') return out;
             if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
@@ -457,9 +457,8 @@ private:
         }
     }
 
-    std::string_view text_;
+    ByteReader text_;
     std::string_view source_;
-    std::size_t position_ = 0;
     int line_ = 1;
     std::size_t values_left_;
 };

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
 
@@ -19,11 +20,11 @@ constexpr std::string_view replacement_character = "\xEF\xBF\xBD";  // U+FFFD
 // the same acceptance as Go's utf8.DecodeRune (no overlongs, surrogates or code points past
 // U+10FFFF).
 std::size_t utf8_sequence_length(std::string_view text) {
-    auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-    unsigned char lead = byte(0);
+    ByteReader sequence(text);
+    const std::uint8_t lead = sequence.u8();
     if (lead < 0x80) return 1;
     std::size_t length = 0;
-    unsigned char low = 0x80, high = 0xBF;  // allowed range of the second byte
+    std::uint8_t low = 0x80, high = 0xBF;  // allowed range of the second byte
     if (lead >= 0xC2 && lead <= 0xDF) {
         length = 2;
     } else if (lead >= 0xE0 && lead <= 0xEF) {
@@ -37,10 +38,14 @@ std::size_t utf8_sequence_length(std::string_view text) {
     } else {
         return 0;
     }
-    if (text.size() < length) return 0;
-    if (byte(1) < low || byte(1) > high) return 0;
-    for (std::size_t i = 2; i < length; ++i)
-        if (byte(i) < 0x80 || byte(i) > 0xBF) return 0;
+    ByteReader continuation = sequence.sub(length - 1);
+    if (sequence.is_short()) return 0;
+    const std::uint8_t second = continuation.u8();
+    if (second < low || second > high) return 0;
+    while (!continuation.at_end()) {
+        const std::uint8_t byte = continuation.u8();
+        if (byte < 0x80 || byte > 0xBF) return 0;
+    }
     return length;
 }
 
@@ -64,8 +69,9 @@ std::string coerce_utf8(std::string_view text) {
 // Go's encodeState string escaping with HTML escaping on; `text` is valid UTF-8.
 void write_string(std::string& out, std::string_view text) {
     out += '"';
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        unsigned char c = static_cast<unsigned char>(text[i]);
+    ByteReader characters(text);
+    while (!characters.at_end()) {
+        const std::uint8_t c = characters.u8();
         switch (c) {
             case '"': out += "\\\""; break;
             case '\\': out += "\\\\"; break;
@@ -79,12 +85,12 @@ void write_string(std::string& out, std::string_view text) {
                     out += "\\u00";
                     out += hex_digits[c >> 4];
                     out += hex_digits[c & 0x0F];
-                } else if (c == 0xE2 && text.substr(i, 3) == "\xE2\x80\xA8") {
+                } else if (c == 0xE2 && characters.rest_text().starts_with("\x80\xA8")) {
                     out += "\\u2028";
-                    i += 2;
-                } else if (c == 0xE2 && text.substr(i, 3) == "\xE2\x80\xA9") {
+                    characters.skip(2);
+                } else if (c == 0xE2 && characters.rest_text().starts_with("\x80\xA9")) {
                     out += "\\u2029";
-                    i += 2;
+                    characters.skip(2);
                 } else {
                     out += static_cast<char>(c);
                 }

@@ -20,6 +20,7 @@
 #include "core/process.hpp"
 #include "fw/kill_switch.hpp"
 #include "fw/policy.hpp"
+#include "tun/address_plan.hpp"
 #include "tun/resolver.hpp"
 #include "tun/tun_device.hpp"
 #include "tun/tun_network.hpp"
@@ -224,8 +225,9 @@ Check check_tun(const Config& config) {
         return failed(name, device + " is not a TUN of " + user.name + "'s", "psi-tun down; psi-tun up");
     if (!is_up(device)) return failed(name, device + " is down", "psi-tun up");
     const std::vector<std::string> addresses = addresses_of(device);
-    std::vector<std::string> wanted_addresses = {fw::address_of(config.tun_address_ipv4)};
-    if (tun::has_ipv6(device)) wanted_addresses.push_back(fw::address_of(config.tun_address_ipv6));
+    const tun::AddressPlan plan = tun::address_plan(config);
+    std::vector<std::string> wanted_addresses = {plan.ipv4.address};
+    if (tun::has_ipv6(device)) wanted_addresses.push_back(plan.ipv6.address);
     for (const std::string& wanted : wanted_addresses) {
         char canonical[INET6_ADDRSTRLEN] = {};
         unsigned char binary[16];
@@ -271,20 +273,21 @@ Check check_dns(const Config& config, const std::string& resolv_conf) {
     } catch (const Error&) {
         return failed(name, "cannot read " + resolv_conf, "psi-tun up");
     }
+    const tun::AddressPlan plan = tun::address_plan(config);
     if (servers == std::vector<std::string>{"127.0.0.53"}) {
         // systemd-resolved: the TUN's link must hold the in-tunnel resolver and route every domain.
         const ProcessResult dns = run_process({resolvectl_tool, "dns", config.tun_name});
         const ProcessResult domain = run_process({resolvectl_tool, "domain", config.tun_name});
-        if (dns.exit_code != 0 || dns.output.find(config.tun_dns_ipv4) == std::string::npos)
-            return failed(name, "systemd-resolved does not send queries to " + config.tun_dns_ipv4 + " on " + config.tun_name,
+        if (dns.exit_code != 0 || dns.output.find(plan.ipv4.dns) == std::string::npos)
+            return failed(name, "systemd-resolved does not send queries to " + plan.ipv4.dns + " on " + config.tun_name,
                           "psi-tun up");
         if (domain.exit_code != 0 || domain.output.find("~.") == std::string::npos)
             return failed(name, "systemd-resolved does not route every domain to " + config.tun_name, "psi-tun up");
-        return passed(name, "systemd-resolved asks " + config.tun_dns_ipv4 + " on " + config.tun_name + " for every domain");
+        return passed(name, "systemd-resolved asks " + plan.ipv4.dns + " on " + config.tun_name + " for every domain");
     }
     if (servers.empty()) return failed(name, resolv_conf + " names no resolver", "psi-tun up");
     for (const std::string& server : servers)
-        if (server != config.tun_dns_ipv4 && server != config.tun_dns_ipv6)
+        if (server != plan.ipv4.dns && server != plan.ipv6.dns)
             return failed(name, resolv_conf + " names " + server + ", outside the tunnel",
                           "psi-tun down; psi-tun up (something rewrote it)");
     return passed(name, resolv_conf + " names only the in-tunnel resolver (" + join(servers) + ")");
@@ -416,9 +419,10 @@ std::vector<Check> check_leaks(const Config& config, const fw::ProbeTargets& tar
     else
         checks.push_back(failed("leak probes", join(leaks, "; "), "psi-fw up; psi-fw verify shows each probe"));
 
-    const fw::ProbeResult tunnel = fw::run_tunnel_probe(targets, config.tun_dns_ipv4);
+    const std::string in_tunnel_dns = tun::address_plan(config).ipv4.dns;
+    const fw::ProbeResult tunnel = fw::run_tunnel_probe(targets, in_tunnel_dns);
     if (tunnel.passed)
-        checks.push_back(passed("through the tunnel", "a DNS query to " + config.tun_dns_ipv4 + " as " +
+        checks.push_back(passed("through the tunnel", "a DNS query to " + in_tunnel_dns + " as " +
                                                           targets.probe_user + " was answered"));
     else
         checks.push_back(failed("through the tunnel", tunnel.verdict, "psi up; psi logs tells why no tunnel is up"));

@@ -1,55 +1,12 @@
 #include "fw/policy.hpp"
 
-#include <arpa/inet.h>
-
-#include <array>
-#include <cstdlib>
-
 #include "core/error.hpp"
 #include "core/privileges.hpp"
+#include "tun/address_plan.hpp"
 
 namespace psi::fw {
 
 const char* mode_name(Mode mode) { return mode == Mode::tunnel ? "tunnel" : "blocked"; }
-
-std::string network_of(const std::string& address_with_prefix) {
-    auto slash = address_with_prefix.find('/');
-    if (slash == std::string::npos) throw Error("not an address with a prefix: " + address_with_prefix);
-    std::string address = address_with_prefix.substr(0, slash);
-    int length = std::atoi(address_with_prefix.c_str() + slash + 1);
-    int family = address.find(':') == std::string::npos ? AF_INET : AF_INET6;
-    std::array<unsigned char, 16> bytes{};
-    int byte_count = family == AF_INET ? 4 : 16;
-    if (inet_pton(family, address.c_str(), bytes.data()) != 1 || length < 0 || length > byte_count * 8)
-        throw Error("not an address with a prefix: " + address_with_prefix);
-    for (int bit = length; bit < byte_count * 8; ++bit)
-        bytes[static_cast<std::size_t>(bit / 8)] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
-    char text[INET6_ADDRSTRLEN];
-    inet_ntop(family, bytes.data(), text, sizeof text);
-    return std::string(text) + "/" + std::to_string(length);
-}
-
-std::string address_of(const std::string& address_with_prefix) {
-    return address_with_prefix.substr(0, address_with_prefix.find('/'));
-}
-
-std::string address_in_network(const std::string& address_with_prefix, unsigned offset) {
-    const std::string network = network_of(address_with_prefix);
-    const std::string address = network.substr(0, network.find('/'));
-    const int family = address.find(':') == std::string::npos ? AF_INET : AF_INET6;
-    std::array<unsigned char, 16> bytes{};
-    inet_pton(family, address.c_str(), bytes.data());
-    const std::size_t last = family == AF_INET ? 3 : 15;
-    unsigned carry = offset;
-    for (std::size_t i = last + 1; i-- > 0 && carry;) {
-        carry += bytes[i];
-        bytes[i] = static_cast<unsigned char>(carry & 0xff);
-        carry >>= 8;
-    }
-    char text[INET6_ADDRSTRLEN];
-    inet_ntop(family, bytes.data(), text, sizeof text);
-    return text;
-}
 
 Policy make_policy(const Config& config, Mode mode) {
     Policy policy;
@@ -59,14 +16,15 @@ Policy make_policy(const Config& config, Mode mode) {
         if (policy.tunnel_uid == 0) throw Error("TunnelUser must not be root: root would be let through", exit_status::usage);
     }
     policy.tun_name = config.tun_name;
-    policy.tun_address_ipv4 = address_of(config.tun_address_ipv4);
-    policy.tun_address_ipv6 = address_of(config.tun_address_ipv6);
-    policy.nat_source_ipv4 = address_in_network(config.tun_address_ipv4, 3);
-    policy.nat_source_ipv6 = address_in_network(config.tun_address_ipv6, 3);
-    policy.tun_network_ipv4 = network_of(config.tun_address_ipv4);
-    policy.tun_network_ipv6 = network_of(config.tun_address_ipv6);
-    policy.dns_ipv4 = config.tun_dns_ipv4;
-    policy.dns_ipv6 = config.tun_dns_ipv6;
+    const tun::AddressPlan plan = tun::address_plan(config);
+    policy.tun_address_ipv4 = plan.ipv4.address;
+    policy.tun_address_ipv6 = plan.ipv6.address;
+    policy.nat_source_ipv4 = plan.ipv4.nat_source;
+    policy.nat_source_ipv6 = plan.ipv6.nat_source;
+    policy.tun_network_ipv4 = plan.ipv4.network;
+    policy.tun_network_ipv6 = plan.ipv6.network;
+    policy.dns_ipv4 = plan.ipv4.dns;
+    policy.dns_ipv6 = plan.ipv6.dns;
     policy.allow_lan = config.allow_lan;
     return policy;
 }

@@ -41,13 +41,4 @@ struct Policy {
 // policy names no user, so it loads at early boot whatever the state of the system).
 Policy make_policy(const Config& config, Mode mode);
 
-// "10.200.3.1/24" -> "10.200.3.0/24"; throws psi::Error on a malformed prefix.
-std::string network_of(const std::string& address_with_prefix);
-
-// "10.200.3.1/24" -> "10.200.3.1".
-std::string address_of(const std::string& address_with_prefix);
-
-// The address `offset` after the network's first: ("10.200.3.1/24", 3) -> "10.200.3.3".
-std::string address_in_network(const std::string& address_with_prefix, unsigned offset);
-
 }  // namespace psi::fw

@@ -156,19 +156,5 @@ TEST(Ruleset, LinkRepliesNeverComeFromTheTun) {
     }
 }
 
-TEST(Policy, AddressesInsideTheNetwork) {
-    EXPECT_EQ(address_in_network("10.200.3.1/24", 3), "10.200.3.3");
-    EXPECT_EQ(address_in_network("fd42:42:42::1/64", 3), "fd42:42:42::3");
-    EXPECT_EQ(address_in_network("10.0.0.255/16", 258), "10.0.1.2");
-}
-
-TEST(Policy, NetworkOfMasksHostBits) {
-    EXPECT_EQ(network_of("10.200.3.1/24"), "10.200.3.0/24");
-    EXPECT_EQ(network_of("fd42:42:42::1/64"), "fd42:42:42::/64");
-    EXPECT_EQ(network_of("192.168.77.10/30"), "192.168.77.8/30");
-    EXPECT_THROW(network_of("10.200.3.1"), Error);
-    EXPECT_THROW(network_of("10.200.3.1/33"), Error);
-}
-
 }  // namespace
 }  // namespace psi::fw

@@ -10,8 +10,8 @@
 #include <set>
 #include <vector>
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
-#include "proxy/byte_reader.hpp"
 
 namespace psi::proxy {
 namespace {
@@ -78,9 +78,8 @@ bool is_one_of(std::string_view text, const std::array<std::string_view, size>& 
 std::vector<std::string_view> list_elements(std::string_view value) {
     std::vector<std::string_view> elements;
     ByteReader reader(value);
-    while (reader.remaining() > 0) {
-        const auto element = reader.take_until(",");
-        const std::string_view text = trim_whitespace(element ? *element : reader.take(reader.remaining()).value());
+    while (!reader.at_end()) {
+        const std::string_view text = trim_whitespace(reader.take_until_or_rest(","));
         if (!text.empty()) elements.push_back(text);
     }
     return elements;
@@ -179,14 +178,14 @@ struct Field {
 // Field lines up to the end of the head; nullopt on obs-fold or a line that is not "token:value".
 std::optional<std::vector<Field>> parse_fields(ByteReader& reader) {
     std::vector<Field> fields;
-    while (const auto line = reader.take_until("\r\n")) {
-        if (line->empty()) break;
-        if (line->starts_with(' ') || line->starts_with('\t')) return std::nullopt;  // obs-fold
-        const std::size_t colon = line->find(':');
-        if (colon == std::string_view::npos) return std::nullopt;
-        const std::string_view name = line->substr(0, colon);
+    for (;;) {
+        ByteReader line(reader.take_until("\r\n"));
+        if (reader.is_short() || line.at_end()) break;
+        if (line.rest_text().starts_with(' ') || line.rest_text().starts_with('\t')) return std::nullopt;  // obs-fold
+        const std::string_view name = line.take_until(":");
+        if (line.is_short()) return std::nullopt;
         if (!is_token(name)) return std::nullopt;  // also whitespace before the colon
-        fields.push_back({name, trim_whitespace(line->substr(colon + 1)), lowercase(name)});
+        fields.push_back({name, trim_whitespace(line.take_rest_text()), lowercase(name)});
     }
     return fields;
 }
@@ -254,14 +253,11 @@ ParsedHttpHead parse_http_proxy_head(std::string_view bytes) {
 
     // The head without its final CRLF: every line ends in CRLF.
     ByteReader reader(bytes.substr(0, scan.length - 2));
-    const std::string_view request_line = reader.take_until("\r\n").value_or("");
-    const std::size_t first_space = request_line.find(' ');
-    if (first_space == std::string_view::npos) return failure(400);
-    const std::size_t second_space = request_line.find(' ', first_space + 1);
-    if (second_space == std::string_view::npos) return failure(400);
-    const std::string_view method = request_line.substr(0, first_space);
-    const std::string_view target = request_line.substr(first_space + 1, second_space - first_space - 1);
-    const std::string_view version = request_line.substr(second_space + 1);
+    ByteReader request_line(reader.take_until("\r\n"));
+    const std::string_view method = request_line.take_until(" ");
+    const std::string_view target = request_line.take_until(" ");
+    const std::string_view version = request_line.take_rest_text();
+    if (request_line.is_short()) return failure(400);
     if (version != "HTTP/1.1" && version != "HTTP/1.0") return failure(400);
     if (!is_token(method)) return failure(400);
     const bool is_connect = method == "CONNECT";

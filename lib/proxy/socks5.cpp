@@ -4,11 +4,12 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
-#include "proxy/byte_reader.hpp"
 
 namespace psi::proxy {
 namespace {
@@ -28,12 +29,12 @@ bool is_acceptable_domain(std::string_view domain) {
 }
 
 template <int family, std::size_t size>
-std::string address_text(std::string_view raw) {
+std::string address_text(ByteReader& reader) {
     static_assert(size == 4 || size == 16);
-    unsigned char binary[size];
-    std::memcpy(binary, raw.data(), std::min(raw.size(), size));
+    std::array<std::uint8_t, size> binary;
+    reader.copy_to(binary);
     char text[INET6_ADDRSTRLEN] = {};
-    if (!inet_ntop(family, binary, text, sizeof text)) throw_system_error("inet_ntop", errno);
+    if (!inet_ntop(family, binary.data(), text, sizeof text)) throw_system_error("inet_ntop", errno);
     return text;
 }
 
@@ -46,36 +47,40 @@ AddressOutcome malformed(SocksReply error) { return {ParseStatus::malformed, err
 
 // ATYP, ADDR, PORT, as in requests and UDP datagrams.
 AddressOutcome read_address(ByteReader& reader, SocksAddress& address) {
-    const auto type = reader.u8();
-    if (!type) return {};
-    std::optional<std::string_view> raw;
-    switch (*type) {
-        case static_cast<std::uint8_t>(AddressType::ipv4):
-            if (!(raw = reader.take(4))) return {};
+    const std::uint8_t type = reader.u8();
+    if (reader.is_short()) return {};
+    switch (type) {
+        case static_cast<std::uint8_t>(AddressType::ipv4): {
+            ByteReader raw = reader.sub(4);
+            if (reader.is_short()) return {};
             address.type = AddressType::ipv4;
-            address.host = address_text<AF_INET, 4>(*raw);
+            address.host = address_text<AF_INET, 4>(raw);
             break;
-        case static_cast<std::uint8_t>(AddressType::ipv6):
-            if (!(raw = reader.take(16))) return {};
+        }
+        case static_cast<std::uint8_t>(AddressType::ipv6): {
+            ByteReader raw = reader.sub(16);
+            if (reader.is_short()) return {};
             address.type = AddressType::ipv6;
-            address.host = address_text<AF_INET6, 16>(*raw);
+            address.host = address_text<AF_INET6, 16>(raw);
             break;
+        }
         case static_cast<std::uint8_t>(AddressType::domain): {
-            const auto length = reader.u8();
-            if (!length) return {};
-            if (*length == 0) return malformed(SocksReply::general_failure);
-            if (!(raw = reader.take(*length))) return {};
-            if (!is_acceptable_domain(*raw)) return malformed(SocksReply::general_failure);
+            const std::uint8_t length = reader.u8();
+            if (reader.is_short()) return {};
+            if (length == 0) return malformed(SocksReply::general_failure);
+            const std::string_view domain = reader.take_text(length);
+            if (reader.is_short()) return {};
+            if (!is_acceptable_domain(domain)) return malformed(SocksReply::general_failure);
             address.type = AddressType::domain;
-            address.host = std::string(*raw);
+            address.host = std::string(domain);
             break;
         }
         default:
             return malformed(SocksReply::address_type_not_supported);
     }
-    const auto port = reader.u16_be();
-    if (!port) return {};
-    address.port = *port;
+    const std::uint16_t port = reader.u16();
+    if (reader.is_short()) return {};
+    address.port = port;
     return {ParseStatus::complete};
 }
 
@@ -102,18 +107,17 @@ std::string address_binary(const std::string& host) {
 Parsed<Greeting> parse_greeting(std::string_view bytes) {
     ByteReader reader(bytes);
     Parsed<Greeting> parsed;
-    const auto version = reader.u8();
-    if (!version) return parsed;
-    if (*version != socks_version) return malformed_message<Greeting>(SocksReply::general_failure);
-    const auto method_count = reader.u8();
-    if (!method_count) return parsed;
-    if (*method_count == 0) return malformed_message<Greeting>(SocksReply::general_failure);
-    const auto methods = reader.take(*method_count);
-    if (!methods) return parsed;
+    const std::uint8_t version = reader.u8();
+    if (reader.is_short()) return parsed;
+    if (version != socks_version) return malformed_message<Greeting>(SocksReply::general_failure);
+    const std::uint8_t method_count = reader.u8();
+    if (reader.is_short()) return parsed;
+    if (method_count == 0) return malformed_message<Greeting>(SocksReply::general_failure);
+    const auto methods = reader.take(method_count);
+    if (reader.is_short()) return parsed;
     parsed.status = ParseStatus::complete;
     parsed.consumed = reader.consumed();
-    parsed.message.offers_no_authentication =
-        methods->find(static_cast<char>(method_no_authentication)) != std::string_view::npos;
+    parsed.message.offers_no_authentication = std::ranges::find(methods, method_no_authentication) != methods.end();
     return parsed;
 }
 
@@ -126,24 +130,24 @@ std::string greeting_reply(bool is_accepted) {
 Parsed<SocksRequest> parse_request(std::string_view bytes) {
     ByteReader reader(bytes);
     Parsed<SocksRequest> parsed;
-    const auto version = reader.u8();
-    if (!version) return parsed;
-    if (*version != socks_version) return malformed_message<SocksRequest>(SocksReply::general_failure);
-    const auto command = reader.u8();
-    if (!command) return parsed;
-    if (*command != static_cast<std::uint8_t>(SocksCommand::connect) &&
-        *command != static_cast<std::uint8_t>(SocksCommand::bind) &&
-        *command != static_cast<std::uint8_t>(SocksCommand::udp_associate))
+    const std::uint8_t version = reader.u8();
+    if (reader.is_short()) return parsed;
+    if (version != socks_version) return malformed_message<SocksRequest>(SocksReply::general_failure);
+    const std::uint8_t command = reader.u8();
+    if (reader.is_short()) return parsed;
+    if (command != static_cast<std::uint8_t>(SocksCommand::connect) &&
+        command != static_cast<std::uint8_t>(SocksCommand::bind) &&
+        command != static_cast<std::uint8_t>(SocksCommand::udp_associate))
         return malformed_message<SocksRequest>(SocksReply::command_not_supported);
-    const auto reserved = reader.u8();
-    if (!reserved) return parsed;
-    if (*reserved != 0) return malformed_message<SocksRequest>(SocksReply::general_failure);
+    const std::uint8_t reserved = reader.u8();
+    if (reader.is_short()) return parsed;
+    if (reserved != 0) return malformed_message<SocksRequest>(SocksReply::general_failure);
     const AddressOutcome address = read_address(reader, parsed.message.destination);
     if (address.status == ParseStatus::malformed) return malformed_message<SocksRequest>(address.error);
     if (address.status == ParseStatus::need_more) return Parsed<SocksRequest>{};
     parsed.status = ParseStatus::complete;
     parsed.consumed = reader.consumed();
-    parsed.message.command = static_cast<SocksCommand>(*command);
+    parsed.message.command = static_cast<SocksCommand>(command);
     return parsed;
 }
 
@@ -154,13 +158,12 @@ std::string request_reply(SocksReply reply, const SocksAddress& bound) {
 
 std::optional<UdpDatagram> parse_udp_datagram(std::string_view bytes) {
     ByteReader reader(bytes);
-    const auto reserved = reader.u16_be();
-    if (!reserved || *reserved != 0) return std::nullopt;
-    const auto fragment = reader.u8();
-    if (!fragment || *fragment != 0) return std::nullopt;
+    const std::uint16_t reserved = reader.u16();
+    const std::uint8_t fragment = reader.u8();
+    if (reader.is_short() || reserved != 0 || fragment != 0) return std::nullopt;
     UdpDatagram datagram;
     if (read_address(reader, datagram.destination).status != ParseStatus::complete) return std::nullopt;
-    datagram.payload = std::string(reader.rest());
+    datagram.payload = std::string(reader.take_rest_text());
     return datagram;
 }
 
@@ -203,10 +206,10 @@ std::string encode_request(SocksCommand command, const SocksAddress& destination
 Parsed<Greeting> parse_method_choice(std::string_view bytes) {
     ByteReader reader(bytes);
     Parsed<Greeting> parsed;
-    const auto version = reader.u8();
-    const auto method = reader.u8();
-    if (!method) return parsed;
-    if (*version != socks_version || *method != method_no_authentication)
+    const std::uint8_t version = reader.u8();
+    const std::uint8_t method = reader.u8();
+    if (reader.is_short()) return parsed;
+    if (version != socks_version || method != method_no_authentication)
         return malformed_message<Greeting>(SocksReply::not_allowed);
     parsed.status = ParseStatus::complete;
     parsed.consumed = reader.consumed();
@@ -217,18 +220,18 @@ Parsed<Greeting> parse_method_choice(std::string_view bytes) {
 Parsed<SocksReplyMessage> parse_reply(std::string_view bytes) {
     ByteReader reader(bytes);
     Parsed<SocksReplyMessage> parsed;
-    const auto version = reader.u8();
-    const auto reply = reader.u8();
-    const auto reserved = reader.u8();
-    if (!reserved) return parsed;
-    if (*version != socks_version || *reserved != 0)
+    const std::uint8_t version = reader.u8();
+    const std::uint8_t reply = reader.u8();
+    const std::uint8_t reserved = reader.u8();
+    if (reader.is_short()) return parsed;
+    if (version != socks_version || reserved != 0)
         return malformed_message<SocksReplyMessage>(SocksReply::general_failure);
     const AddressOutcome address = read_address(reader, parsed.message.bound);
     if (address.status == ParseStatus::malformed) return malformed_message<SocksReplyMessage>(address.error);
     if (address.status == ParseStatus::need_more) return Parsed<SocksReplyMessage>{};
     parsed.status = ParseStatus::complete;
     parsed.consumed = reader.consumed();
-    parsed.message.reply = static_cast<SocksReply>(*reply);
+    parsed.message.reply = static_cast<SocksReply>(reply);
     return parsed;
 }
 

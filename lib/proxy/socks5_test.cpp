@@ -6,7 +6,6 @@
 
 #include "core/error.hpp"
 #include "testing/test_support.hpp"
-#include "proxy/byte_reader.hpp"
 
 namespace psi::proxy {
 namespace {
@@ -17,27 +16,6 @@ const std::string ipv4_connect = bytes({5, 1, 0, 1, 192, 0, 2, 7, 0x01, 0xbb});
 const std::string ipv6_connect =
     bytes({5, 1, 0, 4, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80});
 const std::string domain_connect = bytes({5, 1, 0, 3, 11}) + "example.com" + bytes({0x1f, 0x90});
-
-// The reader the three proxy parsers share: short input is "nothing yet", never a partial value.
-TEST(SocksByteReader, ReadsIntegersBothWaysAndStopsShort) {
-    ByteReader reader(bytes({0x12, 0x34, 0x12, 0x34, 0xff, 'a', 'b'}));
-    EXPECT_EQ(reader.u16_be(), 0x1234);
-    EXPECT_EQ(reader.u16_le(), 0x3412);
-    EXPECT_EQ(reader.u8(), 0xff);
-    EXPECT_FALSE(reader.take(3));
-    EXPECT_EQ(reader.consumed(), 5u);
-    EXPECT_EQ(reader.take(2), "ab");
-    EXPECT_FALSE(reader.u8());
-    EXPECT_FALSE(reader.u16_le());
-    EXPECT_EQ(reader.remaining(), 0u);
-}
-
-TEST(SocksByteReader, TakesUntilADelimiter) {
-    ByteReader reader("one\r\ntwo");
-    EXPECT_EQ(reader.take_until("\r\n"), "one");
-    EXPECT_FALSE(reader.take_until("\r\n"));
-    EXPECT_EQ(reader.rest(), "two");
-}
 
 TEST(SocksGreeting, AcceptsNoAuthenticationAmongOthers) {
     const auto parsed = parse_greeting(bytes({5, 3, 2, 0, 1}));

@@ -1,7 +1,7 @@
 #include "proxy/udpgw.hpp"
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
-#include "proxy/byte_reader.hpp"
 
 namespace psi::proxy {
 namespace {
@@ -61,34 +61,31 @@ std::string encode_udpgw(const UdpgwMessage& message) {
 ParsedUdpgw parse_udpgw(std::string_view bytes, bool is_ipv6_connection) {
     ByteReader reader(bytes);
     ParsedUdpgw parsed;
-    const auto size = reader.u16_le();
-    if (!size) return parsed;
-    if (*size < flags_size + connection_id_size || *size > smallest_frame(true) + udpgw_max_payload)
+    const std::uint16_t size = reader.u16_le();
+    if (reader.is_short()) return parsed;
+    if (size < flags_size + connection_id_size || size > smallest_frame(true) + udpgw_max_payload) return malformed();
+    const std::uint8_t flags = reader.u8();
+    if (reader.is_short()) return parsed;
+    const bool is_ipv6 = is_ipv6_connection || (flags & udpgw_flags::ipv6);
+    const bool is_keepalive = flags & udpgw_flags::keepalive;
+    if ((!is_keepalive && size < smallest_frame(is_ipv6)) || size > smallest_frame(is_ipv6) + udpgw_max_payload)
         return malformed();
-    const auto flags = reader.u8();
-    if (!flags) return parsed;
-    const bool is_ipv6 = is_ipv6_connection || (*flags & udpgw_flags::ipv6);
-    const bool is_keepalive = *flags & udpgw_flags::keepalive;
-    if ((!is_keepalive && *size < smallest_frame(is_ipv6)) || *size > smallest_frame(is_ipv6) + udpgw_max_payload)
-        return malformed();
-    const auto rest_of_frame = reader.take(*size - flags_size);
-    if (!rest_of_frame) return parsed;
+    ByteReader frame = reader.sub(size - flags_size);
+    if (reader.is_short()) return parsed;
 
     // From here every read is within a frame whose size was checked above.
-    ByteReader frame(*rest_of_frame);
     UdpgwMessage& message = parsed.message;
-    message.flags = *flags;
+    message.flags = flags;
     message.is_ipv6 = is_ipv6;
-    const auto connection_id = frame.u16_le();
-    if (!connection_id) return malformed();
-    message.connection_id = *connection_id;
+    message.connection_id = frame.u16_le();
+    if (frame.is_short()) return malformed();
     if (!is_keepalive) {
-        const auto address = frame.take(address_size(is_ipv6));
-        const auto port = address ? frame.u16_be() : std::nullopt;
-        if (!port) return malformed();
-        message.address = std::string(*address);
-        message.port = *port;
-        message.payload = std::string(frame.rest());
+        const std::string_view address = frame.take_text(address_size(is_ipv6));
+        const std::uint16_t port = frame.u16();
+        if (frame.is_short()) return malformed();
+        message.address = std::string(address);
+        message.port = port;
+        message.payload = std::string(frame.take_rest_text());
     }
     parsed.status = ParseStatus::complete;
     parsed.consumed = reader.consumed();
@@ -97,9 +94,11 @@ ParsedUdpgw parse_udpgw(std::string_view bytes, bool is_ipv6_connection) {
 
 std::optional<std::uint16_t> peek_udpgw_connection_id(std::string_view bytes) {
     ByteReader reader(bytes);
-    const auto size = reader.u16_le();
-    if (!size || *size < flags_size + connection_id_size || !reader.u8()) return std::nullopt;
-    return reader.u16_le();
+    const std::uint16_t size = reader.u16_le();
+    reader.skip(flags_size);
+    const std::uint16_t connection_id = reader.u16_le();
+    if (reader.is_short() || size < flags_size + connection_id_size) return std::nullopt;
+    return connection_id;
 }
 
 }  // namespace psi::proxy

@@ -11,14 +11,12 @@
 #include <cerrno>
 #include <optional>
 
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
 #include "core/unique_fd.hpp"
-#include "proxy/byte_reader.hpp"
 
 namespace psi::servers {
 namespace {
-
-using proxy::ByteReader;
 
 constexpr std::uint16_t dns_port = 53;
 constexpr std::uint16_t class_in = 1;
@@ -64,13 +62,13 @@ void put_u16(std::string& out, std::uint16_t value) {
 std::optional<std::string> read_question_name(ByteReader& reader) {
     std::string name;
     for (;;) {
-        const auto length = reader.u8();
-        if (!length || *length > max_label_bytes) return std::nullopt;
-        if (*length == 0) return name;
-        const auto label = reader.take(*length);
-        if (!label) return std::nullopt;
+        const std::uint8_t length = reader.u8();
+        if (reader.is_short() || length > max_label_bytes) return std::nullopt;
+        if (length == 0) return name;
+        const std::string_view label = reader.take_text(length);
+        if (reader.is_short()) return std::nullopt;
         if (!name.empty()) name += '.';
-        name += lower(*label);
+        name += lower(label);
         if (name.size() > max_name_bytes) return std::nullopt;
     }
 }
@@ -78,11 +76,16 @@ std::optional<std::string> read_question_name(ByteReader& reader) {
 // Past a name in the answer section, labels or a compression pointer; its value is not needed.
 bool skip_name(ByteReader& reader) {
     for (int steps = 0; steps < 128; ++steps) {
-        const auto length = reader.u8();
-        if (!length) return false;
-        if (*length == 0) return true;
-        if ((*length & 0xc0) == 0xc0) return reader.u8().has_value();  // a pointer ends the name
-        if (*length > max_label_bytes || !reader.take(*length)) return false;
+        const std::uint8_t length = reader.u8();
+        if (reader.is_short()) return false;
+        if (length == 0) return true;
+        if ((length & 0xc0) == 0xc0) {  // a pointer ends the name
+            reader.skip(1);
+            return !reader.is_short();
+        }
+        if (length > max_label_bytes) return false;
+        reader.skip(length);
+        if (reader.is_short()) return false;
     }
     return false;
 }
@@ -191,34 +194,35 @@ std::string build_dns_query(std::uint16_t id, const std::string& name, std::uint
 
 DnsReply parse_dns_reply(std::string_view bytes, std::uint16_t id, const std::string& name, std::uint16_t type) {
     ByteReader reader(bytes);
-    const auto reply_id = reader.u16_be();
-    const auto flags = reader.u16_be();
-    const auto questions = reader.u16_be();
-    const auto answers = reader.u16_be();
-    if (!reply_id || !flags || !questions || !answers || !reader.take(4)) return {};
-    if (*reply_id != id || !(*flags & flag_response) || *questions != 1) return {};
+    const std::uint16_t reply_id = reader.u16();
+    const std::uint16_t flags = reader.u16();
+    const std::uint16_t questions = reader.u16();
+    const std::uint16_t answers = reader.u16();
+    reader.skip(4);  // authority and additional counts
+    if (reader.is_short()) return {};
+    if (reply_id != id || !(flags & flag_response) || questions != 1) return {};
     const auto question_name = read_question_name(reader);
-    const auto question_type = reader.u16_be();
-    const auto question_class = reader.u16_be();
+    const std::uint16_t question_type = reader.u16();
+    const std::uint16_t question_class = reader.u16();
     std::string wanted = lower(name);
     if (!wanted.empty() && wanted.back() == '.') wanted.pop_back();
-    if (!question_name || *question_name != wanted || question_type != type || question_class != class_in) return {};
+    if (!question_name || reader.is_short() || *question_name != wanted || question_type != type ||
+        question_class != class_in)
+        return {};
 
     DnsReply reply;
-    const unsigned rcode = *flags & rcode_mask;
+    const unsigned rcode = flags & rcode_mask;
     if (rcode == rcode_no_such_name) return {DnsAnswer::no_such_name, {}};
     if (rcode != 0) return {DnsAnswer::failed, {}};
-    for (unsigned record = 0; record < *answers; ++record) {
+    for (unsigned record = 0; record < answers; ++record) {
         if (!skip_name(reader)) return {DnsAnswer::failed, {}};
-        const auto record_type = reader.u16_be();
-        const auto record_class = reader.u16_be();
-        const auto ttl = reader.take(4);
-        const auto length = reader.u16_be();
-        if (!record_type || !record_class || !ttl || !length) return {DnsAnswer::failed, {}};
-        const auto data = reader.take(*length);
-        if (!data) return {DnsAnswer::failed, {}};
-        if (*record_type != type || *record_class != class_in) continue;  // a CNAME on the way, say
-        if (const auto address = printable(*data, type)) reply.addresses.push_back(*address);
+        const std::uint16_t record_type = reader.u16();
+        const std::uint16_t record_class = reader.u16();
+        reader.skip(4);  // TTL
+        const std::string_view data = reader.take_text(reader.u16());
+        if (reader.is_short()) return {DnsAnswer::failed, {}};
+        if (record_type != type || record_class != class_in) continue;  // a CNAME on the way, say
+        if (const auto address = printable(data, type)) reply.addresses.push_back(*address);
     }
     reply.answer = DnsAnswer::addresses;
     return reply;

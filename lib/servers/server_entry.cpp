@@ -12,6 +12,7 @@
 #include <memory>
 #include <span>
 
+#include "core/byte_reader.hpp"
 #include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
@@ -81,50 +82,31 @@ bool is_ip_address(const std::string& text) {
     return inet_pton(AF_INET, text.c_str(), &address) == 1 || inet_pton(AF_INET6, text.c_str(), &address) == 1;
 }
 
-// The SSH wire format (RFC 4251 §5) of a public key, read with bounds checks only here.
-class SshReader {
-public:
-    explicit SshReader(std::string_view data) : data_(data) {}
+// The SSH wire format (RFC 4251 §5) of a public key: strings with a 32-bit length.
+std::string_view read_ssh_string(ByteReader& reader) { return reader.take_text(reader.u32()); }
 
-    std::optional<std::string_view> read_string() {
-        if (data_.size() < 4) return std::nullopt;
-        auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(data_[i])); };
-        const std::uint32_t length = byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
-        data_.remove_prefix(4);
-        if (length > data_.size()) return std::nullopt;
-        std::string_view text = data_.substr(0, length);
-        data_.remove_prefix(length);
-        return text;
-    }
-
-    // A positive mpint: not empty, high bit of the first byte clear.
-    bool read_positive_mpint() {
-        auto number = read_string();
-        return number && !number->empty() && static_cast<unsigned char>(number->front()) < 0x80;
-    }
-
-    bool at_end() const { return data_.empty(); }
-
-private:
-    std::string_view data_;
-};
+// A positive mpint: not empty, high bit of the first byte clear.
+bool read_positive_mpint(ByteReader& reader) {
+    ByteReader number(read_ssh_string(reader));
+    return !reader.is_short() && !number.at_end() && number.u8() < 0x80;
+}
 
 bool is_ssh_public_key(std::string_view blob) {
-    SshReader reader(blob);
-    auto type = reader.read_string();
-    if (!type) return false;
-    if (*type == "ssh-rsa") {
-        if (!reader.read_positive_mpint() || !reader.read_positive_mpint()) return false;  // e, n
-    } else if (*type == "ssh-ed25519") {
-        auto key = reader.read_string();
-        if (!key || key->size() != ed25519_key_size) return false;
-    } else if (*type == "ecdsa-sha2-nistp256" || *type == "ecdsa-sha2-nistp384" || *type == "ecdsa-sha2-nistp521") {
-        auto curve = reader.read_string();
-        auto point = reader.read_string();
-        if (!curve || *curve != type->substr(type->rfind('-') + 1) || !point || point->empty()) return false;
-    } else if (*type == "ssh-dss") {
+    ByteReader reader(blob);
+    const std::string_view type = read_ssh_string(reader);
+    if (reader.is_short()) return false;
+    if (type == "ssh-rsa") {
+        if (!read_positive_mpint(reader) || !read_positive_mpint(reader)) return false;  // e, n
+    } else if (type == "ssh-ed25519") {
+        const std::string_view key = read_ssh_string(reader);
+        if (reader.is_short() || key.size() != ed25519_key_size) return false;
+    } else if (type == "ecdsa-sha2-nistp256" || type == "ecdsa-sha2-nistp384" || type == "ecdsa-sha2-nistp521") {
+        const std::string_view curve = read_ssh_string(reader);
+        const std::string_view point = read_ssh_string(reader);
+        if (reader.is_short() || curve != type.substr(type.rfind('-') + 1) || point.empty()) return false;
+    } else if (type == "ssh-dss") {
         for (int i = 0; i < 4; ++i)  // p, q, g, y
-            if (!reader.read_positive_mpint()) return false;
+            if (!read_positive_mpint(reader)) return false;
     } else {
         return false;
     }
@@ -333,16 +315,13 @@ ServerEntry decode_entry_line(std::string_view line) {
 
     // "<ip> <webServerPort> <webServerSecret> <webServerCertificate> <JSON>": the legacy
     // prefix is skipped, and the JSON, the fifth part, may itself hold spaces.
-    std::string_view rest = *text;
-    for (int part = 0; part < 4; ++part) {
-        auto space = rest.find(' ');
-        if (space == std::string_view::npos) reject("no JSON part");
-        rest.remove_prefix(space + 1);
-    }
+    ByteReader parts(*text);
+    for (int part = 0; part < 4; ++part) parts.take_until(" ");
+    if (parts.is_short()) reject("no JSON part");
 
     ServerEntry entry;
     try {
-        entry.fields = json::parse(rest, "the JSON part");
+        entry.fields = json::parse(parts.rest_text(), "the JSON part");
     } catch (const Error& error) {
         throw EntryError("invalid JSON", error.what());
     }
@@ -376,10 +355,9 @@ std::size_t DecodedList::skipped_count() const {
 std::map<std::string, std::size_t> for_each_entry_line(std::string_view text,
                                                        const std::function<void(ServerEntry&&)>& take) {
     std::map<std::string, std::size_t> skipped;
-    while (!text.empty()) {
-        auto end = text.find('\n');
-        std::string_view line = text.substr(0, end);
-        text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    ByteReader lines(text);
+    while (!lines.at_end()) {
+        std::string_view line = lines.take_until_or_rest("\n");
         if (line.ends_with('\r')) line.remove_suffix(1);
         if (line.empty()) continue;
         if (line.size() > max_line_length) {
@@ -415,8 +393,9 @@ SignatureCheck check_signature(const ServerEntry& entry, const std::string& publ
     // base64(SHA256(public key)[0:8] || Ed25519 signature)
     const auto decoded = encoding::base64_decode(field->as_string());
     if (!decoded || decoded->size() != signature_key_id_size + ed25519_signature_size) return SignatureCheck::invalid;
-    std::string_view key_id = std::string_view(*decoded).substr(0, signature_key_id_size);
-    std::string_view signature = std::string_view(*decoded).substr(signature_key_id_size);
+    ByteReader signature_field(*decoded);
+    const std::string_view key_id = signature_field.take_text(signature_key_id_size);
+    const std::string_view signature = signature_field.take_rest_text();
     if (key_id != std::string_view(crypto::sha256(*public_key)).substr(0, signature_key_id_size))
         return SignatureCheck::invalid;
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "core/byte_reader.hpp"
 #include "core/crypto.hpp"
 #include "core/error.hpp"
 
@@ -74,10 +75,6 @@ const EVP_MD* sha1_digest() {
     return digest.get();
 }
 
-std::uint32_t read_u32(const std::uint8_t* bytes) {
-    return std::uint32_t{bytes[0]} << 24 | std::uint32_t{bytes[1]} << 16 | std::uint32_t{bytes[2]} << 8 | bytes[3];
-}
-
 void append_u32(std::string& out, std::uint32_t value) {
     for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>(value >> shift & 0xff);
 }
@@ -101,15 +98,15 @@ public:
         return body_left_;
     }
 
-    // Takes the next `size` plaintext bytes, size <= span().
-    void consume(const std::uint8_t* bytes, std::size_t size) {
+    // Takes the next plaintext bytes, at most span() of them.
+    void consume(std::span<const std::uint8_t> bytes) {
         if (header_size_ < header_.size()) {
-            std::copy(bytes, bytes + size, header_.begin() + static_cast<std::ptrdiff_t>(header_size_));
-            header_size_ += size;
+            std::copy(bytes.begin(), bytes.end(), header_.begin() + static_cast<std::ptrdiff_t>(header_size_));
+            header_size_ += bytes.size();
             if (header_size_ == header_.size()) start_packet();
             return;
         }
-        body_left_ -= size;
+        body_left_ -= bytes.size();
         if (body_left_ == 0) end_packet();
     }
 
@@ -117,8 +114,10 @@ public:
 
 private:
     void start_packet() {
-        const std::uint32_t packet_length = read_u32(header_.data());
-        const std::uint8_t padding_length = header_[4];
+        ByteReader header(header_);
+        const std::uint32_t packet_length = header.u32();
+        const std::uint8_t padding_length = header.u8();
+        const std::uint8_t message_number = header.u8();
         if (packet_length > max_packet_length)
             throw Error(side_ + " SSH packet length " + std::to_string(packet_length) + " is over " +
                         std::to_string(max_packet_length) + " before NEWKEYS" + std::string(diagnosis_));
@@ -126,7 +125,7 @@ private:
         if (packet_length < 2u + padding_length)
             throw Error(side_ + " SSH packet length " + std::to_string(packet_length) + " leaves no room for " +
                         std::to_string(padding_length) + " bytes of padding and a message" + std::string(diagnosis_));
-        is_newkeys_ = header_[5] == ssh_msg_newkeys;
+        is_newkeys_ = message_number == ssh_msg_newkeys;
         body_left_ = packet_length - 2;
         if (body_left_ == 0) end_packet();
     }
@@ -229,40 +228,38 @@ struct ClientObfuscator::State {
 
 std::string ClientObfuscator::State::outbound(std::string_view bytes) {
     std::string out(bytes);
-    std::uint8_t* data = bytes_of(out);
-    std::size_t done = 0;
-    while (done < out.size() && !client_packets.is_past_newkeys()) {
-        std::size_t size = 0;
+    ByteReader plaintext(bytes);
+    while (!plaintext.at_end() && !client_packets.is_past_newkeys()) {
+        const std::size_t done = plaintext.consumed();
         if (is_in_client_version_line) {
-            const std::uint8_t byte = data[done];
-            size = 1;
+            const std::uint8_t byte = plaintext.u8();
             if (++client_version_line_size > max_line_size)
                 throw Error("the client's SSH version line is longer than " + std::to_string(max_line_size) +
                             " bytes" + std::string(client_diagnosis));
             is_in_client_version_line = !(was_carriage_return && byte == '\n');
             was_carriage_return = byte == '\r';
         } else {
-            size = std::min(client_packets.span(), out.size() - done);
-            client_packets.consume(data + done, size);
+            client_packets.consume(plaintext.take(std::min(client_packets.span(), plaintext.remaining())));
         }
-        client_to_server.apply(data + done, size);
-        done += size;
+        client_to_server.apply(bytes_of(out) + done, plaintext.consumed() - done);
     }
     return out;  // bytes past the client's NEWKEYS were left as they came
 }
 
+// Each byte is decrypted in place, in `in`, just before the reader reads it.
 std::string ClientObfuscator::State::inbound(std::string_view bytes) {
     if (server_packets.is_past_newkeys()) return std::string(bytes);  // the bulk of the traffic
     std::string in(bytes);
-    std::uint8_t* data = bytes_of(in);
+    ByteReader plaintext(in);
     std::string out;
     out.reserve(in.size());
-    std::size_t done = 0;
-    while (done < in.size() && !server_packets.is_past_newkeys()) {
+    while (!plaintext.at_end() && !server_packets.is_past_newkeys()) {
+        const std::size_t done = plaintext.consumed();
+        std::uint8_t* next = bytes_of(in) + done;
         if (is_in_server_lines) {
             // One byte at a time: the line's end decides what the next bytes are.
-            server_to_client.apply(data + done, 1);
-            server_line += static_cast<char>(data[done++]);
+            server_to_client.apply(next, 1);
+            server_line += static_cast<char>(plaintext.u8());
             if (!ends_with_crlf(server_line)) {
                 if (server_line.size() >= max_line_size)
                     throw Error("the server sent a line longer than " + std::to_string(max_line_size) +
@@ -281,14 +278,13 @@ std::string ClientObfuscator::State::inbound(std::string_view bytes) {
             }
             server_line.clear();
         } else {
-            const std::size_t size = std::min(server_packets.span(), in.size() - done);
-            server_to_client.apply(data + done, size);
-            server_packets.consume(data + done, size);
+            const std::size_t size = std::min(server_packets.span(), plaintext.remaining());
+            server_to_client.apply(next, size);
+            server_packets.consume(plaintext.take(size));
             out.append(in, done, size);
-            done += size;
         }
     }
-    out.append(in, done);  // past the server's NEWKEYS: raw
+    out += plaintext.take_rest_text();  // past the server's NEWKEYS: raw
     return out;
 }
 

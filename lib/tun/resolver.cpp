@@ -5,11 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <sstream>
 
 #include "core/atomic_file.hpp"
+#include "core/byte_reader.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/process.hpp"
@@ -31,6 +32,13 @@ bool is_resolved_in_use(const std::string& resolv_conf) {
     } catch (const Error&) {
         return false;
     }
+}
+
+// The next word of a line, after the blanks before it; empty at the line's end.
+std::string_view next_word(ByteReader& line) {
+    constexpr std::string_view blanks = " \t\v\f\r";
+    line.skip(std::min(line.rest_text().find_first_not_of(blanks), line.remaining()));
+    return line.take_text(std::min(line.rest_text().find_first_of(blanks), line.remaining()));
 }
 
 bool is_loopback_address(const std::string& address) {
@@ -98,12 +106,12 @@ void replace_or_rewrite(const std::string& path, const std::string& content) {
 
 std::vector<std::string> nameservers_in(const std::string& resolv_conf_text) {
     std::vector<std::string> servers;
-    std::istringstream lines(resolv_conf_text);
-    std::string line;
-    while (std::getline(lines, line)) {
-        std::istringstream words(line);
-        std::string keyword, address;
-        if (words >> keyword >> address && keyword == "nameserver") servers.push_back(address);
+    ByteReader lines(resolv_conf_text);
+    while (!lines.at_end()) {
+        ByteReader line(lines.take_until_or_rest("\n"));
+        const std::string_view keyword = next_word(line);
+        const std::string_view address = next_word(line);
+        if (keyword == "nameserver" && !address.empty()) servers.emplace_back(address);
     }
     return servers;
 }

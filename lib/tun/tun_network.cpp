@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "core/privileges.hpp"
 #include "core/process.hpp"
+#include "tun/address_plan.hpp"
 #include "tun/resolver.hpp"
 #include "tun/tun_device.hpp"
 
@@ -19,8 +20,8 @@ namespace {
 std::vector<const char*> families() { return has_ipv6_stack() ? std::vector{"-4", "-6"} : std::vector{"-4"}; }
 
 ResolverSettings resolver_settings(const Config& config) {
-    return ResolverSettings{config.tun_name, config.tun_dns_ipv4, config.tun_dns_ipv6, "/etc/resolv.conf",
-                            config.run_directory};
+    const AddressPlan plan = address_plan(config);
+    return ResolverSettings{config.tun_name, plan.ipv4.dns, plan.ipv6.dns, "/etc/resolv.conf", config.run_directory};
 }
 
 // The record, or null when there is none. A record that cannot be read is an error: guessing
@@ -138,6 +139,7 @@ UpReport bring_up(const Config& config) {
     if (!state.is_object()) state = json::Object{};
     const UserIdentity user = lookup_user(config.tunnel_user, config.tunnel_group);
     const std::string& tun = config.tun_name;
+    const AddressPlan plan = address_plan(config);
     UpReport report;
 
     // Each change is recorded before it is made, so that down can undo it after a crash.
@@ -145,11 +147,11 @@ UpReport bring_up(const Config& config) {
     if (!interface_exists(tun)) state.set("createdDevice", true);
     save_state(path, state);
     report.created_device = create_persistent_tun(tun, user.uid, user.gid);
-    run_checked({ip_tool, "addr", "replace", config.tun_address_ipv4, "dev", tun});
+    run_checked({ip_tool, "addr", "replace", plan.ipv4.interface_address, "dev", tun});
     // IPv6 disabled by sysctl (net.ipv6.conf.*.disable_ipv6, a common leak fix) or absent
     // (ipv6.disable=1): the TUN carries IPv4 alone; the kill switch blocks IPv6 all the same.
     report.has_ipv6 = has_ipv6(tun);
-    if (report.has_ipv6) run_checked({ip_tool, "-6", "addr", "replace", config.tun_address_ipv6, "dev", tun, "nodad"});
+    if (report.has_ipv6) run_checked({ip_tool, "-6", "addr", "replace", plan.ipv6.interface_address, "dev", tun, "nodad"});
     else log::debug(tun + ": IPv6 is disabled; IPv4 only");
     run_checked({ip_tool, "link", "set", "dev", tun, "mtu", std::to_string(mtu), "txqueuelen",
                  std::to_string(tx_queue_length), "up"});

@@ -18,9 +18,9 @@
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
 #include "core/unique_fd.hpp"
+#include "engine/relay.hpp"
 #include "proxy/socks5.hpp"
 #include "proxy/socks5_client.hpp"
-#include "tun/relay.hpp"
 
 namespace {
 
@@ -87,7 +87,7 @@ private:
     UniqueFd client_, upstream_;
     std::string received_;
     Stage stage_ = Stage::greeting;
-    std::unique_ptr<psi::tun::Relay> relay_;
+    std::unique_ptr<psi::engine::Relay> relay_;
 };
 
 class Server {
@@ -104,7 +104,7 @@ public:
     }
 
     EventLoop& loop() { return loop_; }
-    psi::tun::RelayCounters& counters() { return counters_; }
+    psi::engine::RelayCounters& counters() { return counters_; }
     void forget(Session* session) { sessions_.erase(session); }
 
 private:
@@ -128,7 +128,7 @@ private:
 
     EventLoop& loop_;
     UniqueFd listener_;
-    psi::tun::RelayCounters counters_;
+    psi::engine::RelayCounters counters_;
     std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
 };
 
@@ -209,8 +209,8 @@ void Session::on_upstream(std::uint32_t) {
     loop_.remove(client_.get());
     loop_.remove(upstream_.get());
     stage_ = Stage::relaying;
-    relay_ = std::make_unique<psi::tun::Relay>(loop_, std::move(client_), std::move(upstream_), server_.counters(),
-                                               [this](psi::tun::Relay::Outcome) { close(); });
+    relay_ = std::make_unique<psi::engine::Relay>(loop_, std::move(client_), std::move(upstream_), server_.counters(),
+                                                  [this](psi::engine::Relay::Outcome) { close(); });
 }
 
 void Session::refuse(proxy::SocksReply reply) {

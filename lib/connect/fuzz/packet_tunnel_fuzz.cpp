@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "connect/packet_filter.hpp"
-#include "tun/engine_context.hpp"
+#include "engine/engine_context.hpp"
+#include "packet/ip_address.hpp"
 
 namespace {
 
@@ -20,18 +21,18 @@ namespace {
 }
 
 const psi::connect::PacketTunnelAddresses& addresses() {
-    static const psi::connect::PacketTunnelAddresses value{psi::tun::parse_ip_address("10.200.3.1", "fuzz"),
-                                                           psi::tun::parse_ip_address("fd42:42:42::1", "fuzz"),
+    static const psi::connect::PacketTunnelAddresses value{psi::packet::parse_ip_address("10.200.3.1", "fuzz"),
+                                                           psi::packet::parse_ip_address("fd42:42:42::1", "fuzz"),
                                                            24,
                                                            64,
-                                                           psi::tun::parse_ip_address("10.200.3.2", "fuzz"),
-                                                           psi::tun::parse_ip_address("fd42:42:42::2", "fuzz")};
+                                                           psi::packet::parse_ip_address("10.200.3.2", "fuzz"),
+                                                           psi::packet::parse_ip_address("fd42:42:42::2", "fuzz")};
     return value;
 }
 
 void check_still_parses(std::span<const std::uint8_t> packet) {
-    const auto parsed = psi::tun::parse_packet(packet);
-    const auto* view = std::get_if<psi::tun::PacketView>(&parsed);
+    const auto parsed = psi::packet::parse_packet(packet);
+    const auto* view = std::get_if<psi::packet::PacketView>(&parsed);
     if (!view || view->total_length != packet.size()) fail("a kept packet no longer parses");
 }
 
