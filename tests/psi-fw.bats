@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The kill switch against real packets, KILLSWITCH.md §6. A leak is a packet captured on the
+# The kill switch against real packets, docs/kill-switch.md §6. A leak is a packet captured on the
 # router that left the client and did not come from psiphon-user. Every test has a control
 # run without the kill switch that must see the packet, so a broken harness cannot pass.
 

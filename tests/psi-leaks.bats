@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# KILLSWITCH.md §6 across the whole stack run by psi: with a UDP flood from a normal user (uid
+# docs/kill-switch.md §6 across the whole stack run by psi: with a UDP flood from a normal user (uid
 # 2000) going on, psi reloaded and restarted over and over, the tunnel killed, the TUN deleted
 # and the uplink taken down and up, a third party flushing the ruleset, and containers behind the
 # client. Every packet that

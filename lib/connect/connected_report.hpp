@@ -1,4 +1,4 @@
-// The psiphon-connected request (PROTOCOL.md §5.3): once per tunnel, a few seconds apart until
+// The psiphon-connected request (docs/protocol.md §5.3): once per tunnel, a few seconds apart until
 // the server takes it, then again every 24 hours, with the connected_timestamp of the last
 // reply (or "None"). The timestamp is kept for this run only: a new psi-connect starts with
 // "None", so the server cannot link two runs of the same machine by it.

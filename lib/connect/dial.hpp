@@ -1,4 +1,4 @@
-// One attempt to bring up a tunnel to one server over one protocol (PROTOCOL.md §3-5): the
+// One attempt to bring up a tunnel to one server over one protocol (docs/protocol.md §3-5): the
 // protocol's transport opens the byte stream (transport.hpp); SSH over it, with the server's host
 // key compared byte for byte with the entry's sshHostKey; password auth with the JSON payload;
 // then psiphon-handshake. Blocking, in the caller's thread; cancel() from any thread ends it early.
@@ -29,7 +29,7 @@ struct Candidate {
 
 struct DialSettings {
     ClientIdentity identity;
-    std::string session_id;          // one per run (PROTOCOL.md §4)
+    std::string session_id;          // one per run (docs/protocol.md §4)
     bool is_handshake = true;        // false: a generic SSH server, no Psiphon API
     std::string identity_file;       // public-key auth with this key instead of the password payload
     std::chrono::milliseconds timeout{20000};

@@ -1,4 +1,4 @@
-// Establishment (PROTOCOL.md §8): candidates are dialled several at a time, in order; the first
+// Establishment (docs/protocol.md §8): candidates are dialled several at a time, in order; the first
 // tunnel to come up wins and the dials still running are cancelled. Protocols go in waves, in the
 // order the candidates name them: plain SSH (easier to fingerprint) is dialled only once every
 // OSSH candidate has failed. Runs on threads of its own;

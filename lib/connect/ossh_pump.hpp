@@ -1,4 +1,4 @@
-// The OSSH shim of PROTOCOL.md §3.6: libssh speaks plain SSH over one end of a socketpair, and a
+// The OSSH shim of docs/protocol.md §3.6: libssh speaks plain SSH over one end of a socketpair, and a
 // thread moves the bytes between the other end and the server's socket through the obfuscator
 // (the preamble first, RC4 up to each side's NEWKEYS, raw after). Each direction is queued and
 // bounded, so neither side can make it grow or block the other.

@@ -1,4 +1,4 @@
-// What psi-connect does to each packet of Psiphon's packet tunnel (PROTOCOL.md §6.3) on its
+// What psi-connect does to each packet of Psiphon's packet tunnel (docs/protocol.md §6.3) on its
 // way out of the TUN and back in: drops what the server would drop anyway (Psiphon's
 // processPacket), and the transparent DNS of the tunnel, which sends queries to the in-tunnel
 // resolver address to the server's own resolver (10.0.0.2, fd19:ca83:e6d5:1c44::2) and gives

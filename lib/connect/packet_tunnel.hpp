@@ -1,4 +1,4 @@
-// Psiphon's packet tunnel (PROTOCOL.md §6.3): the IP packets of the TUN carried whole over one
+// Psiphon's packet tunnel (docs/protocol.md §6.3): the IP packets of the TUN carried whole over one
 // tun@psiphon.ca channel, framed as u16 length (big-endian) ‖ packet both ways, as many to a
 // channel write as are waiting. Packets leave the TUN only as fast as the channel's window and
 // libssh's output take them: past a bound the TUN is not read, its queue fills and the kernel

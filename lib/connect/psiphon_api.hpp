@@ -1,4 +1,4 @@
-// The Psiphon API over SSH as psi-connect speaks it (PROTOCOL.md §4-5): the password
+// The Psiphon API over SSH as psi-connect speaks it (docs/protocol.md §4-5): the password
 // payload, the psiphon-handshake and psiphon-connected requests (JSON objects whose values are
 // all strings), and what their replies carry.
 #pragma once
@@ -55,7 +55,7 @@ std::string make_session_id();
 std::string password_payload(std::string_view session_id, std::string_view ssh_password, std::string_view sponsor_id);
 
 // Also carries server_secret (the entry's webServerSecret), client_session_id and session_id:
-// older servers require the first two, newer ones ignore all three (PROTOCOL.md §11).
+// older servers require the first two, newer ones ignore all three (docs/protocol.md §11).
 // Also random padding (0-1024 spaces) and pad_response (0-1024), as Psiphon's client sends them
 // against traffic-size fingerprints.
 std::string handshake_request(const ClientIdentity& identity, const DialReport& dial,

@@ -1,4 +1,4 @@
-// How a dial reaches a server over one tunnel protocol (PROTOCOL.md §3): a transport opens the
+// How a dial reaches a server over one tunnel protocol (docs/protocol.md §3): a transport opens the
 // byte stream that libssh then runs SSH over, and carries it for as long as the tunnel lives;
 // libssh never knows what carries its bytes. One file per transport (transport_<name>.cpp);
 // protocols.cpp says which protocol each one carries.

@@ -1,4 +1,4 @@
-// OSSH (PROTOCOL.md §3): libssh speaks plain SSH over one end of a socketpair, and OsshPump
+// OSSH (docs/protocol.md §3): libssh speaks plain SSH over one end of a socketpair, and OsshPump
 // carries the bytes between the other end and the TCP connection through the obfuscator keyed
 // from the entry's sshObfuscatedKey, a fresh random seed and random padding each time.
 #include <fcntl.h>

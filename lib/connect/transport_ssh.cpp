@@ -1,4 +1,4 @@
-// SSH (PROTOCOL.md §4): libssh runs over the TCP connection itself, in clear up to its key exchange.
+// SSH (docs/protocol.md §4): libssh runs over the TCP connection itself, in clear up to its key exchange.
 #include <memory>
 
 #include "connect/tcp_connect.hpp"

@@ -9,7 +9,7 @@ namespace {
 
 constexpr std::size_t max_flows = 4096;
 constexpr std::size_t upstream_limit = 256 * 1024;
-// The intercept address psiphond matches as a string (PROTOCOL.md §6.2).
+// The intercept address psiphond matches as a string (docs/protocol.md §6.2).
 constexpr const char* udpgw_host = "127.0.0.1";
 constexpr std::uint16_t udpgw_port = 7300;
 

@@ -1,4 +1,4 @@
-// UDP over the tunnel (PROTOCOL.md §6.2): one udpgw channel (direct-tcpip to the exact string
+// UDP over the tunnel (docs/protocol.md §6.2): one udpgw channel (direct-tcpip to the exact string
 // "127.0.0.1" port 7300) per tunnel, shared by every UDP flow, each flow a connection id.
 // Opened when the first flow needs it and again after it ends. UDP may be lost: upstream frames
 // that find the channel's window and queue full are dropped (counted), never buffered without

@@ -1,4 +1,4 @@
-// psi.conf: Psiphon's client config keys plus psi's own (DESIGN §2).
+// psi.conf: Psiphon's client config keys plus psi's own (docs/architecture.md §2).
 // Loading names the key and line of anything wrong; unknown keys only warn.
 #pragma once
 

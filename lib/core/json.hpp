@@ -102,7 +102,7 @@ Value parse(std::string_view text, std::string_view source = "input", std::size_
 
 std::string quote(std::string_view text);
 
-// Go's encoding/json marshalling of a value decoded into interface{} (PROTOCOL.md §1.4):
+// Go's encoding/json marshalling of a value decoded into interface{} (docs/protocol.md §1.4):
 // object keys sorted bytewise, no whitespace, '<' '>' '&' U+2028 U+2029 escaped as \u003c
 // \u003e \u0026 \u2028 \u2029, numbers as float64 in Go's shortest format (integers without
 // ".0"; exponent form below 1e-6 and from 1e21, as "1e+21" and "1e-7", Go trimming "e-07" to "e-7").

@@ -36,7 +36,7 @@ std::vector<Check> check_processes(const Config& config, const std::string& prog
 // a listener would receive what applications and the packet engine send to psi's proxies.
 Check check_proxy_ports(const Config& config, const std::string& proc_net = "/proc/net");
 // The config is root's and private, the programs root's and writable by no one else, the
-// state directories owned as DESIGN §2 says.
+// state directories owned as docs/architecture.md §2 says.
 std::vector<Check> check_files(const Config& config, const std::string& programs_directory);
 // As another user: TCP, UDP and DNS bound to each uplink refused; a DNS query through the
 // tunnel answered.

@@ -1,4 +1,4 @@
-// psi-tun run: the packet engine between the TUN and a SOCKS5 proxy (TUN.md §3). One thread,
+// psi-tun run: the packet engine between the TUN and a SOCKS5 proxy (docs/packet-engine.md §3). One thread,
 // one event loop: packets read from the TUN (with virtio-net headers, so TSO superpackets
 // pass whole) go to the TCP NAT or the UDP relay; anything else is answered with ICMP
 // "administratively prohibited" and counted.

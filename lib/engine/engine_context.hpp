@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 struct EngineSettings {
     std::string tun_name;
-    packet::IpAddress tun_address_ipv4, tun_address_ipv6;  // the listeners' addresses (TUN.md §3.1 T)
+    packet::IpAddress tun_address_ipv4, tun_address_ipv6;  // the listeners' addresses (docs/packet-engine.md §3.1 T)
     int tun_prefix_ipv4 = 24, tun_prefix_ipv6 = 64;
     packet::IpAddress nat_source_ipv4, nat_source_ipv6;    // F: the source of the NAT legs (.3)
     packet::IpAddress dns_ipv4, dns_ipv6;                  // the in-tunnel resolver address apps query (.2)

@@ -1,4 +1,4 @@
-// The engine's NAT table (TUN.md §3.5): each TCP flow from an application gets a port of the
+// The engine's NAT table (docs/packet-engine.md §3.5): each TCP flow from an application gets a port of the
 // NAT source address; a released port waits out the listener side's TIME_WAIT in quarantine
 // before it is used again, so that no new flow ever meets an old connection's state.
 #pragma once

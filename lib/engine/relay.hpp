@@ -1,7 +1,7 @@
 // Bytes both ways between two connected TCP sockets (the application's accepted connection and
 // the SOCKS connection), zero-copy through a pipe per direction with splice(2). A full pipe
 // stops reading from its source, so a slow reader never makes memory grow. An end-of-stream
-// becomes a half-close on the other side; a reset becomes a reset (TUN.md §3.6).
+// becomes a half-close on the other side; a reset becomes a reset (docs/packet-engine.md §3.6).
 // The process must ignore SIGPIPE: splice(2) into a socket its peer reset raises it.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The kernel half of psi-tun's TCP NAT (TUN.md §3.2 step 9): a tc program on PsiphonTUN's egress
+// The kernel half of psi-tun's TCP NAT (docs/packet-engine.md §3.2 step 9): a tc program on PsiphonTUN's egress
 // that rewrites the segments of established flows as the engine would, and hands them straight
 // back to the TUN's ingress, so bulk data never makes the trip through the engine's read and
 // write. The engine owns the table: it adds a flow's two rewrites once the flow is accepted and
@@ -79,7 +79,7 @@ int tcp_fast_path(struct __sk_buff* skb) {
     const struct psi_endpoints* to = bpf_map_lookup_elem(&rewrites, &key);
     if (!to || to->family != key.family) return TC_ACT_UNSPEC;
 
-    // Incremental checksums, as the engine does (TUN.md §3.4); the helpers know a partial one.
+    // Incremental checksums, as the engine does (docs/packet-engine.md §3.4); the helpers know a partial one.
     const __u32 tcp_check = tcp_offset + offsetof(struct tcphdr, check);
     if (key.family == 4) {
         __be32 from_address, to_address;

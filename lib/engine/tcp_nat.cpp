@@ -31,7 +31,7 @@ using namespace std::chrono_literals;
 
 constexpr std::uint16_t first_nat_port = 1024;
 constexpr std::uint16_t last_nat_port = 65535;
-// The listener side's TIME_WAIT is 60 s (TUN.md §3.5).
+// The listener side's TIME_WAIT is 60 s (docs/packet-engine.md §3.5).
 constexpr auto port_quarantine = 65s;
 // Longer than an application's SYN retries (tcp_syn_retries 6: about 127 s).
 constexpr auto unaccepted_timeout = 130s;
@@ -43,7 +43,7 @@ constexpr int listen_backlog = 4096;
 // Flows waiting for the proxy at once: more are reset, so that no local program can hold every
 // NAT port (or descriptor) with SYNs to destinations that never answer.
 constexpr std::size_t max_connecting_flows = 2048;
-// What one flow may queue inside the engine (TUN.md §3.6, bufferbloat): the accepted socket's
+// What one flow may queue inside the engine (docs/packet-engine.md §3.6, bufferbloat): the accepted socket's
 // receive buffer (the kernel doubles it: 2 MiB) and 1 MiB unsent towards the proxy. Far more than
 // a local round trip needs at 10 Gbit/s, far less than the 19 MB receive autotuning reached in the
 // benchmark; and a bulk flow wakes the engine less often than with 128 KiB unsent (upload through
@@ -270,7 +270,7 @@ void TcpNat::on_accept(int listener) {
         }
         const Endpoint from = endpoint_of_socket(peer).value_or(Endpoint{});
         // Only the NAT legs we injected: a local process connecting to the listener directly
-        // gets nothing (TUN.md §3.1).
+        // gets nothing (docs/packet-engine.md §3.1).
         const auto found = flows_.find(from.port);
         if (from.address != nat_source_for(from.address.version) || found == flows_.end() ||
             found->second.phase != Phase::injected) {

@@ -1,4 +1,4 @@
-// The TCP half of the packet engine: the kernel-NAT "system stack" of TUN.md §3.2. An
+// The TCP half of the packet engine: the kernel-NAT "system stack" of docs/packet-engine.md §3.2. An
 // application's SYN is held while the SOCKS CONNECT to its destination runs; only when the
 // proxy has connected is the SYN rewritten (to NAT source F, a NAT port, and the listener) and
 // written back into the TUN, so the kernel's own TCP completes the handshake with our

@@ -28,7 +28,7 @@ struct Policy {
     std::string tun_name;
     std::string tun_address_ipv4;  // "10.200.3.1": the engine's listener
     std::string tun_address_ipv6;
-    std::string nat_source_ipv4;   // "10.200.3.3": the engine's NAT source (DESIGN §4)
+    std::string nat_source_ipv4;   // "10.200.3.3": the engine's NAT source (docs/architecture.md §4)
     std::string nat_source_ipv6;
     std::string tun_network_ipv4;  // "10.200.3.0/24"
     std::string tun_network_ipv6;  // "fd42:42:42::/64"

@@ -99,7 +99,7 @@ Chain input_chain(const Policy& policy) {
         rules.push_back({"tunnel-user-connections", "ct mark " + mark_text() + " accept"});
         rules.push_back({"tun-established", "iifname " + tun + " ct state established,related accept"});
         // The packet engine's NAT legs: new TCP connections from its NAT source (.3) to its
-        // listener on the TUN address (TUN.md §3.11, DESIGN §4). Nothing else may come in.
+        // listener on the TUN address (docs/packet-engine.md §3.11, docs/architecture.md §4). Nothing else may come in.
         rules.push_back({"tun-engine-ipv4", "iifname " + tun + " ip saddr " + policy.nat_source_ipv4 +
                                                 " ip daddr " + policy.tun_address_ipv4 + " meta l4proto tcp accept"});
         rules.push_back({"tun-engine-ipv6", "iifname " + tun + " ip6 saddr " + policy.nat_source_ipv6 +

@@ -1,5 +1,5 @@
 // The kill switch as data: one table built from a Policy in one place, rendered to the
-// nft script that replaces the table in a single transaction (KILLSWITCH.md §8).
+// nft script that replaces the table in a single transaction (docs/kill-switch.md §8).
 #pragma once
 
 #include <string>

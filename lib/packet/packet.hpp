@@ -1,4 +1,4 @@
-// IP packets as the packet engine sees them on the TUN (TUN.md §3): a bounds-checked parse of
+// IP packets as the packet engine sees them on the TUN (docs/packet-engine.md §3): a bounds-checked parse of
 // the IPv4/IPv6 and TCP/UDP headers, and in-place rewriting of addresses and ports with
 // incremental checksum updates (RFC 1624), as the kernel-NAT "system stack" needs.
 #pragma once
@@ -72,7 +72,7 @@ std::uint16_t internet_checksum(std::span<const std::uint8_t> bytes, std::uint32
 bool has_valid_checksums(std::span<const std::uint8_t> packet, const PacketView& view);
 
 // What the TCP/UDP checksum field holds: the Internet checksum, or (a packet read with a
-// virtio-net header flagged NEEDS_CSUM, TUN.md §3.4) only the pseudo-header's sum, not
+// virtio-net header flagged NEEDS_CSUM, docs/packet-engine.md §3.4) only the pseudo-header's sum, not
 // inverted, which whoever completes the checksum later adds the segment to.
 enum class TransportChecksum { complete, partial };
 

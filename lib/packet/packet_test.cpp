@@ -716,7 +716,7 @@ TEST(PacketRewrite, UdpOverIpv4WithoutAChecksumKeepsNone) {
 }
 
 TEST(PacketRewrite, TheDesignDocumentsSynAndSynAckPassTheNat) {
-    // TUN.md §3.2: the app's SYN goes to the listener from the fake peer, the listener's SYN-ACK
+    // docs/packet-engine.md §3.2: the app's SYN goes to the listener from the fake peer, the listener's SYN-ACK
     // goes back to the app from the original destination.
     PacketSpec syn;
     syn.ipv4_option_words = 0;
@@ -784,7 +784,7 @@ TEST(PacketRewrite, RefusesAViewThatDoesNotFitThePacket) {
 }
 
 
-// ---- rewriting a partial checksum (vnet NEEDS_CSUM, TUN.md §3.4)
+// ---- rewriting a partial checksum (vnet NEEDS_CSUM, docs/packet-engine.md §3.4)
 
 // The pseudo-header's sum, folded and not inverted: what the kernel leaves in the checksum
 // field of a CHECKSUM_PARTIAL packet for whoever completes it.

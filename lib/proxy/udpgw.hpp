@@ -1,5 +1,5 @@
 // badvpn udpgw framing as Psiphon speaks it over a direct-tcpip channel to 127.0.0.1:7300
-// (PROTOCOL.md §6.2): u16 LE size, u8 flags, u16 LE conid, address (IPv4 4 B or IPv6 16 B,
+// (docs/protocol.md §6.2): u16 LE size, u8 flags, u16 LE conid, address (IPv4 4 B or IPv6 16 B,
 // then u16 BE port), payload of at most 32768 bytes.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Psiphon's authenticated data package (PROTOCOL.md §2.2): zlib of a JSON object
+// Psiphon's authenticated data package (docs/protocol.md §2.2): zlib of a JSON object
 // {data, signingPublicKeyDigest, signature}; RSA PKCS#1 v1.5 with SHA-256 over `data`.
 // Nothing inside `data` is looked at before the signature has been verified.
 #pragma once

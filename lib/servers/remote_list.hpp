@@ -1,4 +1,4 @@
-// The remote server list (PROTOCOL.md §2.3): where it is, and one fetch of it from download
+// The remote server list (docs/protocol.md §2.3): where it is, and one fetch of it from download
 // to verified entries imported into the store.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Which servers to try, in which order (PROTOCOL.md §8): only entries that speak the API over
+// Which servers to try, in which order (docs/protocol.md §8): only entries that speak the API over
 // SSH and a wanted protocol, in the wanted region; ranked by what tunnels through them did
 // (server_outcome.hpp): those that connected first, the most recent first, then those never
 // tried in a shuffled order, then those that failed recently.

@@ -113,7 +113,7 @@ bool is_ssh_public_key(std::string_view blob) {
     return reader.at_end();
 }
 
-// Ports that have a name in PROTOCOL.md §1.2; other "*Port" fields are checked the same way
+// Ports that have a name in docs/protocol.md §1.2; other "*Port" fields are checked the same way
 // but reported without their name, which comes from the line.
 constexpr std::string_view known_port_fields[] = {
     "sshPort",          "sshObfuscatedPort", "sshObfuscatedQUICPort", "sshObfuscatedTapdancePort",

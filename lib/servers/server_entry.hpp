@@ -1,4 +1,4 @@
-// A Psiphon server entry (PROTOCOL.md §1): the line codec, validation, and the optional
+// A Psiphon server entry (docs/protocol.md §1): the line codec, validation, and the optional
 // Ed25519 signature. The JSON is kept as received, unknown fields included: they are signed.
 #pragma once
 
@@ -22,7 +22,7 @@ struct ServerEntry {
     std::string region() const;                 // "" when absent
     std::int64_t configuration_version() const; // 0 when absent
     std::vector<std::string> capabilities() const;
-    // PROTOCOL.md §1.3: "-PASSTHROUGH-v2"/"-PASSTHROUGH" suffixes are ignored.
+    // docs/protocol.md §1.3: "-PASSTHROUGH-v2"/"-PASSTHROUGH" suffixes are ignored.
     bool has_capability(std::string_view capability) const;
     // The dial port of a tunnel protocol ("OSSH" -> sshObfuscatedPort, "SSH" -> sshPort), or
     // nullopt when the entry has no such port or it is 0.
@@ -68,7 +68,7 @@ std::map<std::string, std::size_t> for_each_entry_line(std::string_view text,
 
 enum class SignatureCheck { valid, invalid, unsigned_entry };
 
-// PROTOCOL.md §1.4: `signature` = base64(SHA256(public key)[0:8] || Ed25519 signature) over the
+// docs/protocol.md §1.4: `signature` = base64(SHA256(public key)[0:8] || Ed25519 signature) over the
 // Go-canonical JSON of the fields without signature, localSource, localTimestamp,
 // isLocalDerivedTag, and tag when isLocalDerivedTag is true. `public_key_base64` is the config's
 // ServerEntrySignaturePublicKey (32 raw bytes, base64). Throws psi::Error on a malformed key.

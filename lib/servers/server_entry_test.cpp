@@ -41,7 +41,7 @@ const std::string web_server_certificate =
 
 const std::string web_server_secret = "d8da730becf57288a983d7f0a7da9d61b387aac9ad48f2a069f60452992ab321";
 
-// An entry shaped like PROTOCOL.md §1.2, compact as Go writes it, with a field from the future.
+// An entry shaped like docs/protocol.md §1.2, compact as Go writes it, with a field from the future.
 const std::string fixture_json =
     R"({"ipAddress":"192.0.2.10","webServerPort":"8080","webServerSecret":")" + web_server_secret +
     R"(","webServerCertificate":")" + web_server_certificate +

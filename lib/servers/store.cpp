@@ -39,7 +39,7 @@ constexpr std::uint32_t store_magic = 0x50534953;  // "PSIS"
 constexpr std::uint32_t store_format = 2;
 constexpr std::uint32_t oldest_store_format = 1;
 
-// Every tunnel protocol of PROTOCOL.md §1.3; an entry's own list is computed once, at import.
+// Every tunnel protocol of docs/protocol.md §1.3; an entry's own list is computed once, at import.
 const std::vector<std::string> known_protocols = {
     "SSH", "OSSH", "TLS-OSSH", "SHADOWSOCKS-OSSH", "UNFRONTED-MEEK-OSSH", "UNFRONTED-MEEK-HTTPS-OSSH",
     "UNFRONTED-MEEK-SESSION-TICKET-OSSH", "FRONTED-MEEK-OSSH", "FRONTED-MEEK-HTTP-OSSH", "QUIC-OSSH",

@@ -100,7 +100,7 @@ private:
 // The stored entry of `ip_address`; throws psi::Error "no server ADDRESS in the store".
 const StoredEntry& stored_entry_or_fail(const Store& store, const std::string& ip_address);
 
-// Whether `protocol` is one of Psiphon's tunnel protocols (PROTOCOL.md §1.3).
+// Whether `protocol` is one of Psiphon's tunnel protocols (docs/protocol.md §1.3).
 bool is_known_protocol(const std::string& protocol);
 // All of them, whether psi speaks them or not (connect/protocols.hpp names those it does).
 const std::vector<std::string>& psiphon_protocols();

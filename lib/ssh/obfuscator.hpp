@@ -1,4 +1,4 @@
-// Obfuscated SSH (PROTOCOL.md §3): the client's preamble and the RC4 stream transform that
+// Obfuscated SSH (docs/protocol.md §3): the client's preamble and the RC4 stream transform that
 // wraps the SSH byte stream until each side's SSH_MSG_NEWKEYS, after which bytes pass raw.
 // Pure byte-in/byte-out state machines, so the socket pump (and its tests) stay simple.
 #pragma once

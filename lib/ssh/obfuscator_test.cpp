@@ -12,7 +12,7 @@
 namespace psi::ssh {
 namespace {
 
-// PROTOCOL.md §3.4.
+// docs/protocol.md §3.4.
 const std::string vector_keyword = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const ObfuscationSeed vector_seed = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -234,7 +234,7 @@ TEST(ObfuscatorRoundTrip, EmptyPreamblePaddingAndNoPaddingLines) {
               server_version_line + server_packets + server_raw_part);
 }
 
-// PROTOCOL.md §11: NEWKEYS and the next bytes arrive in one read; only the bytes up to the end
+// docs/protocol.md §11: NEWKEYS and the next bytes arrive in one read; only the bytes up to the end
 // of NEWKEYS may go through RC4.
 TEST(ObfuscatorBoundary, OutboundStopsExactlyAfterTheClientNewkeys) {
     ClientObfuscator obfuscator(vector_keyword, vector_seed);

@@ -1,4 +1,4 @@
-// The TUN's address plan (TUN.md §3.1), from TunAddressIPv4/IPv6 and TunDnsIPv4/IPv6: the TUN's
+// The TUN's address plan (docs/packet-engine.md §3.1), from TunAddressIPv4/IPv6 and TunDnsIPv4/IPv6: the TUN's
 // own address (the engine's listener), its network, the source of the engine's NAT legs (the
 // network's third address) and the in-tunnel resolver address applications send DNS to.
 // psi-tun up, the engine and the packet tunnel, psi-fw's rules and psi-diagnose all read it here.

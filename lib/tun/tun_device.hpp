@@ -19,7 +19,7 @@ bool interface_exists(const std::string& name);
 bool create_persistent_tun(const std::string& name, uid_t owner, gid_t group);
 
 enum class TunFraming {
-    virtio_net_header,  // a virtio-net header before every packet, checksum and TSO offloads on (TUN.md §3.7)
+    virtio_net_header,  // a virtio-net header before every packet, checksum and TSO offloads on (docs/packet-engine.md §3.7)
     plain,              // whole packets of at most the MTU, checksums complete, no offloads (psi-connect --tun)
 };
 

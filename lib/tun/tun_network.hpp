@@ -15,7 +15,7 @@ inline constexpr int route_table = 20563;      // "PS"
 inline constexpr int rule_priority = 20563;    // everyone but the tunnel user: into the table
 inline constexpr int lan_rule_priority = 20562;  // AllowLan: LAN routes of main first, never DNS
 inline constexpr int mtu = 1500;
-inline constexpr int tx_queue_length = 5000;   // TUN.md §3.10: 500 drops when the reader lags
+inline constexpr int tx_queue_length = 5000;   // docs/packet-engine.md §3.10: 500 drops when the reader lags
 
 struct UpReport {
     bool created_device = false;

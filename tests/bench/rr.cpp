@@ -1,4 +1,4 @@
-// The benchmarks' traffic tool (TUN.md §5): one TCP stream of bulk data up or down, or 64-byte
+// The benchmarks' traffic tool (docs/packet-engine.md §5): one TCP stream of bulk data up or down, or 64-byte
 // request/response round trips, directly or through a SOCKS5 proxy (CONNECT, no authentication),
 // so that "SOCKS alone" is measured with the very client that measures the other paths.
 //

@@ -1,4 +1,4 @@
-// The benchmarks' fast SOCKS5 proxy (TUN.md §5, stand-in 1): CONNECT only, no authentication,
+// The benchmarks' fast SOCKS5 proxy (docs/packet-engine.md §5, stand-in 1): CONNECT only, no authentication,
 // IPv4 and IPv6 addresses, one thread over psi's epoll loop, bytes moved by psi::tun::Relay
 // (splice). It isolates the TUN layer: whatever it costs, the TUN path and the SOCKS-only path
 // pay it alike. Usage: socks5_relay LISTEN_ADDRESS:PORT (e.g. 127.0.0.1:1080)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# psi-tun (issue 5, TUN.md §5): one TCP stream up and down, and 64-byte round trips, from the
+# psi-tun (issue 5, docs/packet-engine.md §5): one TCP stream up and down, and 64-byte round trips, from the
 # lab's client namespace to the inet namespace by three paths, all measured in the same run:
 #   (a) wire   the tunnel user straight over the veths (it bypasses the TUN)
 #   (b) socks  an application that speaks SOCKS5 itself to the proxy; no TUN

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Helpers for the kill switch suites: psi-fw in the lab's client namespace, the tunnel
-# stand-in, and the users of KILLSWITCH.md §6 (psiphon-user and desktop user uid 2000).
+# stand-in, and the users of docs/kill-switch.md §6 (psiphon-user and desktop user uid 2000).
 
 # shellcheck source=tests/lab/lab.bash
 source "$(dirname "${BASH_SOURCE[0]}")/lab.bash"

@@ -4,9 +4,9 @@
 #
 #   tests/peer/build.sh OUTPUT_DIR        (psi's Makefile: make peer, into build/peer)
 #
-# Source: the psiphon-tunnel-core tree named by PSIPHON_TUNNEL_CORE (default: the team's copy in
-# ../shared/psiphon-tunnel-core beside the repository); where it does not exist, a shallow clone of
-# the pinned commit into OUTPUT_DIR/src (needs the Internet).
+# Source: the psiphon-tunnel-core checkout named by PSIPHON_TUNNEL_CORE (default: one in
+# ../shared/psiphon-tunnel-core, where a build machine without the Internet keeps it); where it
+# does not exist, a shallow clone of the pinned commit into OUTPUT_DIR/src (needs the Internet).
 # Go: go.mod asks for Go 1.26, Debian 12 has 1.19. Debian's golang-1.26-go and golang-1.26-src
 # from trixie-backports are downloaded through a private apt configuration derived from the
 # system's sources (third_party/private-apt.bash) and unpacked into OUTPUT_DIR/go; nothing is

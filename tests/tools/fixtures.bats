@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Proves the remote-server-list fixtures do what they claim, so the
 # psi-servers tests that build on them can trust them:
-#   make_entries.py  server entry lines (PROTOCOL.md 1.1), good and bad
+#   make_entries.py  server entry lines (docs/protocol.md 1.1), good and bad
 #   make_package.py  authenticated packages (2.2) and each tampering switch
 #   list_server.py   HTTPS file server: ETag/304, Range/206/416, If-Range,
 #                    cut-after, slow, huge, no-length-huge

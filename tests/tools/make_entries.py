@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fake but well-formed Psiphon server entry lines (PROTOCOL.md section 1.1).
+"""Fake but well-formed Psiphon server entry lines (docs/protocol.md section 1.1).
 
     make_entries.py --count N [--seed S] [--regions CA,US,DE]
                     [--start-ip 10.77.0.1] [--protocols OSSH,SSH]

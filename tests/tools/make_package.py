@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Psiphon authenticated data packages (PROTOCOL.md section 2.2) for tests.
+"""Psiphon authenticated data packages (docs/protocol.md section 2.2) for tests.
 
     make_package.py keygen --out-dir DIR [--bits 2048]
         DIR/private.pem  RSA private key (PKCS#8 PEM)

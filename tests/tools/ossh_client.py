@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The client side of psiphond.py, for tests: dial an entry's plain SSH or OSSH port with
 paramiko, check the host key against sshHostKey, log in with the JSON password, send Psiphon
-API requests with raw data, and use the packet tunnel (PROTOCOL.md sections 3, 4, 5 and 6.3).
+API requests with raw data, and use the packet tunnel (docs/protocol.md sections 3, 4, 5 and 6.3).
 
     ossh_client.py --entry LINE [--protocol OSSH|SSH] [--address ADDR]
 
@@ -151,10 +151,10 @@ def global_request(transport, kind, data, timeout=10):
     return transport.global_answer[1]
 
 
-# --- Packet tunnel (PROTOCOL.md section 6.3) ----------------------------------------------
+# --- Packet tunnel (docs/protocol.md section 6.3) ----------------------------------------------
 
 PACKET_TUNNEL_CHANNEL = psiphond.PACKET_TUNNEL_CHANNEL
-CLIENT_TUN_IPV4 = "10.200.3.1"   # DESIGN.md section 4: PsiphonTUN's own addresses
+CLIENT_TUN_IPV4 = "10.200.3.1"   # docs/architecture.md section 4: PsiphonTUN's own addresses
 CLIENT_TUN_IPV6 = "fd42:42:42::1"
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0

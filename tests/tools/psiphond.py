@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A small Psiphon server for tests (PROTOCOL.md sections 3, 4, 5, 6 and 11): plain SSH and
+"""A small Psiphon server for tests (docs/protocol.md sections 3, 4, 5, 6 and 11): plain SSH and
 Obfuscated SSH, password auth with the JSON payload, the psiphon-handshake/-connected/-status
 API over SSH global requests, direct-tcpip forwards, the udpgw service and, with
 --packet-tunnel, the packet tunnel. A test fixture, not a product: one process, threads per
@@ -23,7 +23,7 @@ Readiness: --print-entry prints one server entry line (hex of "0 0 0 0 " + JSON,
 psi-servers reads it) on stdout once both listeners are bound; --entry-file writes the same line
 to FILE by an atomic rename after they are bound, so the file appearing means ready.
 
-Packet tunnel (PROTOCOL.md section 6.3): with --packet-tunnel (root; in a lab namespace) the
+Packet tunnel (docs/protocol.md section 6.3): with --packet-tunnel (root; in a lab namespace) the
 server creates one TUN device at start (--packet-tunnel-device, default psitun0; MTU 1500;
 10.0.0.1/16 and fd19:ca83:e6d5:1c44::1/64) and removes it on SIGTERM; without it, a
 tun@psiphon.ca channel is refused (administratively prohibited), as by a psiphond without
@@ -180,7 +180,7 @@ def parse_host_port(text):
     return host, port
 
 
-# --- Obfuscated SSH (PROTOCOL.md section 3) ---------------------------------------------------
+# --- Obfuscated SSH (docs/protocol.md section 3) ---------------------------------------------------
 
 def derive_ossh_key(seed, keyword, iv):
     digest = hashlib.sha1(seed + keyword + iv).digest()
@@ -268,7 +268,7 @@ class SshStreamScanner:
 
 class StreamObfuscation:
     """RC4 over one direction of the stream, up to and including that side's NEWKEYS packet;
-    bytes after it pass raw, even when they came in the same read (PROTOCOL.md section 11)."""
+    bytes after it pass raw, even when they came in the same read (docs/protocol.md section 11)."""
 
     def __init__(self, key, is_encrypting):
         self._cipher = rc4(key)
@@ -395,7 +395,7 @@ def drain_until_closed(sock, idle_timeout=60):
         pass
 
 
-# --- Psiphon API over SSH (PROTOCOL.md section 5) ---------------------------------------------
+# --- Psiphon API over SSH (docs/protocol.md section 5) ---------------------------------------------
 
 class ApiError(Exception):
     def __init__(self, param, reason):
@@ -484,7 +484,7 @@ class Answer:
         self.then = then
 
 
-# --- Forwarding (PROTOCOL.md section 6) -------------------------------------------------------
+# --- Forwarding (docs/protocol.md section 6) -------------------------------------------------------
 
 def start_thread(target, *args):
     thread = threading.Thread(target=target, args=args, daemon=True)
@@ -602,7 +602,7 @@ class UdpFlow:
 
 
 class UdpgwService:
-    """The udpgw protocol on one channel (badvpn framing, PROTOCOL.md section 6.2):
+    """The udpgw protocol on one channel (badvpn framing, docs/protocol.md section 6.2):
     u16 LE size; u8 flags; u16 LE conid; address (4 or 16 bytes) + u16 BE port; payload.
     Replies carry flags=0 whatever the request said, as psiphond's do."""
 
@@ -721,7 +721,7 @@ class UdpgwError(Exception):
     pass
 
 
-# --- Packet tunnel (PROTOCOL.md section 6.3) --------------------------------------------------
+# --- Packet tunnel (docs/protocol.md section 6.3) --------------------------------------------------
 #
 # One TUN device for every client. Upstream, a client's packets get the client's assigned
 # address as their source (and DNS to 10.0.0.2 / fd19:ca83:e6d5:1c44::2 goes to the resolver);
@@ -1386,7 +1386,7 @@ class Session(paramiko.ServerInterface):
     def log_event(self, name, reason=None, **fields):
         self.log.event(name, self.conn, reason, **fields)
 
-    # Auth (PROTOCOL.md section 4)
+    # Auth (docs/protocol.md section 4)
 
     def get_allowed_auths(self, username):
         return "password"
@@ -1416,7 +1416,7 @@ class Session(paramiko.ServerInterface):
         self.session_id = session_id
         return None
 
-    # Global requests (PROTOCOL.md section 5)
+    # Global requests (docs/protocol.md section 5)
 
     def answer_global_request(self, kind, data):
         if kind == "keepalive@openssh.com":
@@ -1494,7 +1494,7 @@ class Session(paramiko.ServerInterface):
         self.log_event("stalled")
         self.server.stopping.wait()
 
-    # Channels (PROTOCOL.md section 6)
+    # Channels (docs/protocol.md section 6)
 
     def check_channel_request(self, kind, chanid):
         if kind == PACKET_TUNNEL_CHANNEL:
@@ -1694,7 +1694,7 @@ class PsiphonServer:
 # --- Entry line and command line -------------------------------------------------------------
 
 def entry_line(config, host_key, ssh_port, ossh_port):
-    """PROTOCOL.md section 1.1: lowercase hex of "0 0 0 0 " + compact JSON."""
+    """docs/protocol.md section 1.1: lowercase hex of "0 0 0 0 " + compact JSON."""
     fields = {
         "ipAddress": config.listen,
         "sshPort": ssh_port,

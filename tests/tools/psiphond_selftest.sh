@@ -236,7 +236,7 @@ udp_responder(socket.AF_INET, ("127.0.0.1", 5353), b"dns:")
 main = entry("main")
 OSSH_TEST_KEYWORD = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-@check("OSSH key derivation and RC4 match the PROTOCOL.md 3.4 test vector")
+@check("OSSH key derivation and RC4 match the docs/protocol.md 3.4 test vector")
 def _():
     seed = bytes(range(16))
     c2s = psiphond.derive_ossh_key(seed, OSSH_TEST_KEYWORD, psiphond.OSSH_CLIENT_TO_SERVER)
@@ -541,7 +541,7 @@ def _():
 sys.exit(1 if failures else 0)
 EOF
 
-# The packet tunnel (PROTOCOL.md section 6.3), from the client namespace: hand-built packets
+# The packet tunnel (docs/protocol.md section 6.3), from the client namespace: hand-built packets
 # from 10.200.3.1 / fd42:42:42::1 (the client's own TUN addresses) over tun@psiphon.ca to the
 # packet server, whose TUN hands them to the kernel of the server namespace.
 ip netns exec "$CLIENT_NS" "$PY" - "$TOOLS" "$WORK" <<'EOF' || FAILED=1

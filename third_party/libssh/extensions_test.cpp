@@ -465,7 +465,7 @@ private:
     Bytes channel_data_;
 };
 
-// A Psiphon-like handshake: JSON request, JSON reply (PROTOCOL.md section 5.1).
+// A Psiphon-like handshake: JSON request, JSON reply (docs/protocol.md section 5.1).
 const std::string kHandshakeRequest =
     R"({"propagation_channel_id":"FFFFFFFFFFFFFFFF","sponsor_id":"FFFFFFFFFFFFFFFF","client_version":"1",)"
     R"("client_platform":"Linux","relay_protocol":"OSSH"})";
@@ -523,7 +523,7 @@ protected:
         ASSERT_EQ(ssh_options_set(session(), SSH_OPTIONS_TIMEOUT, &timeout), SSH_OK);
         ASSERT_EQ(ssh_connect(session()), SSH_OK) << ssh_get_error(session()) << " / server: " << server_->error();
 
-        // The host key check psi does (PROTOCOL.md section 4): the server's key blob, byte for byte.
+        // The host key check psi does (docs/protocol.md section 4): the server's key blob, byte for byte.
         // libssh 0.10 has no public function returning the blob; its base64 form is the same check.
         ssh_key received = nullptr;
         ASSERT_EQ(ssh_get_server_publickey(session(), &received), SSH_OK);

@@ -1,4 +1,4 @@
-// libFuzzer target for what a Psiphon server sends down the packet tunnel (PROTOCOL.md §6.3):
+// libFuzzer target for what a Psiphon server sends down the packet tunnel (docs/protocol.md §6.3):
 // frames, each packet then checked and its DNS rewritten by accept_inbound, and the same bytes
 // as one packet from the TUN through filter_outbound. Nothing may crash; the frames taken never
 // reach past the input; a packet either filter keeps still parses to the same length.

@@ -1,5 +1,5 @@
 // libFuzzer target for what a Psiphon server says back: the psiphon-handshake reply and the
-// psiphon-connected reply (PROTOCOL.md §5), which psi-connect parses from a hostile server's
+// psiphon-connected reply (docs/protocol.md §5), which psi-connect parses from a hostile server's
 // SSH_MSG_REQUEST_SUCCESS. Nothing may crash; anything but a JSON object is an Error; what a
 // reply yields holds only strings it carried.
 #include <cstdint>

@@ -1,4 +1,4 @@
-// libFuzzer target for the packet parser, the NAT rewrite (TUN.md §3.2-3.4) and the packets the
+// libFuzzer target for the packet parser, the NAT rewrite (docs/packet-engine.md §3.2-3.4) and the packets the
 // engine answers with. The input is read as one packet from the TUN. Nothing may crash; a parsed
 // view must describe bytes inside the packet; a TCP or UDP packet rewritten to other endpoints
 // must parse to those endpoints and to nothing else new, keep valid checksums valid, come back

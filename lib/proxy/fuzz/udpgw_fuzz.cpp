@@ -1,4 +1,4 @@
-// libFuzzer target for the udpgw frame parser (PROTOCOL.md §6.2): the input is read as a stream of
+// libFuzzer target for the udpgw frame parser (docs/protocol.md §6.2): the input is read as a stream of
 // frames on an IPv4 and on an IPv6 connection. Nothing may crash; a complete frame takes exactly
 // 2 + its size field, stays within the limits, and encodes back to the same bytes (but for the
 // IPv6 flag, which psiphond leaves out downstream and the encoder always writes).

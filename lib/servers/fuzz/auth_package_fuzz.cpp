@@ -1,4 +1,4 @@
-// libFuzzer target for the authenticated package reader (PROTOCOL.md §2.2): any bytes, as a
+// libFuzzer target for the authenticated package reader (docs/protocol.md §2.2): any bytes, as a
 // downloaded remote list would be. Nothing may crash or grow past the limit; a package is only
 // ever accepted when it is signed by the key below, which the fuzzer cannot forge.
 #include <cstdint>

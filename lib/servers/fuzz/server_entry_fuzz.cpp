@@ -1,4 +1,4 @@
-// libFuzzer target for the server entry codec (PROTOCOL.md §1.1). The input is read twice: as a
+// libFuzzer target for the server entry codec (docs/protocol.md §1.1). The input is read twice: as a
 // list of hex lines, and hex-encoded as one line, so that mutations reach the JSON and the
 // validation directly. Nothing may crash, and every entry accepted must come back unchanged
 // from encode_entry_line + decode_entry_line.

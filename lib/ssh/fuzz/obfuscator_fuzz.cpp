@@ -1,4 +1,4 @@
-// libFuzzer target for ClientObfuscator::inbound (PROTOCOL.md §3.3), the part of OSSH that reads
+// libFuzzer target for ClientObfuscator::inbound (docs/protocol.md §3.3), the part of OSSH that reads
 // what the server sends. Input: byte 0 is the mode, bytes 1-4 are chunk sizes (used in turn), the
 // rest is the server's stream. Mode bit 0: the stream is plaintext, encrypted here with the server's
 // keystream so that mutations reach the line and packet parsing directly (otherwise it goes in as it
