@@ -91,7 +91,11 @@ $(BUILD)/fuzz/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(BUILD)/fuzz/%_fuzz: lib/*/fuzz/%_fuzz.cpp $(FUZZ_OBJECTS)
+# An archive, so that each target links only the objects it uses.
+$(BUILD)/fuzz/libpsi-fuzz.a: $(FUZZ_OBJECTS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/fuzz/%_fuzz: lib/*/fuzz/%_fuzz.cpp $(BUILD)/fuzz/libpsi-fuzz.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -lcrypto -lz -lcurl -lcap -lbpf -o $@
 
