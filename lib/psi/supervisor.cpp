@@ -499,19 +499,23 @@ private:
     // psi-connect runs as the tunnel user: a line that is not a notice as it writes them (not
     // JSON, a port that is not a whole number) is ignored, never the supervisor's end.
     void on_notice(const std::string& line) {
-        if (const std::optional<connect::Notice> notice = connect::parse_notice(line))
-            std::visit([this](const auto& alternative) { handle(alternative); }, *notice);
-    }
-
-    // After each notice that changes what psi status shows: the state file, written anew.
-    void publish_tunnel() {
-        state_.set("tunnel", tunnel_);
-        publish();
+        const std::optional<connect::Notice> notice = connect::parse_notice(line);
+        if (!notice) return;
+        if (const auto* outcome = std::get_if<connect::notice::ServerOutcome>(&*notice)) {
+            remember(*outcome);
+            return;
+        }
+        record_outcomes();  // with the next other notice: after each round, and with each tunnel
+        if (is_connect_discarded_) return;
+        std::visit([this](const auto& alternative) { handle(alternative); }, *notice);
+        // Homepages are published with the tunnel's next notice, not one state file each.
+        if (!std::holds_alternative<connect::notice::Homepage>(*notice)) {
+            state_.set("tunnel", tunnel_);
+            publish();
+        }
     }
 
     void handle(const connect::notice::Tunnels& notice) {
-        record_outcomes();
-        if (is_connect_discarded_) return;
         if (notice.count > 0) {
             tunnel_.set("up", true);
             tunnel_.set("since", utc_now());
@@ -525,44 +529,29 @@ private:
             set_tunnel_down();
             say("tunnel down; psi-connect is reconnecting");
         }
-        publish_tunnel();
     }
 
     void handle(const connect::notice::PacketTunnelStats& notice) {
-        if (is_connect_discarded_) return;
         tunnel_.set("packetTunnelStats", connect::to_json(notice));
-        publish_tunnel();
     }
 
-    void handle(const connect::notice::PacketTunnel& notice) {
-        if (is_connect_discarded_) return;
-        on_packet_tunnel(notice.state);
-        publish_tunnel();
-    }
+    void handle(const connect::notice::PacketTunnel& notice) { on_packet_tunnel(notice.state); }
 
     void handle(const connect::notice::ActiveTunnel& notice) {
-        if (is_connect_discarded_) return;
         tunnel_.set("protocol", printable_text(notice.protocol));
         tunnel_.set("homepages", json::Array{});
-        publish_tunnel();
     }
 
     void handle(const connect::notice::ConnectedServerRegion& notice) {
-        if (is_connect_discarded_) return;
         tunnel_.set("serverRegion", printable_text(notice.server_region));
-        publish_tunnel();
     }
 
     void handle(const connect::notice::ClientRegion& notice) {
-        if (is_connect_discarded_) return;
         tunnel_.set("clientRegion", printable_text(notice.region));
-        publish_tunnel();
     }
 
-    // Shown by psi up and psi status on root's terminal: a few clean URLs, published with the
-    // tunnel's next notice, not one state file per homepage.
+    // Shown by psi up and psi status on root's terminal: a few clean URLs.
     void handle(const connect::notice::Homepage& notice) {
-        if (is_connect_discarded_) return;
         if (!tunnel_.find("homepages")) tunnel_.set("homepages", json::Array{});
         json::Array& homepages = tunnel_.find("homepages")->as_array();
         const json::Value url = notice.url;
@@ -571,26 +560,19 @@ private:
             homepages.push_back(url);
     }
 
-    void handle(const connect::notice::ListeningSocksProxyPort& notice) {
-        if (is_connect_discarded_) return;
-        tunnel_.set("socksPort", notice.port);
-        publish_tunnel();
-    }
+    void handle(const connect::notice::ListeningSocksProxyPort& notice) { tunnel_.set("socksPort", notice.port); }
 
-    void handle(const connect::notice::ListeningHttpProxyPort& notice) {
-        if (is_connect_discarded_) return;
-        tunnel_.set("httpPort", notice.port);
-        publish_tunnel();
-    }
+    void handle(const connect::notice::ListeningHttpProxyPort& notice) { tunnel_.set("httpPort", notice.port); }
 
-    void handle(const connect::notice::Warning& notice) { say_from_connect(notice.message); }
-    void handle(const connect::notice::Error& notice) { say_from_connect(notice.message); }
+    void handle(const connect::notice::Warning& notice) { say("psi-connect: " + printable_text(notice.message)); }
+    void handle(const connect::notice::Error& notice) { say("psi-connect: " + printable_text(notice.message)); }
     void handle(const connect::notice::Exiting&) {}
+    void handle(const connect::notice::ServerOutcome&) {}  // remembered before, in on_notice
 
     // The server memory: what became of each candidate, written to the store by psi-servers
-    // record in batches (after each round, and with each tunnel), which checks every field
-    // again. The time is root's clock, not the tunnel user's word.
-    void handle(const connect::notice::ServerOutcome& notice) {
+    // record in batches, which checks every field again. The time is root's clock, not the
+    // tunnel user's word.
+    void remember(const connect::notice::ServerOutcome& notice) {
         servers::ServerOutcome outcome{notice.address, notice.protocol, notice.is_connected,
                                        servers::FailureClass::none, static_cast<std::int64_t>(std::time(nullptr))};
         if (!notice.is_connected) {
@@ -613,13 +595,6 @@ private:
         } catch (const Error& error) {
             say(std::string("cannot record the servers' outcomes: ") + error.what());
         }
-    }
-
-    void say_from_connect(const std::string& message) {
-        record_outcomes();
-        if (is_connect_discarded_) return;
-        say("psi-connect: " + printable_text(message));
-        publish_tunnel();
     }
 
     // An empty store (a first run): the list shipped with psi, when there is one. Local and
