@@ -13,6 +13,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/printable.hpp"
 
 namespace psi::wrapper {
 namespace {
@@ -119,6 +120,11 @@ std::string systemd_unit() {
     const bool is_service =
         unit.size() > suffix.size() && unit.compare(unit.size() - suffix.size(), suffix.size(), suffix) == 0;
     return is_service ? unit : "";
+}
+
+std::string state_text(const json::Value& object, const char* key, const char* fallback) {
+    const json::Value* value = object.find(key);
+    return value && value->is_string() ? printable_text(value->as_string()) : fallback;
 }
 
 }  // namespace psi::wrapper

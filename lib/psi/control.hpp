@@ -40,6 +40,9 @@ bool wait_for_exit(const Supervisor& supervisor, int seconds);
 
 // The last state the supervisor wrote, or an empty object.
 json::Value read_state(const Config& config);
+// A string of the state, made printable (the state holds what the tunnel user's notices said),
+// or `fallback`.
+std::string state_text(const json::Value& object, const char* key, const char* fallback = "");
 
 // The systemd service this process runs in ("psi.service"), or "" when systemd did not start it.
 std::string systemd_unit();

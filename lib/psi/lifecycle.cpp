@@ -13,10 +13,9 @@
 #include <thread>
 
 #include "core/error.hpp"
-#include "core/program_directory.hpp"
 #include "core/json.hpp"
-#include "core/printable.hpp"
 #include "core/process.hpp"
+#include "core/program_directory.hpp"
 #include "psi/control.hpp"
 #include "psi/status_report.hpp"
 #include "psi/supervisor.hpp"
@@ -26,15 +25,6 @@ namespace {
 
 namespace bp = boost::process;
 using namespace std::chrono_literals;
-
-std::string text(const json::Value& object, const char* key, const char* fallback = "") {
-    const json::Value* value = object.find(key);
-    return value && value->is_string() ? printable_text(value->as_string()) : fallback;
-}
-
-std::int64_t integer(const json::Value& object, const char* key) { return object.get(key, std::int64_t{0}); }
-
-bool flag(const json::Value& object, const char* key) { return object.get(key, false); }
 
 std::string self_program() { return program_directory() + "/psi"; }
 
@@ -49,10 +39,10 @@ bool wait_for_tunnel(const Config& config, std::int64_t pid, std::int64_t after,
     has_ended = false;
     while (std::chrono::steady_clock::now() < deadline) {
         const json::Value state = read_state(config);
-        if (integer(state, "pid") == pid) {
+        if (state.get("pid", std::int64_t{0}) == pid) {
             const json::Value& tunnel = tunnel_of(state);
-            if (flag(tunnel, "up") && integer(tunnel, "generation") > after) return true;
-            if (state.find("running") && !flag(state, "running")) {
+            if (tunnel.get("up", false) && tunnel.get("generation", std::int64_t{0}) > after) return true;
+            if (state.find("running") && !state.get("running", false)) {
                 has_ended = true;
                 return false;
             }
@@ -95,8 +85,8 @@ std::optional<Supervisor> other_supervisor(const Config& config, std::int64_t pi
 UpRequest request_again(const json::Value& state, const std::string& config_path, int timeout) {
     UpRequest again;
     again.config_path = config_path;
-    again.is_allow_lan = flag(state, state.find("allowLanOption") ? "allowLanOption" : "allowLan");
-    again.mode = text(state, "mode", "auto");
+    again.is_allow_lan = state.get(state.find("allowLanOption") ? "allowLanOption" : "allowLan", false);
+    again.mode = state_text(state, "mode", "auto");
     again.timeout = timeout;
     return again;
 }
@@ -112,7 +102,7 @@ int up(const Config& config, const UpRequest& request) {
     if (const std::optional<Supervisor> running = find_supervisor(config)) {
         std::printf("psi is already up (pid %lld)\n", static_cast<long long>(running->pid));
         const json::Value state = read_state(config);
-        if (flag(tunnel_of(state), "up")) print_tunnel(tunnel_of(state));
+        if (tunnel_of(state).get("up", false)) print_tunnel(tunnel_of(state));
         return exit_status::ok;
     }
     prepare_run_directory(config);
@@ -144,10 +134,10 @@ int up(const Config& config, const UpRequest& request) {
     }
     const json::Value state = read_state(config);
     if (has_ended) {
-        throw Error("psi could not start: " + text(state, "error", "see psi logs") +
+        throw Error("psi could not start: " + state_text(state, "error", "see psi logs") +
                     "; whatever kill switch is loaded stays loaded");
     }
-    throw Error("no tunnel within " + std::to_string(timeout) + " s (" + text(state, "error", "no server answered yet") +
+    throw Error("no tunnel within " + std::to_string(timeout) + " s (" + state_text(state, "error", "no server answered yet") +
                 "); psi keeps trying, and with the kill switch up nothing leaves. psi status, psi logs");
 }
 
@@ -175,7 +165,7 @@ int reload(const Config& config, int timeout) {
     require_root("reload");
     const std::optional<Supervisor> supervisor = find_supervisor(config);
     if (!supervisor) throw Error("psi is not up (psi up)");
-    const std::int64_t before = integer(tunnel_of(read_state(config)), "generation");
+    const std::int64_t before = tunnel_of(read_state(config)).get("generation", std::int64_t{0});
     signal_supervisor(*supervisor, SIGHUP);
     bool has_ended = false;
     if (!wait_for_tunnel(config, supervisor->pid, before, timeout, has_ended))
@@ -188,7 +178,7 @@ int reload(const Config& config, int timeout) {
 int restart(const Config& config, const std::string& config_path, int timeout) {
     require_root("restart");
     const json::Value state = read_state(config);
-    if (const std::string unit = text(state, "systemdUnit"); !unit.empty() && find_supervisor(config))
+    if (const std::string unit = state_text(state, "systemdUnit"); !unit.empty() && find_supervisor(config))
         return restart_under_systemd(unit);
     down(config, config_path, false);
     return up(config, request_again(state, config_path, timeout));

@@ -15,11 +15,6 @@
 namespace psi::wrapper {
 namespace {
 
-std::string text(const json::Value& object, const char* key, const char* fallback = "") {
-    const json::Value* value = object.find(key);
-    return value && value->is_string() ? printable_text(value->as_string()) : fallback;
-}
-
 long long integer(const json::Value& object, const char* key) {
     return static_cast<long long>(object.get(key, std::int64_t{0}));
 }
@@ -58,8 +53,8 @@ const json::Value& tunnel_of(const json::Value& state) {
 
 void print_tunnel(const json::Value& tunnel) {
     std::printf("tunnel up via %s%s, server region %s; SOCKS5 127.0.0.1:%lld, HTTP 127.0.0.1:%lld\n",
-                text(tunnel, "protocol", "?").c_str(), tunnel.get("packetTunnel", false) ? " (packet tunnel)" : "",
-                text(tunnel, "serverRegion", "?").c_str(), integer(tunnel, "socksPort"), integer(tunnel, "httpPort"));
+                state_text(tunnel, "protocol", "?").c_str(), tunnel.get("packetTunnel", false) ? " (packet tunnel)" : "",
+                state_text(tunnel, "serverRegion", "?").c_str(), integer(tunnel, "socksPort"), integer(tunnel, "httpPort"));
     if (const json::Value* homepages = tunnel.find("homepages"); homepages && homepages->is_array())
         for (const json::Value& url : homepages->as_array())
             if (url.is_string() && is_homepage_url(url.as_string()))
@@ -104,15 +99,15 @@ int report_status(const Config& config, const StatusRequest& request) {
     } else {
         if (supervisor) {
             std::printf("psi: up since %s (pid %d); psi-connect restarted %lld times, psi-tun run %lld\n",
-                        text(state, "started", "?").c_str(), supervisor->pid, integer(state, "connectRestarts"),
+                        state_text(state, "started", "?").c_str(), supervisor->pid, integer(state, "connectRestarts"),
                         integer(state, "engineRestarts"));
             if (is_tunnel_up) {
                 print_tunnel(tunnel);
-                std::printf("since %s\n", text(tunnel, "since", "?").c_str());
+                std::printf("since %s\n", state_text(tunnel, "since", "?").c_str());
                 print_packet_tunnel_stats(tunnel);
             } else {
                 std::printf("tunnel: down, connecting%s\n",
-                            state.find("error") ? (" (" + text(state, "error") + ")").c_str() : "");
+                            state.find("error") ? (" (" + state_text(state, "error") + ")").c_str() : "");
             }
         } else {
             std::puts("psi: not running (psi up)");
