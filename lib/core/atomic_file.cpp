@@ -181,13 +181,10 @@ UniqueFd memory_file(const char* name, std::string_view text) {
 std::optional<std::string> read_file_if_readable(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.is_open()) return std::nullopt;
-    std::string text;
-    char buffer[65536];
-    for (;;) {
-        const ssize_t count = ::read(fd.get(), buffer, sizeof buffer);
-        if (count == 0) return text;
-        if (count < 0 && errno != EINTR) return std::nullopt;
-        if (count > 0) text.append(buffer, static_cast<std::size_t>(count));
+    try {
+        return read_all(fd.get(), path);
+    } catch (const Error&) {
+        return std::nullopt;  // gone while it was read (a process's /proc file, say)
     }
 }
 
