@@ -35,7 +35,7 @@ FUZZ_FLAGS    := -std=c++20 -O1 -g -Ilib -fsanitize=address,undefined -fno-sanit
 FUZZ_SECONDS  ?= 300
 FUZZ_SOURCES  := $(wildcard lib/*/fuzz/*_fuzz.cpp)
 FUZZ_TARGETS  := $(patsubst %.cpp,$(BUILD)/fuzz/%,$(notdir $(FUZZ_SOURCES)))
-FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/packet/% lib/tun/% lib/engine/% lib/connect/psiphon_api.cpp lib/connect/packet_filter.cpp,$(filter-out lib/core/cli.cpp lib/engine/engine_run.cpp lib/servers/selection.cpp,$(LIB_SOURCES)))
+FUZZ_LIB      := $(filter lib/core/% lib/servers/% lib/proxy/% lib/ssh/% lib/packet/% lib/tun/% lib/engine/% lib/connect/psiphon_api.cpp lib/connect/packet_filter.cpp lib/connect/notice.cpp,$(filter-out lib/core/cli.cpp lib/engine/engine_run.cpp lib/servers/selection.cpp,$(LIB_SOURCES)))
 FUZZ_OBJECTS  := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o) $(BUILD)/bpf/tcp_fast_path_object.o
 
 # libssh: Debian's source package of libssh 0.11 (Debian 13's, with its security fixes) with
