@@ -14,38 +14,13 @@ namespace psi::connect {
 namespace {
 
 constexpr std::size_t queue_limit = 256 * 1024;
-constexpr std::size_t read_size = 64 * 1024;
-
-enum class Io { progress, would_block, closed, failed };
-
-Io receive(int fd, std::string_view& got) {
-    static thread_local char buffer[read_size];
-    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    if (n > 0) {
-        got = std::string_view(buffer, static_cast<std::size_t>(n));
-        return Io::progress;
-    }
-    if (n == 0) return Io::closed;
-    if (errno == EAGAIN || errno == EINTR) return Io::would_block;
-    return Io::failed;
-}
-
-Io send_front(int fd, std::string& queue) {
-    const ssize_t n = ::send(fd, queue.data(), queue.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n >= 0) {
-        queue.erase(0, static_cast<std::size_t>(n));
-        return Io::progress;
-    }
-    if (errno == EAGAIN || errno == EINTR) return Io::would_block;
-    return Io::failed;
-}
 
 }  // namespace
 
-OsshPump::OsshPump(UniqueFd network, UniqueFd libssh_side, std::unique_ptr<ssh::ClientObfuscator> obfuscator,
+OsshPump::OsshPump(std::unique_ptr<NetworkStream> network, UniqueFd libssh_side, std::unique_ptr<ssh::ClientObfuscator> obfuscator,
                    std::string preamble)
     : network_(std::move(network)),
-      libssh_side_(std::move(libssh_side)),
+      libssh_side_(make_socket_stream(std::move(libssh_side))),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       obfuscator_(std::move(obfuscator)),
       to_network_(std::move(preamble)) {
@@ -83,53 +58,59 @@ void OsshPump::run() {
             break;
         }
         if (is_libssh_closed && to_network_.empty()) break;
-        pollfd fds[3] = {{network_.get(), 0, 0}, {libssh_side_.get(), 0, 0}, {wake_.get(), POLLIN, 0}};
-        if (!is_network_closed && to_libssh_.size() < queue_limit) fds[0].events |= POLLIN;
-        if (!to_network_.empty()) fds[0].events |= POLLOUT;
-        if (!is_libssh_closed && to_network_.size() < queue_limit) fds[1].events |= POLLIN;
-        if (!to_libssh_.empty()) fds[1].events |= POLLOUT;
-        if (::poll(fds, 3, -1) < 0) {
+        const bool want_network_read = !is_network_closed && to_libssh_.size() < queue_limit;
+        const bool want_network_write = !to_network_.empty();
+        pollfd fds[3] = {
+            {network_->fd(), network_->poll_events(want_network_read, want_network_write), 0},
+            {libssh_side_->fd(),
+             libssh_side_->poll_events(!is_libssh_closed && to_network_.size() < queue_limit, !to_libssh_.empty()), 0},
+            {wake_.get(), POLLIN, 0}};
+        const bool is_input_buffered = want_network_read && network_->has_buffered_input();
+        if (::poll(fds, 3, is_input_buffered ? 0 : -1) < 0) {
             if (errno == EINTR) continue;
             fail(std::string("poll: ") + std::strerror(errno));
             break;
         }
         if (fds[2].revents) break;
 
+        constexpr short trouble = POLLHUP | POLLERR;
+        const short network_read_events = network_->poll_events(true, false) | trouble;
+        const short network_write_events = network_->poll_events(false, true) | trouble;
         std::string_view got;
-        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR) && (fds[0].events & POLLIN)) {
-            const Io io = receive(network_.get(), got);
-            if (io == Io::progress) {
+        if (want_network_read && (is_input_buffered || (fds[0].revents & network_read_events))) {
+            const StreamIo io = network_->receive(got);
+            if (io == StreamIo::progress) {
                 try {
                     to_libssh_ += obfuscator_->inbound(got);
                 } catch (const Error& error) {
                     fail(std::string("not an OSSH server: ") + error.what());
                     break;
                 }
-            } else if (io == Io::closed) {
+            } else if (io == StreamIo::closed) {
                 is_network_closed = true;
-            } else if (io == Io::failed) {
-                fail(std::string("connection to the server: ") + std::strerror(errno));
+            } else if (io == StreamIo::failed) {
+                fail("connection to the server: " + network_->failure_reason());
                 break;
             }
         }
-        if (fds[1].revents & (POLLIN | POLLHUP | POLLERR) && (fds[1].events & POLLIN)) {
-            const Io io = receive(libssh_side_.get(), got);
-            if (io == Io::progress) {
+        if (fds[1].revents & (POLLIN | trouble) && (fds[1].events & POLLIN)) {
+            const StreamIo io = libssh_side_->receive(got);
+            if (io == StreamIo::progress) {
                 to_network_ += obfuscator_->outbound(got);
-            } else if (io == Io::closed || io == Io::failed) {
+            } else if (io == StreamIo::closed || io == StreamIo::failed) {
                 is_libssh_closed = true;
             }
         }
-        if ((fds[0].revents & (POLLOUT | POLLERR)) && !to_network_.empty() &&
-            send_front(network_.get(), to_network_) == Io::failed) {
-            fail(std::string("connection to the server: ") + std::strerror(errno));
+        if (want_network_write && (fds[0].revents & network_write_events) &&
+            network_->send_front(to_network_) == StreamIo::failed) {
+            fail("connection to the server: " + network_->failure_reason());
             break;
         }
         if ((fds[1].revents & (POLLOUT | POLLERR)) && !to_libssh_.empty() &&
-            send_front(libssh_side_.get(), to_libssh_) == Io::failed)
+            libssh_side_->send_front(to_libssh_) == StreamIo::failed)
             break;  // libssh's end is gone: the session is over
     }
-    ::shutdown(network_.get(), SHUT_RDWR);
+    network_->shut_down();
     libssh_side_.reset();
     network_.reset();
 }

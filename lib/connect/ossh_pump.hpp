@@ -1,5 +1,6 @@
 // The OSSH shim of docs/protocol.md §3.6: libssh speaks plain SSH over one end of a socketpair, and a
-// thread moves the bytes between the other end and the server's socket through the obfuscator
+// thread moves the bytes between the other end and the network stream (the server's socket, or
+// TLS over it) through the obfuscator
 // (the preamble first, RC4 up to each side's NEWKEYS, raw after). Each direction is queued and
 // bounded, so neither side can make it grow or block the other.
 #pragma once
@@ -10,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "connect/network_stream.hpp"
 #include "core/unique_fd.hpp"
 #include "ssh/obfuscator.hpp"
 
@@ -17,8 +19,8 @@ namespace psi::connect {
 
 class OsshPump {
 public:
-    // Takes the connected server socket and the pump's end of the socketpair; starts at once.
-    OsshPump(UniqueFd network, UniqueFd libssh_side, std::unique_ptr<ssh::ClientObfuscator> obfuscator,
+    // Takes the connected network stream and the pump's end of the socketpair; starts at once.
+    OsshPump(std::unique_ptr<NetworkStream> network, UniqueFd libssh_side, std::unique_ptr<ssh::ClientObfuscator> obfuscator,
              std::string preamble);
     ~OsshPump();
     OsshPump(const OsshPump&) = delete;
@@ -33,8 +35,8 @@ private:
     void run();
     void fail(std::string reason);
 
-    UniqueFd network_;
-    UniqueFd libssh_side_;
+    std::unique_ptr<NetworkStream> network_;
+    std::unique_ptr<NetworkStream> libssh_side_;
     UniqueFd wake_;
     std::unique_ptr<ssh::ClientObfuscator> obfuscator_;
     std::string to_network_;

@@ -47,7 +47,7 @@ public:
         const std::string padding = random_padding();
         padding_length_ = padding.size();
         std::string preamble = obfuscator->preamble(padding);
-        pump_ = std::make_unique<OsshPump>(std::move(network), std::move(pump_side), std::move(obfuscator),
+        pump_ = std::make_unique<OsshPump>(make_socket_stream(std::move(network)), std::move(pump_side), std::move(obfuscator),
                                            std::move(preamble));
         const int flags = ::fcntl(libssh_side.get(), F_GETFL);
         ::fcntl(libssh_side.get(), F_SETFL, flags | O_NONBLOCK);
