@@ -1,5 +1,7 @@
 #include "connect/ossh_pump.hpp"
 
+#include <fcntl.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -15,7 +17,38 @@ namespace {
 
 constexpr std::size_t queue_limit = 256 * 1024;
 
+std::string random_padding() {
+    unsigned char length_bytes[2];
+    if (RAND_bytes(length_bytes, sizeof length_bytes) != 1) throw Error("no randomness for the OSSH padding");
+    const std::size_t length = ((length_bytes[0] << 8) | length_bytes[1]) % (ssh::obfuscation_max_padding + 1);
+    std::string padding(length, '\0');
+    if (length && RAND_bytes(reinterpret_cast<unsigned char*>(padding.data()), static_cast<int>(length)) != 1)
+        throw Error("no randomness for the OSSH padding");
+    return padding;
+}
+
 }  // namespace
+
+OsshOverStream start_ossh(std::unique_ptr<NetworkStream> network, const TransportRequest& request) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        throw Error(std::string("socketpair: ") + std::strerror(errno));
+    OsshOverStream ossh;
+    ossh.libssh_side = UniqueFd(pair[0]);
+    UniqueFd pump_side(pair[1]);
+    request.cancellation.watch(ossh.libssh_side.get());
+    ssh::ObfuscationSeed seed;
+    if (RAND_bytes(seed.data(), static_cast<int>(seed.size())) != 1) throw Error("no randomness for OSSH");
+    auto obfuscator = std::make_unique<ssh::ClientObfuscator>(request.entry.string_value("sshObfuscatedKey"), seed);
+    const std::string padding = random_padding();
+    ossh.padding_length = padding.size();
+    std::string preamble = obfuscator->preamble(padding);
+    ossh.pump = std::make_unique<OsshPump>(std::move(network), std::move(pump_side), std::move(obfuscator),
+                                           std::move(preamble));
+    const int flags = ::fcntl(ossh.libssh_side.get(), F_GETFL);
+    ::fcntl(ossh.libssh_side.get(), F_SETFL, flags | O_NONBLOCK);
+    return ossh;
+}
 
 OsshPump::OsshPump(std::unique_ptr<NetworkStream> network, UniqueFd libssh_side, std::unique_ptr<ssh::ClientObfuscator> obfuscator,
                    std::string preamble)

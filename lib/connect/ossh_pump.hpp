@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "connect/network_stream.hpp"
+#include "connect/transport.hpp"
 #include "core/unique_fd.hpp"
 #include "ssh/obfuscator.hpp"
 
@@ -45,5 +46,14 @@ private:
     std::string failure_;
     std::thread thread_;
 };
+
+// OSSH over a connected network stream, as every OSSH-carrying transport starts it: a fresh seed
+// and random padding, the obfuscator keyed from the entry's sshObfuscatedKey, the pump running.
+struct OsshOverStream {
+    UniqueFd libssh_side;  // non-blocking, watched by the request's cancellation
+    std::unique_ptr<OsshPump> pump;
+    std::size_t padding_length = 0;
+};
+OsshOverStream start_ossh(std::unique_ptr<NetworkStream> network, const TransportRequest& request);
 
 }  // namespace psi::connect
