@@ -17,7 +17,7 @@ DESTDIR      ?=
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Ilib -I$(BUILD)/libssh/install/include -DPSI_VERSION='"$(VERSION)"' -MMD -MP
-LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto -lbpf
+LDLIBS   := -lnftables -lcap -lcurl -lz -lcrypto -lgnutls -lbpf
 
 BUILD    := build
 JOBS     := $(shell nproc 2>/dev/null || echo 2)

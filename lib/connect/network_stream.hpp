@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/unique_fd.hpp"
+#include "tls/client_session.hpp"
 
 namespace psi::connect {
 
@@ -37,5 +38,11 @@ public:
 };
 
 std::unique_ptr<NetworkStream> make_socket_stream(UniqueFd socket);
+
+struct TransportRequest;
+// TLS over the connected socket, the handshake done within the request's deadline (tls_stream.cpp).
+// Throws DialError (handshake, timeout) naming what failed.
+std::unique_ptr<NetworkStream> make_tls_stream(UniqueFd socket, const tls::ClientOptions& options,
+                                               const TransportRequest& request);
 
 }  // namespace psi::connect

@@ -7,6 +7,7 @@ namespace {
 
 constexpr SpokenProtocol table[] = {
     {"OSSH", make_ossh_transport},
+    {"TLS-OSSH", make_tls_ossh_transport},
     {"SSH", make_ssh_transport},
 };
 

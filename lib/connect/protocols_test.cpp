@@ -75,10 +75,10 @@ Names sorted(Names names) {
     return names;
 }
 
-TEST(Protocols, OsshFirstThenSsh) {
-    EXPECT_EQ(spoken_protocol_names(), (Names{"OSSH", "SSH"}));
-    EXPECT_EQ(spoken_protocol_list(", "), "OSSH, SSH");
-    EXPECT_EQ(spoken_protocol_list(" or "), "OSSH or SSH");
+TEST(Protocols, OsshFirstSshLast) {
+    EXPECT_EQ(spoken_protocol_names(), (Names{"OSSH", "TLS-OSSH", "SSH"}));
+    EXPECT_EQ(spoken_protocol_list(", "), "OSSH, TLS-OSSH, SSH");
+    EXPECT_EQ(spoken_protocol_list(" or "), "OSSH or TLS-OSSH or SSH");
     EXPECT_EQ(servers::default_protocols(), spoken_protocol_names());  // psi-servers pick's default
 }
 

@@ -54,5 +54,6 @@ public:
 // Each defined in its transport's file.
 std::unique_ptr<Transport> make_ssh_transport();
 std::unique_ptr<Transport> make_ossh_transport();
+std::unique_ptr<Transport> make_tls_ossh_transport();
 
 }  // namespace psi::connect
