@@ -186,3 +186,26 @@ EOF
     run ls /etc/netns
     refute_output --partial "$LAB_PREFIX-"
 }
+
+@test "lab_down ends a fixture's processes and removes its namespace (the CDN's), also one cdn_up left half built" {
+    load 'lab/cdn'
+    local prefix=$LAB_PREFIX master
+    cdn_up front.psi.test "$LAB_INET_IP4:8080"
+    master=$(cat "$LAB_DIR/cdn/nginx.pid")
+    lab_down
+    run ip netns list
+    refute_output --partial "$prefix-"
+    run ls /etc/netns
+    refute_output --partial "$prefix-"
+    assert [ ! -e "/proc/$master" ]
+    lab_up
+    # cdn_up takes down what it built when a step fails; lab_down what a step left.
+    cdn__start() { return 1; }
+    run cdn_up front.psi.test "$LAB_INET_IP4:8080"
+    assert_failure
+    assert [ ! -e "/run/netns/$LAB_PREFIX-cdn" ]
+    cdn__add_namespace
+    lab_down
+    run ip netns list
+    refute_output --partial "$LAB_PREFIX-"
+}

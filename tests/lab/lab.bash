@@ -11,7 +11,8 @@
 # Source this file, call lab_up, and lab_down when done (lab_down is
 # idempotent and also cleans up after a lab_up that failed half way).
 # Namespace names are unique per lab (psi<pid>r<random>-client, ...), so
-# parallel runs never clash.  Needs root.
+# parallel runs never clash; a fixture that adds a namespace names it
+# $LAB_PREFIX-<something>, and lab_down removes it with the others.  Needs root.
 
 export LAB_CLIENT_IP4=192.168.77.10 LAB_CLIENT_IP6=fd77::10
 export LAB_ROUTER_IP4=192.168.77.1 LAB_ROUTER_IP6=fd77::1
@@ -42,9 +43,11 @@ lab_down() {
     [ -n "${LAB_PREFIX:-}" ] || return 0
     local ns
     lab__kill_all
-    for ns in "$LAB_CLIENT" "$LAB_ROUTER" "$LAB_INET"; do
+    for ns in $(lab__namespaces); do
         ip netns delete "$ns" 2>/dev/null || true
-        rm -rf "/etc/netns/$ns"
+    done
+    for ns in /etc/netns/"$LAB_PREFIX"-*; do
+        rm -rf "$ns"
     done
     case "${LAB_DIR:-}" in
         /tmp/psi-lab.*) rm -rf "$LAB_DIR" ;;
@@ -64,6 +67,16 @@ lab__pick_names() {
     export LAB_PREFIX LAB_CLIENT LAB_ROUTER LAB_INET
 }
 
+# Every namespace of this lab: the three of lab_up and any a fixture added
+# (the "-" keeps psi1r2- from matching psi1r23-).
+lab__namespaces() {
+    local path
+    for path in /run/netns/"$LAB_PREFIX"-*; do
+        [ -e "$path" ] && echo "${path##*/}"
+    done
+    return 0
+}
+
 lab__build() {
     lab__add_namespaces &&
         lab__add_links &&
@@ -76,18 +89,23 @@ lab__build() {
 lab__add_namespaces() {
     local ns
     for ns in "$LAB_CLIENT" "$LAB_ROUTER" "$LAB_INET"; do
-        ip netns add "$ns" || return 1
-        # Own resolv.conf, so "ip netns exec" never hands out the host's.
-        mkdir -p "/etc/netns/$ns" &&
-            echo "nameserver $LAB_ROUTER_IP4" >"/etc/netns/$ns/resolv.conf" &&
-            ip -n "$ns" link set lo up || return 1
-        # Link-local addresses would otherwise sit in DAD for ~2s and
-        # send DAD probes into early captures.
-        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 \
-            net.ipv6.conf.default.accept_dad=0 || return 1
+        lab__add_namespace "$ns" || return 1
     done
     ip netns exec "$LAB_ROUTER" sysctl -qw net.ipv4.ip_forward=1 \
         net.ipv6.conf.all.forwarding=1
+}
+
+lab__add_namespace() { # NS
+    local ns=$1
+    ip netns add "$ns" || return 1
+    # Own resolv.conf, so "ip netns exec" never hands out the host's.
+    mkdir -p "/etc/netns/$ns" &&
+        echo "nameserver $LAB_ROUTER_IP4" >"/etc/netns/$ns/resolv.conf" &&
+        ip -n "$ns" link set lo up || return 1
+    # Link-local addresses would otherwise sit in DAD for ~2s and
+    # send DAD probes into early captures.
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 \
+        net.ipv6.conf.default.accept_dad=0
 }
 
 # veths are created inside the namespaces, so their names never touch the host.
@@ -296,8 +314,7 @@ lab__kill_all() {
     if [ -n "${LAB_DIR:-}" ] && [ -f "$LAB_DIR/pids" ]; then
         mapfile -t pids <"$LAB_DIR/pids"
     fi
-    for ns in "$LAB_CLIENT" "$LAB_ROUTER" "$LAB_INET"; do
-        [ -e "/run/netns/$ns" ] || continue
+    for ns in $(lab__namespaces); do
         mapfile -t -O "${#pids[@]}" pids < <(ip netns pids "$ns" 2>/dev/null)
     done
     for pid in "${pids[@]}"; do
@@ -326,8 +343,7 @@ lab__stop() { # PID SIG
 lab__ours() { # PID
     local ns
     ns=$(ip netns identify "$1" 2>/dev/null) || return 1
-    [ -n "$ns" ] || return 1
-    [ "$ns" = "$LAB_CLIENT" ] || [ "$ns" = "$LAB_ROUTER" ] || [ "$ns" = "$LAB_INET" ]
+    [[ $ns == "$LAB_PREFIX"-* ]]
 }
 
 # Gone or a zombie: a zombie child of this shell still answers kill -0.
