@@ -6,12 +6,11 @@
 
 #include <ctime>
 #include <memory>
-#include <optional>
+#include <string>
 
 #include "connect/host_name.hpp"
-#include "connect/ossh_pump.hpp"
+#include "connect/ossh_carrier.hpp"
 #include "connect/tcp_connect.hpp"
-#include "connect/transport.hpp"
 #include "core/error.hpp"
 
 namespace psi::connect {
@@ -23,34 +22,16 @@ bool coin_flip() {
     return byte & 1;
 }
 
-class TlsOsshTransport final : public Transport {
-public:
-    UniqueFd open(const TransportRequest& request) override {
+class TlsOsshTransport final : public OsshCarrier {
+    std::unique_ptr<NetworkStream> open_stream(const TransportRequest& request) override {
         const std::string key = request.entry.string_value("meekObfuscatedKey");
         if (key.empty()) throw Error("the entry has no meekObfuscatedKey for TLS-OSSH");
         UniqueFd network = connect_tcp(request);
         tls::ClientOptions options;
         if (coin_flip()) options.server_name = random_host_name();
         options.client_random = tls::passthrough_message(key, std::time(nullptr));
-        auto stream = make_tls_stream(std::move(network), options, request);
-        dial_duration_ms_ = request.milliseconds_since_start();
-        OsshOverStream ossh = start_ossh(std::move(stream), request);
-        padding_length_ = ossh.padding_length;
-        pump_ = std::move(ossh.pump);
-        return std::move(ossh.libssh_side);
+        return make_tls_stream(std::move(network), options, request);
     }
-
-    void add_to(DialReport& report) const override {
-        report.dial_duration_ms = dial_duration_ms_;
-        report.upstream_ossh_padding = padding_length_;
-    }
-
-    std::string failure() const override { return pump_ ? pump_->failure() : std::string(); }
-
-private:
-    std::int64_t dial_duration_ms_ = 0;
-    std::optional<std::size_t> padding_length_;
-    std::unique_ptr<OsshPump> pump_;
 };
 
 }  // namespace
